@@ -1,0 +1,45 @@
+"""Typed user-facing errors.
+
+Every message names the file, field or value that was wrong, what was expected, and the fix.
+`assert` is kept for internal invariants only (HOUSE_STYLE.md "Errors").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SsclError(Exception):
+    """Base class of every error a user can cause."""
+
+
+class ConfigError(SsclError, ValueError):
+    """A config key or value is wrong."""
+
+
+class LayoutError(SsclError, ValueError):
+    """An unknown skeleton layout, or a layout whose joint/bone description is inconsistent."""
+
+
+class CorpusError(SsclError, ValueError):
+    """A corpus on disk is malformed, or data handed to the writer breaks the schema."""
+
+
+class DestinationExistsError(SsclError, FileExistsError):
+    """An output path already exists and would be overwritten."""
+
+
+class FormatError(SsclError, ValueError):
+    """A raw source file does not follow its published format.
+
+    Args:
+        path: the offending file.
+        message: what was wrong and what was expected.
+        line: 1-based line number, when the error is tied to one line.
+    """
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
