@@ -1,0 +1,115 @@
+"""Raw-format converters and the driver that turns any of them into a corpus.
+
+Each format is one module in this package exposing ``NAME``, ``add_arguments(parser)`` and
+``read(src, **options) -> (CorpusHeader, iterable of Sequence | Skipped)``. The driver here
+streams that iterable into a :class:`~sscl.data.corpus.CorpusWriter`, records provenance
+(converter, version, options, a SHA-256 of the source files) and shows progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from tqdm import tqdm
+
+from sscl.data.corpus import CorpusWriter, Skipped
+from sscl.errors import ConfigError
+
+FORMATS = ("ntu", "pkummd", "babel", "cmu", "msrc12", "kard", "msr3d", "florence3d", "generic")
+
+
+def format_module(name: str) -> ModuleType:
+    """The converter module for format ``name``.
+
+    Raises:
+        ConfigError: unknown format, with the list of known ones.
+    """
+    if name not in FORMATS:
+        raise ConfigError(f"unknown format {name!r}; expected one of {', '.join(FORMATS)}")
+    return importlib.import_module(f"sscl.data.formats.{name}")
+
+
+def source_checksum(src: str | os.PathLike, progress: bool = False) -> str:
+    """SHA-256 over the relative paths and contents of every file under ``src`` (sorted)."""
+    src = Path(src)
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    total = sum(p.stat().st_size for p in files)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="checksum", disable=not progress,
+              leave=False) as bar:
+        for p in files:
+            h.update(str(p.relative_to(src) if p != src else p.name).encode() + b"\0")
+            with open(p, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+                    bar.update(len(block))
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    dest: str
+    sequences: int
+    frames: int
+    skipped: int
+
+    def __str__(self) -> str:
+        return (f"wrote {self.dest}: {self.sequences} sequences, {self.frames} frames, "
+                f"{self.skipped} skipped")
+
+
+def convert(
+    fmt: str,
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    append: bool = False,
+    progress: bool = True,
+    **options,
+) -> ConversionReport:
+    """Convert raw data in format ``fmt`` at ``src`` into a corpus at ``dest``.
+
+    Args:
+        fmt: one of FORMATS.
+        src: the raw data (folder or file, as the format expects).
+        dest: the corpus to write (local path or fsspec URL).
+        overwrite: replace an existing corpus (atomically, once the new one is complete).
+        append: add to an existing corpus with the same layout, classes and persons.
+        progress: show progress bars.
+        **options: format-specific options (see ``sscl data convert FORMAT --help``).
+
+    Raises:
+        ConfigError, FormatError, CorpusError, DestinationExistsError: with the file and field.
+    """
+    mod = format_module(fmt)
+    src = Path(src)
+    if not src.exists():
+        raise ConfigError(f"source {src} does not exist")
+    header, items = mod.read(src, **options)
+    header.converter = mod.NAME
+    provenance = {
+        "converter": mod.NAME,
+        "converter_version": header.converter_version,
+        "source": str(src.resolve()),
+        "source_checksum": "sha256:" + source_checksum(src, progress),
+        "options": {k: str(v) for k, v in sorted(options.items())},
+    }
+    with CorpusWriter(dest, header, overwrite=overwrite, append=append,
+                      provenance=provenance) as w:
+        frames = 0
+        with tqdm(items, unit="seq", desc=f"convert {fmt}", disable=not progress) as bar:
+            for item in bar:
+                if isinstance(item, Skipped):
+                    w.skip(item)
+                else:
+                    w.append(item)
+                    frames += len(item.joints)
+                bar.set_postfix(frames=frames, skipped=w.num_skipped, refresh=False)
+        report = ConversionReport(str(dest), w.num_sequences, frames, w.num_skipped)
+    return report

@@ -1,0 +1,474 @@
+"""The skeleton corpus: schema, streaming atomic writer, and validation.
+
+A corpus is one Zarr v3 group holding every frame of every sequence, concatenated:
+
+==============  =================  ==========================================================
+array           shape / dtype      meaning
+==============  =================  ==========================================================
+``joints``      (F, V, C, M) f4    coordinates in metres, right-handed, y up; 0 where invalid
+``valid``       (F, V, M) bool     joint tracked / present
+``labels``      (F,) int16         -1 unlabelled, 0..K-1 classes, K background
+``offsets``     (S,) int64         first frame of each sequence
+``lengths``     (S,) int64         frames of each sequence
+``meta``        (B,) uint8         UTF-8 JSON: per-sequence metadata and skipped items
+==============  =================  ==========================================================
+
+Group attributes hold the schema version, the layout, class names, fps, persons, the source
+frame, the label rule, provenance and ``complete: true`` (written last). The format, with the
+chunking measurements behind the defaults, is documented in ``data/README.md``.
+
+The writer streams: frames are buffered up to one shard and flushed, so memory stays bounded for
+corpora larger than RAM. It is atomic: a corpus is built under a temporary name beside its
+destination and renamed into place on success, so an interrupted conversion leaves either
+nothing or the previous corpus intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from sscl.data.layouts import Layout
+from sscl.errors import CorpusError, DestinationExistsError
+
+SCHEMA_VERSION = 1
+
+# Chosen by measurement (bench/bench_corpus.py, numbers in data/README.md): 1024-frame chunks keep
+# one decoded chunk near 600 kB for NTU-25 x 2 persons (fits L2/L3) while amortising the codec
+# call; lz4 + byte shuffle decodes ~3x faster than zstd for a ~10% larger file, and decoding is
+# the cost the window reader pays. 64 chunks per shard keeps file counts ~65k frames per file.
+CHUNK_FRAMES = 1024
+CHUNKS_PER_SHARD = 64
+CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
+
+
+@dataclass
+class Sequence:
+    """One sequence handed to the writer.
+
+    Attributes:
+        seq_id: unique within the corpus.
+        joints: (T, V, C, M) float, metres, right-handed, y up.
+        source_file: path of the source file, relative to the source root.
+        labels: (T,) integers; -1 unlabelled, 0..K-1 classes, K background. None: all -1.
+        valid: (T, V, M) bool. None: a joint is valid unless all its coordinates are exactly 0.
+        subject, camera, setup: free-form identifiers from the source.
+        fps: frame rate when it differs from the corpus fps.
+        split_tags: e.g. ("xsub:train", "xview:test").
+        extra: JSON-serialisable per-sequence extras (e.g. action points).
+    """
+
+    seq_id: str
+    joints: np.ndarray
+    source_file: str
+    labels: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    subject: str = ""
+    camera: str = ""
+    setup: str = ""
+    fps: float | None = None
+    split_tags: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    """A source item that did not become a sequence, and why."""
+
+    source_file: str
+    reason: str
+
+
+@dataclass
+class CorpusHeader:
+    """What a converter declares before streaming sequences."""
+
+    layout: Layout
+    class_names: tuple[str, ...]
+    fps: float
+    persons: int
+    source_frame: str
+    label_rule: str = ""
+    converter: str = ""
+    converter_version: str = "1"
+
+
+# ----------------------------------------------------------------------------- locations
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """True for fsspec URLs (``memory://``, ``s3://``, ...), False for local paths."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def local_path(path: str | os.PathLike) -> Path:
+    s = str(path)
+    return Path(s[len("file://"):] if s.startswith("file://") else s)
+
+
+def cache_dir() -> Path:
+    """Root for generated corpora and caches: ``$SSCL_CACHE`` or ``~/.cache/sscl``."""
+    return Path(os.environ.get("SSCL_CACHE", Path.home() / ".cache" / "sscl"))
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class CorpusWriter:
+    """Streams sequences into a new corpus and commits it atomically.
+
+    Use as a context manager: the corpus is committed on a clean exit; on an exception the
+    temporary build is removed and any previous corpus at ``dest`` is left untouched.
+
+    Args:
+        dest: local directory (``*.zarr`` by convention) or fsspec URL.
+        header: layout, classes, fps, persons and provenance text from the converter.
+        overwrite: replace an existing corpus at ``dest`` (only once the new one is complete).
+        provenance: extra provenance (source path, checksum, ...) stored in the attributes.
+        append: add to the existing corpus at ``dest`` (same layout, classes and persons).
+
+    Raises:
+        DestinationExistsError: ``dest`` exists and neither ``overwrite`` nor ``append`` is set.
+    """
+
+    def __init__(
+        self,
+        dest: str | os.PathLike,
+        header: CorpusHeader,
+        *,
+        overwrite: bool = False,
+        provenance: dict | None = None,
+        append: bool = False,
+        chunk_frames: int = CHUNK_FRAMES,
+        chunks_per_shard: int = CHUNKS_PER_SHARD,
+        codec: dict | None = None,
+    ):
+        self.dest = str(dest)
+        self.header = header
+        self.provenance = dict(provenance or {})
+        self._url = is_url(dest)
+        if self._url:
+            import fsspec
+
+            self._fs, self._dest_root = fsspec.core.url_to_fs(self.dest)
+            exists = self._fs.exists(self._dest_root)
+        else:
+            exists = local_path(dest).exists()
+        if exists and not (overwrite or append):
+            raise DestinationExistsError(
+                f"{self.dest} already exists; pass overwrite=True (--overwrite) to replace it "
+                "or append=True (--append) to add to it"
+            )
+        if append and not exists:
+            raise CorpusError(f"{self.dest}: cannot append, no corpus there")
+        self._append = append
+        self._tmp = self._tmp_location()
+        self._shard_frames = chunk_frames * chunks_per_shard
+        self._chunk_frames = chunk_frames
+        self._codec = dict(codec or CODEC)
+        self._meta: list[dict] = []
+        self._skipped: list[dict] = []
+        self._ids: set[str] = set()
+        self._lengths: list[int] = []
+        self._frames = 0  # frames already flushed to the arrays
+        self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buf_frames = 0
+        self._closed = False
+        self._open_group()
+
+    # -- locations -------------------------------------------------------------------------
+
+    def _tmp_location(self) -> str:
+        tag = f".tmp-{uuid.uuid4().hex[:8]}"
+        if self._url:
+            return self.dest.rstrip("/") + tag
+        p = local_path(self.dest)
+        return str(p.parent / f".{p.name}{tag}")
+
+    def _open_group(self) -> None:
+        V, C, M = self.header.layout.num_joints, self.header.layout.channels, self.header.persons
+        if self._append:
+            self._copy(self.dest, self._tmp)
+            self.group = zarr.open_group(self._tmp, mode="r+")
+            self._check_append_compatible()
+            arr = self.group["joints"]
+            self._frames = int(arr.shape[0])
+            old = json.loads(bytes(self.group["meta"][:]).decode())
+            self._meta, self._skipped = old["sequences"], old["skipped"]
+            self._ids = {m["seq_id"] for m in self._meta}
+            self._lengths = [int(n) for n in self.group["lengths"][:]]
+            return
+        self.group = zarr.open_group(self._tmp, mode="w")
+        codec = BloscCodec(typesize=4, **self._codec)
+        cf, sf = self._chunk_frames, self._shard_frames
+        self.group.create_array(
+            "joints", shape=(0, V, C, M), dtype="float32", chunks=(cf, V, C, M),
+            shards=(sf, V, C, M), compressors=codec, fill_value=0.0,
+        )
+        self.group.create_array(
+            "valid", shape=(0, V, M), dtype="bool", chunks=(cf, V, M), shards=(sf, V, M),
+            compressors=BloscCodec(typesize=1, **self._codec), fill_value=False,
+        )
+        self.group.create_array(
+            # Labels are tiny: fewer, larger chunks; chunk size divides the shard size.
+            "labels", shape=(0,), dtype="int16", chunks=(cf * math.gcd(16, sf // cf),),
+            shards=(sf,),
+            compressors=BloscCodec(typesize=2, **self._codec), fill_value=-1,
+        )
+
+    def _check_append_compatible(self) -> None:
+        attrs = self.group.attrs.asdict()
+        h = self.header
+        mine = (h.layout.to_dict(), list(h.class_names), h.persons)
+        theirs = (attrs.get("layout"), attrs.get("class_names"), attrs.get("persons"))
+        if json.dumps(mine, sort_keys=True) != json.dumps(theirs, sort_keys=True):
+            raise CorpusError(
+                f"{self.dest}: cannot append, the existing corpus has layout "
+                f"{attrs.get('layout', {}).get('name')!r}, {len(attrs.get('class_names', []))} "
+                f"classes and {attrs.get('persons')} persons; the new data has layout "
+                f"{h.layout.name!r}, {len(h.class_names)} classes and {h.persons} persons"
+            )
+
+    def _copy(self, src: str, dst: str) -> None:
+        if self._url:
+            self._fs.copy(self._fs._strip_protocol(src), self._fs._strip_protocol(dst),
+                          recursive=True)
+        else:
+            shutil.copytree(local_path(src), local_path(dst))
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, seq: Sequence) -> None:
+        """Validate one sequence and buffer it (flushed to the arrays a shard at a time).
+
+        Raises:
+            CorpusError: naming ``seq.seq_id`` and the bad field, for wrong shapes, non-finite
+                valid coordinates, labels outside -1..K, an empty or duplicate sequence.
+        """
+        joints, valid, labels = self._check(seq)
+        self._ids.add(seq.seq_id)
+        self._meta.append({
+            "seq_id": seq.seq_id, "source_file": str(seq.source_file), "subject": str(seq.subject),
+            "camera": str(seq.camera), "setup": str(seq.setup),
+            "fps": float(seq.fps if seq.fps is not None else self.header.fps),
+            "split_tags": list(seq.split_tags), "extra": seq.extra,
+        })
+        try:
+            json.dumps(self._meta[-1])
+        except TypeError as e:
+            self._meta.pop()
+            self._ids.discard(seq.seq_id)
+            raise CorpusError(f"sequence {seq.seq_id!r}: metadata is not JSON-serialisable ({e})")
+        self._lengths.append(len(joints))
+        self._buf.append((joints, valid, labels))
+        self._buf_frames += len(joints)
+        if self._buf_frames >= self._shard_frames:
+            self._flush(final=False)
+
+    def skip(self, item: Skipped) -> None:
+        """Record a source item that was not converted, with its reason."""
+        self._skipped.append({"source_file": str(item.source_file), "reason": item.reason})
+
+    def extend(self, items: Iterable[Sequence | Skipped]) -> None:
+        for item in items:
+            if isinstance(item, Skipped):
+                self.skip(item)
+            else:
+                self.append(item)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self._lengths)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self._skipped)
+
+    def _check(self, seq: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h = self.header
+        V, C, M, K = h.layout.num_joints, h.layout.channels, h.persons, len(h.class_names)
+        where = f"sequence {seq.seq_id!r} (from {seq.source_file})"
+        if not isinstance(seq.seq_id, str) or not seq.seq_id:
+            raise CorpusError(f"{where}: seq_id must be a non-empty string")
+        if seq.seq_id in self._ids:
+            raise CorpusError(f"{where}: duplicate seq_id; sequence ids must be unique")
+        joints = np.asarray(seq.joints)
+        if joints.ndim != 4 or joints.shape[1:] != (V, C, M):
+            raise CorpusError(
+                f"{where}: joints must be (T, V={V}, C={C}, M={M}) for layout "
+                f"{h.layout.name!r} with {M} persons, got {joints.shape}"
+            )
+        T = joints.shape[0]
+        if T == 0:
+            raise CorpusError(f"{where}: empty sequence (0 frames); report it as Skipped instead")
+        if not np.issubdtype(joints.dtype, np.floating):
+            raise CorpusError(f"{where}: joints must be floating point, got {joints.dtype}")
+        joints = joints.astype(np.float32, copy=True)
+        if seq.valid is None:
+            finite = np.isfinite(joints).all(axis=2)
+            if not finite.all():
+                t, v, m = np.argwhere(~finite)[0]
+                raise CorpusError(
+                    f"{where}: non-finite coordinate at frame {t}, joint {v}, person {m}; "
+                    "mark it invalid through `valid` or fix the source"
+                )
+            valid = (joints != 0).any(axis=2)
+        else:
+            valid = np.asarray(seq.valid)
+            if valid.shape != (T, V, M):
+                raise CorpusError(f"{where}: valid must be (T={T}, V={V}, M={M}), got {valid.shape}")
+            valid = valid.astype(bool)
+            bad = valid & ~np.isfinite(joints).all(axis=2)
+            if bad.any():
+                t, v, m = np.argwhere(bad)[0]
+                raise CorpusError(
+                    f"{where}: non-finite coordinate at frame {t}, joint {v}, person {m} "
+                    "marked valid; expected finite values wherever valid is True"
+                )
+        joints = np.where(valid[:, :, None, :], joints, np.float32(0))  # stored as exact zeros
+        if seq.labels is None:
+            labels = np.full(T, -1, dtype=np.int16)
+        else:
+            labels = np.asarray(seq.labels)
+            if labels.shape != (T,):
+                raise CorpusError(f"{where}: labels must be (T={T},), got {labels.shape}")
+            if labels.size and (labels.min() < -1 or labels.max() > K):
+                bad_t = int(np.argmax((labels < -1) | (labels > K)))
+                raise CorpusError(
+                    f"{where}: label {int(labels[bad_t])} at frame {bad_t} is outside -1..{K} "
+                    f"(-1 unlabelled, 0..{K - 1} classes, {K} background)"
+                )
+            labels = labels.astype(np.int16)
+        return joints, valid, labels
+
+    def _flush(self, final: bool) -> None:
+        if not self._buf:
+            return
+        joints = np.concatenate([b[0] for b in self._buf])
+        valid = np.concatenate([b[1] for b in self._buf])
+        labels = np.concatenate([b[2] for b in self._buf])
+        n = len(joints) if final else (len(joints) // self._shard_frames) * self._shard_frames
+        # Write whole shards only (no read-modify-write); keep the tail for the next flush.
+        rest = (joints[n:], valid[n:], labels[n:])
+        start, stop = self._frames, self._frames + n
+        for name, data in (("joints", joints[:n]), ("valid", valid[:n]), ("labels", labels[:n])):
+            arr = self.group[name]
+            arr.resize((stop,) + arr.shape[1:])
+            arr[start:stop] = data
+        self._frames = stop
+        self._buf = [rest] if len(rest[0]) else []
+        self._buf_frames = len(rest[0])
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def commit(self) -> str:
+        """Flush, write metadata and attributes, and rename the corpus into place."""
+        if self._closed:
+            raise CorpusError(f"{self.dest}: writer already closed")
+        self._flush(final=True)
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        for name, data in (("offsets", offsets), ("lengths", lengths)):
+            if name in self.group:
+                del self.group[name]
+            self.group.create_array(name, shape=data.shape, dtype="int64",
+                                    chunks=(max(1, len(data)),), fill_value=0)[:] = data
+        blob = np.frombuffer(
+            json.dumps({"sequences": self._meta, "skipped": self._skipped}).encode(), np.uint8
+        )
+        if "meta" in self.group:
+            del self.group["meta"]
+        self.group.create_array("meta", shape=blob.shape, dtype="uint8",
+                                chunks=(max(1, len(blob)),), fill_value=0)[:] = blob
+        h = self.header
+        prov = dict(self.provenance)
+        prov.setdefault("converter", h.converter)
+        prov.setdefault("converter_version", h.converter_version)
+        attrs: dict[str, Any] = {
+            "sscl_corpus": SCHEMA_VERSION,
+            "layout": h.layout.to_dict(),
+            "class_names": list(h.class_names),
+            "fps": float(h.fps),
+            "persons": int(h.persons),
+            "source_frame": h.source_frame,
+            "label_rule": h.label_rule,
+            "provenance": prov,
+            "num_sequences": len(lengths),
+            "num_frames": int(lengths.sum()),
+            "num_skipped": len(self._skipped),
+            "complete": True,  # written last: readers refuse a corpus without it
+        }
+        self.group.attrs.update(attrs)
+        self._closed = True
+        self._swap_into_place()
+        return self.dest
+
+    def _swap_into_place(self) -> None:
+        if self._url:
+            fs = self._fs
+            old = self._dest_root + ".old-" + uuid.uuid4().hex[:8]
+            tmp = fs._strip_protocol(self._tmp)
+            if fs.exists(self._dest_root):
+                fs.mv(self._dest_root, old, recursive=True)
+            fs.mv(tmp, self._dest_root, recursive=True)
+            if fs.exists(old):
+                fs.rm(old, recursive=True)
+            return
+        dest, tmp = local_path(self.dest), local_path(self._tmp)
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)
+
+    def abort(self) -> None:
+        """Remove the temporary build; the destination is untouched."""
+        self._closed = True
+        if self._url:
+            tmp = self._fs._strip_protocol(self._tmp)
+            if self._fs.exists(tmp):
+                self._fs.rm(tmp, recursive=True)
+        else:
+            shutil.rmtree(local_path(self._tmp), ignore_errors=True)
+
+    def __enter__(self) -> CorpusWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_corpus(
+    dest: str | os.PathLike,
+    header: CorpusHeader,
+    items: Iterable[Sequence | Skipped],
+    **kwargs: Any,
+) -> str:
+    """Write ``items`` into a new corpus at ``dest`` (see CorpusWriter for kwargs)."""
+    with CorpusWriter(dest, header, **kwargs) as w:
+        w.extend(items)
+    return str(dest)
+
+
+from sscl.data.reader import Corpus, open_corpus, validate  # noqa: E402  (re-exported API)
+
+__all__ = [
+    "Corpus", "CorpusHeader", "CorpusWriter", "Sequence", "Skipped", "open_corpus", "validate",
+    "write_corpus", "cache_dir", "CHUNK_FRAMES", "CHUNKS_PER_SHARD", "CODEC",
+]

@@ -1,0 +1,375 @@
+"""Reading a skeleton corpus: whole sequences and random windows, fast.
+
+The reader is built around chunks, not calls: zarr's per-call overhead (1-4 ms here) would
+dominate reading one window. Two modes, picked by the memory budget:
+
+- **in RAM**: when ``joints`` + ``valid`` fit the budget, both arrays are decoded once (a single
+  zarr read each) and windows are plain numpy slice copies.
+- **chunked**: otherwise windows are assembled from decoded 1024-frame chunks held in a
+  byte-bounded LRU cache (``sscl.data.chunks``), read straight from the shard files.
+
+``labels``, offsets, lengths and metadata are always in RAM (2 bytes a frame).
+Every array returned is a fresh copy the caller owns.
+
+The corpus is validated once when opened (schema, shapes, offsets; HOUSE_STYLE "validate once
+at the boundary"); ``validate`` runs the full content check (finite values, zeros where invalid,
+label range) chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import zarr
+
+from sscl.data.chunks import ChunkCache, ShardedArrayReader
+from sscl.data.layouts import Layout
+from sscl.errors import CorpusError
+
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes; override with memory_budget= or $SSCL_MEMORY_BUDGET
+
+
+def _budget(memory_budget: int | None) -> int:
+    if memory_budget is not None:
+        return int(memory_budget)
+    env = os.environ.get("SSCL_MEMORY_BUDGET")
+    return int(float(env)) if env else DEFAULT_MEMORY_BUDGET
+
+
+def _open_store(path: str):
+    """(zarr store or path, fsspec fs or None, root) for a local dir, file://, zip or URL."""
+    s = str(path)
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    if s.endswith(".zip") and "://" not in s:
+        import fsspec
+
+        if not os.path.isfile(s):
+            raise CorpusError(f"{s}: no such zip file")
+        return zarr.storage.ZipStore(s, mode="r"), fsspec.filesystem("zip", fo=s), ""
+    if "://" in s:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(s)
+        if not fs.exists(f"{root}/zarr.json"):
+            raise CorpusError(f"{s}: no corpus there (no zarr.json)")
+        return s, fs, root.rstrip("/")
+    if not os.path.isdir(s):
+        raise CorpusError(f"{s}: no corpus there (not a directory); create one with `sscl data "
+                          "synth` or `sscl data convert`")
+    return s, None, os.path.abspath(s)
+
+
+@dataclass
+class Corpus:
+    """An opened corpus. Use :func:`open_corpus`.
+
+    Attributes:
+        path: where it was opened from.
+        layout: the skeleton layout.
+        class_names: K action classes; label K is background.
+        fps, persons: corpus frame rate and persons per frame (M).
+        offsets, lengths: (S,) int64 first frame and length of each sequence.
+        labels: (F,) int16 per-frame labels, in RAM.
+        meta: per-sequence dicts (seq_id, subject, camera, setup, source_file, fps, split_tags,
+            extra).
+        skipped: source items not converted, with reasons.
+        attrs: all group attributes (provenance, source frame, label rule, ...).
+    """
+
+    path: str
+    layout: Layout
+    class_names: tuple[str, ...]
+    fps: float
+    persons: int
+    offsets: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    meta: list[dict]
+    skipped: list[dict]
+    attrs: dict
+    memory_budget: int
+    _group: zarr.Group = field(repr=False)
+    _fs: object = field(repr=False)
+    _root: str = field(repr=False)
+    _joints: np.ndarray | None = field(default=None, repr=False)
+    _valid: np.ndarray | None = field(default=None, repr=False)
+    _readers: dict = field(default_factory=dict, repr=False)
+    cache: ChunkCache | None = field(default=None, repr=False)
+
+    # -- sizes -------------------------------------------------------------------------------
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(V, C, M) of one frame."""
+        return (self.layout.num_joints, self.layout.channels, self.persons)
+
+    @property
+    def decoded_nbytes(self) -> int:
+        """Bytes of ``joints`` + ``valid`` decoded: what the in-RAM mode needs."""
+        V, C, M = self.frame_shape
+        return self.num_frames * V * M * (4 * C + 1)
+
+    @property
+    def in_ram(self) -> bool:
+        return self._joints is not None
+
+    def __getstate__(self):
+        # Picklable for worker processes: reopen lazily there, never ship decoded arrays.
+        return {"path": self.path, "memory_budget": self.memory_budget}
+
+    def __setstate__(self, state):
+        other = open_corpus(state["path"], memory_budget=state["memory_budget"])
+        self.__dict__.update(other.__dict__)
+
+    # -- mode --------------------------------------------------------------------------------
+
+    def _setup_mode(self) -> None:
+        if self.decoded_nbytes <= self.memory_budget:
+            self._joints = np.ascontiguousarray(self._group["joints"][:])
+            self._valid = np.ascontiguousarray(self._group["valid"][:])
+            return
+        self.cache = ChunkCache(self.memory_budget)
+        for name in ("joints", "valid"):
+            arr = self._group[name]
+            self._readers[name] = ShardedArrayReader(
+                name, arr.metadata.to_dict(), arr.dtype, self._fs, self._root, self.cache)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _span(self, i: int, start: int, length: int) -> tuple[int, int]:
+        if not 0 <= i < self.num_sequences:
+            raise CorpusError(f"{self.path}: sequence index {i} out of range 0..{self.num_sequences - 1}")
+        n = int(self.lengths[i])
+        if length <= 0 or start < 0 or start + length > n:
+            raise CorpusError(
+                f"{self.path}: window start={start} length={length} does not fit sequence {i} "
+                f"({self.meta[i]['seq_id']!r}, {n} frames); expected 0 <= start and "
+                f"start + length <= {n}"
+            )
+        o = int(self.offsets[i]) + start
+        return o, o + length
+
+    def _copy_frames(self, a: int, b: int, joints: np.ndarray, valid: np.ndarray) -> None:
+        if self._joints is not None:
+            joints[...] = self._joints[a:b]
+            valid[...] = self._valid[a:b]
+        else:
+            self._readers["joints"].read_into(joints, a, b)
+            self._readers["valid"].read_into(valid, a, b)
+
+    def read_window(self, i: int, start: int, length: int):
+        """Frames [start, start + length) of sequence ``i``.
+
+        Returns:
+            joints (L, V, C, M) float32, valid (L, V, M) bool, labels (L,) int16, all new arrays.
+
+        Raises:
+            CorpusError: the window does not fit inside the sequence.
+        """
+        a, b = self._span(i, start, length)
+        V, C, M = self.frame_shape
+        joints = np.empty((length, V, C, M), np.float32)
+        valid = np.empty((length, V, M), bool)
+        self._copy_frames(a, b, joints, valid)
+        return joints, valid, self.labels[a:b].copy()
+
+    def read_sequence(self, i: int):
+        """The whole sequence ``i``: joints (T,V,C,M), valid (T,V,M), labels (T,)."""
+        return self.read_window(i, 0, int(self.lengths[i]))
+
+    def read_windows(self, seq_idx, starts, length: int, out=None):
+        """A batch of equal-length windows.
+
+        Args:
+            seq_idx: (N,) sequence indices.
+            starts: (N,) start frames within each sequence.
+            length: window length L.
+            out: optional preallocated (joints (N,L,V,C,M), valid (N,L,V,M), labels (N,L)).
+
+        Returns:
+            (joints, valid, labels) as above.
+        """
+        seq_idx = np.asarray(seq_idx, np.int64)
+        starts = np.asarray(starts, np.int64)
+        n = len(seq_idx)
+        V, C, M = self.frame_shape
+        if out is None:
+            out = (np.empty((n, length, V, C, M), np.float32), np.empty((n, length, V, M), bool),
+                   np.empty((n, length), np.int16))
+        joints, valid, labels = out
+        for k in range(n):
+            a, b = self._span(int(seq_idx[k]), int(starts[k]), length)
+            self._copy_frames(a, b, joints[k], valid[k])
+            labels[k] = self.labels[a:b]
+        return joints, valid, labels
+
+    # -- selections --------------------------------------------------------------------------
+
+    def split(self, tag: str) -> np.ndarray:
+        """Indices of the sequences carrying split tag ``tag`` (e.g. "xsub:train")."""
+        idx = [i for i, m in enumerate(self.meta) if tag in m["split_tags"]]
+        if not idx:
+            known = sorted({t for m in self.meta for t in m["split_tags"]})
+            raise CorpusError(f"{self.path}: no sequence has split tag {tag!r}; known tags: {known}")
+        return np.asarray(idx, np.int64)
+
+    def class_frame_counts(self) -> dict[str, int]:
+        """Frames per class name, plus "background" and "unlabelled"."""
+        K = len(self.class_names)
+        counts = np.bincount(self.labels.astype(np.int64) + 1, minlength=K + 2)
+        out = {"unlabelled": int(counts[0])}
+        out.update({name: int(counts[k + 1]) for k, name in enumerate(self.class_names)})
+        out["background"] = int(counts[K + 1])
+        return out
+
+    def summary(self) -> str:
+        """Human-readable summary (`sscl data info`)."""
+        prov = self.attrs.get("provenance", {})
+        tags: dict[str, int] = {}
+        for m in self.meta:
+            for t in m["split_tags"]:
+                tags[t] = tags.get(t, 0) + 1
+        lines = [
+            f"corpus      {self.path}",
+            f"converter   {prov.get('converter', '?')} v{prov.get('converter_version', '?')}"
+            + (f"  source {prov['source']}" if "source" in prov else ""),
+            f"layout      {self.layout.name} ({self.layout.num_joints} joints, "
+            f"{self.layout.channels}-D), {self.persons} person(s)",
+            f"sequences   {self.num_sequences}   frames {self.num_frames}   fps {self.fps:g}"
+            f"   ({self.num_frames / self.fps / 3600:.2f} h)",
+            f"lengths     min {int(self.lengths.min()) if len(self.lengths) else 0}  "
+            f"median {int(np.median(self.lengths)) if len(self.lengths) else 0}  "
+            f"max {int(self.lengths.max()) if len(self.lengths) else 0}",
+            f"splits      " + (", ".join(f"{t}: {n}" for t, n in sorted(tags.items())) or "none"),
+            f"skipped     {len(self.skipped)}",
+        ]
+        reasons: dict[str, int] = {}
+        for s in self.skipped:
+            reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
+        lines += [f"  {n:6d}  {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])]
+        lines.append("classes     frames")
+        counts = self.class_frame_counts()
+        lines += [f"  {k:3d} {name:24s} {counts[name]:10d}" for k, name in
+                  enumerate(self.class_names)]
+        lines.append(f"  {len(self.class_names):3d} {'background':24s} {counts['background']:10d}")
+        lines.append(f"   -1 {'unlabelled':24s} {counts['unlabelled']:10d}")
+        if self.attrs.get("label_rule"):
+            lines.append(f"label rule  {self.attrs['label_rule']}")
+        lines.append(f"source frame {self.attrs.get('source_frame', '')}")
+        return "\n".join(lines)
+
+
+def open_corpus(path: str | os.PathLike, *, memory_budget: int | None = None) -> Corpus:
+    """Open a corpus and check its schema.
+
+    Args:
+        path: local directory, ``file://`` URL, ``*.zip`` file, or any fsspec URL
+            (``memory://``, ``s3://``, ...).
+        memory_budget: bytes the reader may hold decoded (default 2 GiB or
+            ``$SSCL_MEMORY_BUDGET``). A corpus whose joints + valid fit is loaded whole.
+
+    Raises:
+        CorpusError: not a corpus, incomplete (an interrupted write), or inconsistent.
+    """
+    path = str(path)
+    store, fs, root = _open_store(path)
+    try:
+        group = zarr.open_group(store, mode="r")
+    except Exception as e:  # zarr raises several types for "not a group"
+        raise CorpusError(f"{path}: not a Zarr v3 group ({type(e).__name__}: {e})") from e
+    attrs = group.attrs.asdict()
+    if attrs.get("sscl_corpus") is None:
+        raise CorpusError(f"{path}: not an sscl corpus (no 'sscl_corpus' attribute)")
+    if attrs["sscl_corpus"] != 1:
+        raise CorpusError(f"{path}: corpus schema {attrs['sscl_corpus']} is not supported (1)")
+    if not attrs.get("complete"):
+        raise CorpusError(f"{path}: incomplete corpus (its write was interrupted); convert again")
+    for name in ("joints", "valid", "labels", "offsets", "lengths", "meta"):
+        if name not in group:
+            raise CorpusError(f"{path}: missing array {name!r}")
+    layout = Layout.from_dict(attrs["layout"])
+    meta = json.loads(bytes(group["meta"][:]).decode())
+    c = Corpus(
+        path=path, layout=layout, class_names=tuple(attrs["class_names"]),
+        fps=float(attrs["fps"]), persons=int(attrs["persons"]),
+        offsets=np.asarray(group["offsets"][:], np.int64),
+        lengths=np.asarray(group["lengths"][:], np.int64),
+        labels=np.asarray(group["labels"][:], np.int16),
+        meta=meta["sequences"], skipped=meta["skipped"], attrs=attrs,
+        memory_budget=_budget(memory_budget), _group=group, _fs=fs, _root=root,
+    )
+    _check_schema(c, group)
+    c._setup_mode()
+    return c
+
+
+def _check_schema(c: Corpus, group: zarr.Group) -> None:
+    V, C, M = c.frame_shape
+    F = c.num_frames
+    problems = []
+    if group["joints"].shape != (F, V, C, M):
+        problems.append(f"joints shape {group['joints'].shape} != (F={F}, V={V}, C={C}, M={M}) "
+                        f"from layout {c.layout.name!r}")
+    if group["valid"].shape != (F, V, M):
+        problems.append(f"valid shape {group['valid'].shape} != (F={F}, V={V}, M={M})")
+    S = len(c.lengths)
+    if len(c.offsets) != S or len(c.meta) != S:
+        problems.append(f"{len(c.offsets)} offsets, {S} lengths, {len(c.meta)} metadata records "
+                        "(expected equal counts)")
+    elif S:
+        if (c.lengths <= 0).any():
+            problems.append(f"sequence {int(np.argmax(c.lengths <= 0))} has length <= 0")
+        ends = c.offsets + c.lengths
+        if c.offsets[0] != 0 or (c.offsets[1:] != ends[:-1]).any() or ends[-1] != F:
+            problems.append("offsets are not monotone and contiguous, or do not cover all frames")
+    elif F:
+        problems.append(f"{F} frames but no sequences")
+    if problems:
+        raise CorpusError(f"{c.path}: " + "; ".join(problems))
+
+
+def validate(path_or_corpus: str | Corpus) -> list[str]:
+    """Full content check; returns a list of problems (empty when the corpus is sound).
+
+    Checks offsets monotone and covering F, lengths > 0, labels within -1..K, finite values
+    where valid, zeros where invalid, unique sequence ids, layout/shape agreement.
+    """
+    try:
+        c = path_or_corpus if isinstance(path_or_corpus, Corpus) else open_corpus(
+            path_or_corpus, memory_budget=0)
+    except CorpusError as e:
+        return [str(e)]
+    problems: list[str] = []
+    K = len(c.class_names)
+    if c.num_frames and (c.labels.min() < -1 or c.labels.max() > K):
+        bad = int(np.argmax((c.labels < -1) | (c.labels > K)))
+        problems.append(f"frame {bad}: label {int(c.labels[bad])} outside -1..{K}")
+    ids = [m["seq_id"] for m in c.meta]
+    if len(set(ids)) != len(ids):
+        problems.append("duplicate sequence ids")
+    step = 1 << 16
+    V, C, M = c.frame_shape
+    for a in range(0, c.num_frames, step):
+        b = min(c.num_frames, a + step)
+        joints = np.asarray(c._group["joints"][a:b])
+        valid = np.asarray(c._group["valid"][a:b])
+        vv = np.broadcast_to(valid[:, :, None, :], joints.shape)
+        if not np.isfinite(joints[vv]).all():
+            f = a + int(np.argwhere(vv & ~np.isfinite(joints))[0][0])
+            problems.append(f"frame {f}: non-finite coordinate where valid")
+        if (joints[~vv] != 0).any():
+            f = a + int(np.argwhere(~vv & (joints != 0))[0][0])
+            problems.append(f"frame {f}: non-zero coordinate where invalid")
+    return problems

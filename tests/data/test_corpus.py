@@ -1,0 +1,263 @@
+"""The Zarr corpus: round trips in both reader modes, atomic writes, locations, bad input."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sscl.data.corpus import (
+    CorpusHeader,
+    CorpusWriter,
+    Sequence,
+    Skipped,
+    open_corpus,
+    validate,
+    write_corpus,
+)
+from sscl.data.layouts import get_layout
+from sscl.errors import CorpusError, DestinationExistsError
+
+LAYOUT = get_layout("ntu25")
+
+
+def header(persons: int = 2, classes=("walk", "wave")) -> CorpusHeader:
+    return CorpusHeader(layout=LAYOUT, class_names=tuple(classes), fps=30.0, persons=persons,
+                        source_frame="test data, metres, y up")
+
+
+def random_sequences(rng, n, persons=2, max_len=300):
+    out = []
+    for i in range(n):
+        T = int(rng.integers(1, max_len))
+        j = rng.standard_normal((T, 25, 3, persons)).astype(np.float32)
+        untracked = rng.random((T, 25, persons)) < 0.2
+        j[np.broadcast_to(untracked[:, :, None, :], j.shape)] = 0.0
+        out.append(Sequence(f"seq{i:03d}", j, f"src/{i}.txt", labels=rng.integers(-1, 3, T),
+                            subject=f"P{i % 3}", split_tags=("xsub:train" if i % 2 else "xsub:test",),
+                            extra={"i": i}))
+    return out
+
+
+def small_writer(dest, **kw):
+    # Tiny chunks so a few hundred frames span several chunks and shards.
+    return CorpusWriter(dest, header(), chunk_frames=16, chunks_per_shard=4, **kw)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12))
+def test_round_trip_both_modes(tmp_path_factory, seed, n):
+    rng = np.random.default_rng(seed)
+    seqs = random_sequences(rng, n)
+    dest = tmp_path_factory.mktemp("c") / "c.zarr"
+    with small_writer(dest) as w:
+        w.extend(seqs)
+    for budget in (None, 0):  # whole arrays in RAM; chunk cache holding ~one chunk
+        c = open_corpus(dest, memory_budget=budget)
+        assert c.in_ram == (budget is None)
+        assert c.num_sequences == n and c.num_frames == sum(len(s.joints) for s in seqs)
+        for i, s in enumerate(seqs):
+            j, v, lab = c.read_sequence(i)
+            np.testing.assert_array_equal(j, s.joints)
+            np.testing.assert_array_equal(v, (s.joints != 0).any(axis=2))
+            np.testing.assert_array_equal(lab, s.labels)
+            T = len(s.joints)
+            a = int(rng.integers(0, T))
+            L = int(rng.integers(1, T - a + 1))
+            wj, wv, wl = c.read_window(i, a, L)
+            np.testing.assert_array_equal(wj, s.joints[a:a + L])
+        assert c.meta[n - 1]["extra"] == {"i": n - 1}
+
+
+def test_read_windows_batch_and_ownership(tmp_path):
+    rng = np.random.default_rng(1)
+    seqs = random_sequences(rng, 6, max_len=200)
+    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=16, chunks_per_shard=4)
+    for budget in (None, 0):
+        c = open_corpus(tmp_path / "c.zarr", memory_budget=budget)
+        L = int(min(len(s.joints) for s in seqs))
+        starts = np.array([len(s.joints) - L for s in seqs])
+        j, v, lab = c.read_windows(np.arange(6), starts, L)
+        for k, s in enumerate(seqs):
+            np.testing.assert_array_equal(j[k], s.joints[starts[k]:starts[k] + L])
+            np.testing.assert_array_equal(lab[k], s.labels[starts[k]:starts[k] + L])
+        j[:] = 7.0  # the caller owns the result: the corpus must not change
+        np.testing.assert_array_equal(c.read_sequence(0)[0], seqs[0].joints)
+
+
+def test_chunk_reader_matches_zarr(tmp_path):
+    rng = np.random.default_rng(2)
+    seqs = random_sequences(rng, 20, max_len=400)
+    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=32, chunks_per_shard=8)
+    c = open_corpus(tmp_path / "c.zarr", memory_budget=10_000)
+    g = zarr.open_group(tmp_path / "c.zarr", mode="r")
+    for a in rng.integers(0, c.num_frames - 50, 30):
+        out = np.empty((50, 25, 3, 2), np.float32)
+        c._readers["joints"].read_into(out, int(a), int(a) + 50)
+        np.testing.assert_array_equal(out, g["joints"][a:a + 50])
+    assert c.cache.nbytes <= 10_000 + 32 * 25 * 3 * 2 * 4  # bounded by the budget (+1 chunk)
+
+
+def test_metadata_summary_and_splits(tmp_path):
+    seqs = random_sequences(np.random.default_rng(3), 5)
+    with small_writer(tmp_path / "c.zarr") as w:
+        w.extend(seqs)
+        w.skip(Skipped("src/bad.txt", "all-zero clip"))
+    c = open_corpus(tmp_path / "c.zarr")
+    assert c.skipped == [{"source_file": "src/bad.txt", "reason": "all-zero clip"}]
+    np.testing.assert_array_equal(c.split("xsub:train"), [1, 3])
+    with pytest.raises(CorpusError, match="known tags"):
+        c.split("xview:train")
+    counts = c.class_frame_counts()
+    assert sum(counts.values()) == c.num_frames
+    text = c.summary()
+    assert "skipped     1" in text and "all-zero clip" in text and "walk" in text
+
+
+def test_invalid_joints_stored_as_zero(tmp_path):
+    j = np.ones((4, 25, 3, 1), np.float32)
+    valid = np.ones((4, 25, 1), bool)
+    valid[2, 5, 0] = False
+    j[2, 5, :, 0] = np.nan  # an untracked joint may hold garbage; it is stored as 0
+    write_corpus(tmp_path / "c.zarr", header(persons=1), [Sequence("a", j, "a", valid=valid)])
+    jj, vv, _ = open_corpus(tmp_path / "c.zarr").read_sequence(0)
+    assert (jj[2, 5] == 0).all() and not vv[2, 5, 0] and vv.sum() == 4 * 25 - 1
+    assert validate(tmp_path / "c.zarr") == []
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(joints=np.ones((5, 24, 3, 2), np.float32)), r"joints must be \(T, V=25"),
+        (dict(joints=np.ones((0, 25, 3, 2), np.float32)), "empty sequence"),
+        (dict(joints=np.full((5, 25, 3, 2), np.nan, np.float32)), "non-finite coordinate"),
+        (dict(labels=np.array([0, 1, 2, 3, 0])), "label 3 at frame 3 is outside -1..2"),
+        (dict(labels=np.zeros(4)), r"labels must be \(T=5,\)"),
+        (dict(extra={"x": object()}), "not JSON-serialisable"),
+        (dict(joints=np.ones((5, 25, 3, 2), np.int32)), "floating point"),
+    ],
+)
+def test_bad_sequences_name_the_problem(tmp_path, change, match):
+    base = dict(seq_id="s1", joints=np.ones((5, 25, 3, 2), np.float32), source_file="x.txt")
+    base.update(change)
+    with pytest.raises(CorpusError, match=match) as e:
+        with small_writer(tmp_path / "c.zarr") as w:
+            w.append(Sequence(**base))
+    assert "'s1'" in str(e.value)
+    assert not (tmp_path / "c.zarr").exists()
+    assert os.listdir(tmp_path) == []  # nothing half-written
+
+
+def test_duplicate_ids_rejected(tmp_path):
+    s = Sequence("dup", np.ones((3, 25, 3, 2), np.float32), "a")
+    with pytest.raises(CorpusError, match="duplicate seq_id"):
+        write_corpus(tmp_path / "c.zarr", header(), [s, s])
+
+
+def test_dest_exists_overwrite_and_interrupted_overwrite(tmp_path):
+    dest = tmp_path / "c.zarr"
+    first = random_sequences(np.random.default_rng(4), 3)
+    write_corpus(dest, header(), first)
+    with pytest.raises(DestinationExistsError, match="--overwrite"):
+        write_corpus(dest, header(), first)
+
+    def interrupted():
+        yield from random_sequences(np.random.default_rng(5), 2)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_corpus(dest, header(), interrupted(), overwrite=True)
+    c = open_corpus(dest)  # the previous corpus is intact
+    assert c.num_sequences == 3
+    np.testing.assert_array_equal(c.read_sequence(2)[0], first[2].joints)
+    assert sorted(os.listdir(tmp_path)) == ["c.zarr"]
+    write_corpus(dest, header(), first[:1], overwrite=True)
+    assert open_corpus(dest).num_sequences == 1
+
+
+def test_incomplete_corpus_refused(tmp_path):
+    dest = tmp_path / "c.zarr"
+    write_corpus(dest, header(), random_sequences(np.random.default_rng(6), 2))
+    zarr.open_group(dest, mode="r+").attrs["complete"] = False
+    with pytest.raises(CorpusError, match="incomplete"):
+        open_corpus(dest)
+    with pytest.raises(CorpusError, match="not a directory"):
+        open_corpus(tmp_path / "nothing.zarr")
+
+
+def test_append(tmp_path):
+    dest = tmp_path / "c.zarr"
+    a = random_sequences(np.random.default_rng(7), 3)
+    b = [Sequence("extra", np.ones((40, 25, 3, 2), np.float32), "e")]
+    write_corpus(dest, header(), a, chunk_frames=16, chunks_per_shard=4)
+    write_corpus(dest, header(), b, append=True)
+    c = open_corpus(dest, memory_budget=0)
+    assert c.num_sequences == 4 and c.meta[3]["seq_id"] == "extra"
+    np.testing.assert_array_equal(c.read_sequence(3)[0], b[0].joints)
+    np.testing.assert_array_equal(c.read_sequence(1)[0], a[1].joints)
+    with pytest.raises(CorpusError, match="cannot append"):
+        write_corpus(dest, header(persons=1), [], append=True)
+    with pytest.raises(CorpusError, match="duplicate"):
+        write_corpus(dest, header(), b, append=True)
+
+
+def test_fsspec_memory_zip_and_file_url(tmp_path):
+    seqs = random_sequences(np.random.default_rng(8), 4)
+    write_corpus("memory://sscl-test/c.zarr", header(), seqs, chunk_frames=16, chunks_per_shard=4)
+    local = tmp_path / "c.zarr"
+    write_corpus(local, header(), seqs, chunk_frames=16, chunks_per_shard=4)
+    zpath = tmp_path / "c.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as z:
+        for root, _, files in os.walk(local):
+            for f in files:
+                full = os.path.join(root, f)
+                z.write(full, os.path.relpath(full, local))
+    for where in ("memory://sscl-test/c.zarr", str(zpath), f"file://{local}"):
+        for budget in (None, 0):
+            c = open_corpus(where, memory_budget=budget)
+            np.testing.assert_array_equal(c.read_window(2, 0, 1)[0], seqs[2].joints[:1])
+            np.testing.assert_array_equal(c.read_sequence(3)[0], seqs[3].joints)
+
+
+def test_pickle_reopens_lazily(tmp_path):
+    write_corpus(tmp_path / "c.zarr", header(), random_sequences(np.random.default_rng(9), 2))
+    c = open_corpus(tmp_path / "c.zarr")
+    blob = pickle.dumps(c)
+    assert len(blob) < 2000  # the path, not the arrays
+    c2 = pickle.loads(blob)
+    np.testing.assert_array_equal(c2.read_sequence(1)[0], c.read_sequence(1)[0])
+
+
+def test_window_out_of_range(tmp_path):
+    write_corpus(tmp_path / "c.zarr", header(), random_sequences(np.random.default_rng(10), 2))
+    c = open_corpus(tmp_path / "c.zarr")
+    n = int(c.lengths[0])
+    with pytest.raises(CorpusError, match=f"start \\+ length <= {n}"):
+        c.read_window(0, 1, n)
+    with pytest.raises(CorpusError, match="sequence index 5"):
+        c.read_window(5, 0, 1)
+
+
+def test_validate_finds_corruption(tmp_path):
+    dest = tmp_path / "c.zarr"
+    seqs = random_sequences(np.random.default_rng(11), 3)
+    write_corpus(dest, header(), seqs)
+    assert validate(dest) == []
+    g = zarr.open_group(dest, mode="r+")
+    g["labels"][3] = 9
+    valid = g["valid"][10]
+    v, m = np.argwhere(~valid)[0]
+    g["joints"][10, v, 0, m] = 1.5
+    problems = validate(dest)
+    assert any("label 9 outside -1..2" in p for p in problems)
+    assert any("frame 10: non-zero coordinate where invalid" in p for p in problems)
+    g["lengths"][0] = g["lengths"][0] + 1
+    assert any("offsets" in p for p in validate(dest))
+    shutil.rmtree(dest)
