@@ -209,10 +209,28 @@ class Corpus:
             out = (np.empty((n, length, V, C, M), np.float32), np.empty((n, length, V, M), bool),
                    np.empty((n, length), np.int16))
         joints, valid, labels = out
-        for k in range(n):
-            a, b = self._span(int(seq_idx[k]), int(starts[k]), length)
-            self._copy_frames(a, b, joints[k], valid[k])
-            labels[k] = self.labels[a:b]
+        # Check every window at once; the copy loop below then does nothing but copy.
+        bad_seq = (seq_idx < 0) | (seq_idx >= self.num_sequences)
+        if bad_seq.any():
+            self._span(int(seq_idx[np.argmax(bad_seq)]), 0, length)
+        bad = (starts < 0) | (starts + length > self.lengths[seq_idx]) | (length <= 0)
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            self._span(int(seq_idx[k]), int(starts[k]), length)
+        firsts = (self.offsets[seq_idx] + starts).tolist()
+        lab = self.labels
+        if self._joints is not None:
+            J, Vd = self._joints, self._valid
+            for k, a in enumerate(firsts):
+                joints[k] = J[a:a + length]
+                valid[k] = Vd[a:a + length]
+                labels[k] = lab[a:a + length]
+        else:
+            rj, rv = self._readers["joints"], self._readers["valid"]
+            for k, a in enumerate(firsts):
+                rj.read_into(joints[k], a, a + length)
+                rv.read_into(valid[k], a, a + length)
+                labels[k] = lab[a:a + length]
         return joints, valid, labels
 
     # -- selections --------------------------------------------------------------------------
