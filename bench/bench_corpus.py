@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from sscl.data.layouts import get_layout
 FRAMES = int(os.environ.get("SSCL_BENCH_FRAMES", 300_000))
 L = 128  # window length (frames)
 N_WIN = 1500
+SHARED = Path(os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def _motion(rng, T):
@@ -256,4 +258,21 @@ def test_codec_choice(ratios, corpus_path, cname, clevel, chunk):
     t = median_time(lambda: [blosc.decompress(r) for r in raw], repeat=3)
     ratio = x.nbytes / sum(len(r) for r in raw)
     ratios.add(f"codec {cname}:{clevel} chunk {chunk}", ratio, None,
+               f"decode {x.nbytes / t / 1e9:.2f} GB/s, compression {ratio:.2f}x")
+
+
+@pytest.mark.parametrize("cname,clevel", [("lz4", 5), ("zstd", 3)])
+def test_codec_on_real_mocap(ratios, cname, clevel):
+    """Report-only: how real float32 skeleton data compresses (CMU mocap, 19k frames)."""
+    root = SHARED / "cmu_mocap6" / "joints"
+    if not root.is_dir():
+        pytest.skip(f"{root} absent (a user's clone has no ../shared)")
+    x = np.concatenate([np.load(p)["joints"] for p in sorted(root.glob("*.npz"))])
+    x = np.ascontiguousarray(x.astype(np.float32))
+    chunk = 1024
+    raw = [blosc.compress(x[i:i + chunk].tobytes(), cname.encode(), clevel, blosc.SHUFFLE)
+           for i in range(0, len(x), chunk)]
+    t = median_time(lambda: [blosc.decompress(r) for r in raw], repeat=3)
+    ratio = x.nbytes / sum(len(r) for r in raw)
+    ratios.add(f"codec {cname}:{clevel} on CMU mocap joints", ratio, None,
                f"decode {x.nbytes / t / 1e9:.2f} GB/s, compression {ratio:.2f}x")
