@@ -270,7 +270,7 @@ class Corpus:
             f"lengths     min {int(self.lengths.min()) if len(self.lengths) else 0}  "
             f"median {int(np.median(self.lengths)) if len(self.lengths) else 0}  "
             f"max {int(self.lengths.max()) if len(self.lengths) else 0}",
-            f"splits      " + (", ".join(f"{t}: {n}" for t, n in sorted(tags.items())) or "none"),
+            "splits      " + (", ".join(f"{t}: {n}" for t, n in sorted(tags.items())) or "none"),
             f"skipped     {len(self.skipped)}",
         ]
         reasons: dict[str, int] = {}
