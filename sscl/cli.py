@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         print(f"synthesizing the demo corpus into {dest} (once; cached under $SSCL_CACHE)")
-        synthesize(dest, SynthConfig(), seed=0)
+        synthesize(dest, SynthConfig(), seed=0, progress=True)
     print(open_corpus(dest).summary())
     return 0
 
@@ -48,7 +48,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig()
     if args.sequences is not None:
         cfg = replace(cfg, num_sequences=args.sequences)
-    synthesize(args.dest, cfg, seed=args.seed, overwrite=args.overwrite)
+    synthesize(args.dest, cfg, seed=args.seed, overwrite=args.overwrite, progress=True)
     print(open_corpus(args.dest).summary())
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from sscl.cli import main
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped, write_corpus
 from sscl.data.formats import FORMATS
 from sscl.data.layouts import get_layout
+from sscl.data.synthetic import SynthConfig
 
 
 def _corpus(path):
@@ -61,3 +63,24 @@ def test_console_script_installed(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no corpus there" in r.stderr
 
+
+
+def test_synth_then_refuse_existing_dest(tmp_path, capsys):
+    dest = tmp_path / "s.zarr"
+    assert main(["data", "synth", str(dest), "--sequences", "2", "--seed", "3"]) == 0
+    assert "sequences   2" in capsys.readouterr().out
+    assert main(["data", "synth", str(dest), "--sequences", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err
+    assert main(["data", "synth", str(dest), "--sequences", "1", "--overwrite"]) == 0
+
+
+def test_demo_uses_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSCL_CACHE", str(tmp_path))
+    small = functools.partial(SynthConfig, num_sequences=2, min_frames=100, max_frames=200)
+    monkeypatch.setattr("sscl.data.synthetic.SynthConfig", small)
+    assert main(["demo"]) == 0
+    assert (tmp_path / "demo" / "synthetic.zarr").is_dir()
+    assert "synthesizing" in capsys.readouterr().out
+    assert main(["demo"]) == 0  # second run reuses the cached corpus
+    assert "synthesizing" not in capsys.readouterr().out
