@@ -77,7 +77,7 @@ def test_synth_then_refuse_existing_dest(tmp_path, capsys):
 
 def test_demo_uses_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSCL_CACHE", str(tmp_path))
-    small = functools.partial(SynthConfig, num_sequences=2, min_frames=100, max_frames=200)
+    small = functools.partial(SynthConfig, num_sequences=2, min_frames=300, max_frames=400)
     monkeypatch.setattr("sscl.data.synthetic.SynthConfig", small)
     assert main(["demo"]) == 0
     assert (tmp_path / "demo" / "synthetic.zarr").is_dir()
