@@ -1,0 +1,314 @@
+"""Building blocks shared by the GCN backbones.
+
+Holds the width rule, the input normalisation that folds persons into the batch, the spatial
+graph convolution module (a thin owner of the weight that calls `sscl.kernels.graph_conv`), the
+temporal convolution unit, and `GCNBackbone`, the base class that runs a stack of blocks and
+hands back the features of chosen blocks. Based on ST-GCN (Yan et al., AAAI 2018) and 2s-AGCN
+(Shi et al., CVPR 2019) as summarised in METHOD.md section 3.
+
+Padding masks. Batches of variable-length sequences are zero-padded at the end; every module here
+takes an optional `mask_NT` (True = real frame). Padded frames are zeroed before every operation
+that mixes frames (temporal convolutions, the data-dependent graph of AGCN), so in eval mode the
+features of the real frames do not depend on how much padding follows them. In training mode the
+batch-norm statistics still see the padded frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sscl.data.layouts import Layout, get_layout
+from sscl.errors import ConfigError, LayoutError
+
+#: Signature of the spatial graph convolution: (x (N,C,T,V), weight (K,C',C), bias (C',) or None,
+#: adjacency (K,V,V) or (N,K,V,V)) -> (N,C',T,V). `sscl.kernels.graph_conv` or its `_ref` oracle.
+GraphConvFn = Callable[[Tensor, Tensor, "Tensor | None", Tensor], Tensor]
+
+
+def scale_width(channels: int, width: float) -> int:
+    """Channel count of a block after the width multiplier (at least 1).
+
+    Args:
+        channels: the full-width channel count (e.g. 64).
+        width: the multiplier (1.0 full width, 0.25 the SSL pretraining width 16..64).
+
+    Returns:
+        round(channels * width), at least 1.
+
+    Raises:
+        ConfigError: width is not positive.
+    """
+    if not width > 0:
+        raise ConfigError(f"width must be a positive channel multiplier (e.g. 0.25), got {width}")
+    return max(1, round(channels * width))
+
+
+def resolve_layout(layout: Layout | str) -> Layout:
+    """A `Layout` from a layout object, a layout name or a layout JSON path."""
+    return layout if isinstance(layout, Layout) else get_layout(layout)
+
+
+def mask_frames(x: Tensor, mask_NT: Tensor | None) -> Tensor:
+    """Zero the padded frames of a (N, C, T, V) or (N, C, T) tensor; identity without a mask."""
+    if mask_NT is None:
+        return x
+    shape = (mask_NT.shape[0], 1, mask_NT.shape[1]) + (1,) * (x.dim() - 3)
+    return x * mask_NT.view(shape).to(x.dtype)
+
+
+def downsample_mask(mask_NT: Tensor | None, stride: int) -> Tensor | None:
+    """The padding mask after a temporal stride.
+
+    A stride-s convolution with kernel 9 and padding 4 maps T frames to ceil(T / s) and output
+    frame j is centred on input frame s * j, so a sequence of L real frames keeps ceil(L / s) real
+    frames: exactly the frames `mask[:, ::s]` keeps.
+    """
+    if mask_NT is None or stride == 1:
+        return mask_NT
+    return mask_NT[:, ::stride]
+
+
+class InputNorm(nn.Module):
+    """Batch norm over (M * V * C) input channels, then persons folded into the batch.
+
+    The "data BN" of ST-GCN / 2s-AGCN: each coordinate of each joint of each person slot gets its
+    own normalisation statistics over the batch and time.
+    """
+
+    def __init__(self, channels: int, num_joints: int, num_persons: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_joints = num_joints
+        self.num_persons = num_persons
+        self.bn = nn.BatchNorm1d(num_persons * num_joints * channels)
+
+    def forward(self, x_NCTVM: Tensor) -> Tensor:
+        """Normalise and fold persons.
+
+        Args:
+            x_NCTVM: (N, C, T, V, M) float skeleton batch.
+
+        Returns:
+            (N * M, C, T, V); rows n * M + m hold person m of sample n.
+
+        Raises:
+            LayoutError: the input's C, V or M differ from the model's.
+        """
+        if x_NCTVM.dim() != 5:
+            raise LayoutError(
+                f"x must be (N, C, T, V, M), got a {x_NCTVM.dim()}-d tensor of shape "
+                f"{tuple(x_NCTVM.shape)}"
+            )
+        N, C, T, V, M = x_NCTVM.shape
+        if (C, V, M) != (self.channels, self.num_joints, self.num_persons):
+            raise LayoutError(
+                f"x has C={C}, V={V}, M={M} (shape {tuple(x_NCTVM.shape)}) but the model was "
+                f"built for C={self.channels}, V={self.num_joints}, M={self.num_persons}; build "
+                "the backbone with the corpus's layout and persons"
+            )
+        x = x_NCTVM.permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T)
+        x = self.bn(x)
+        return x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
+
+
+class SpatialGraphConv(nn.Module):
+    """Owner of the (K, C', C) channel-mixing weight of one spatial graph convolution.
+
+    The computation is `graph_conv_impl(x, weight, None, adjacency)`; the adjacency is handed in at
+    call time because each backbone builds it differently (edge importance, adaptive graph). There
+    is no bias: a batch norm always follows, which would cancel it (and its gradient).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, num_subsets: int, graph_conv_impl: GraphConvFn
+    ) -> None:
+        super().__init__()
+        self.graph_conv_impl = graph_conv_impl
+        self.weight = nn.Parameter(torch.empty(num_subsets, out_channels, in_channels))
+        # The uniform(+-1/sqrt(fan_in)) default of the 1x1 Conv2d(C, K*C') this replaces.
+        bound = 1.0 / math.sqrt(in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x_NCTV: Tensor, adjacency: Tensor) -> Tensor:
+        """Args: x_NCTV (N, C, T, V); adjacency (K, V, V) or (N, K, V, V). Returns (N, C', T, V)."""
+        return self.graph_conv_impl(x_NCTV, self.weight, None, adjacency)
+
+
+class TemporalConv(nn.Module):
+    """Conv (kernel x 1) along time with stride, then batch norm (no bias: the BN cancels it)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 9, stride: int = 1
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=(kernel_size, 1),
+            stride=(stride, 1),
+            padding=((kernel_size - 1) // 2, 0),
+            bias=False,
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x_NCTV: Tensor, mask_NT: Tensor | None = None) -> Tensor:
+        """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None. Returns (N, C', ceil(T/stride), V)."""
+        # Padded frames must read as zeros here, as the conv's own zero padding does at the end of
+        # an unpadded sequence.
+        return self.bn(self.conv(mask_frames(x_NCTV, mask_NT)))
+
+
+class PointwiseResidual(nn.Module):
+    """Residual path when the shape changes: 1x1 conv (with the block's stride) + batch norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size=1, stride=(stride, 1), bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x_NCTV: Tensor) -> Tensor:
+        return self.bn(self.conv(x_NCTV))
+
+
+def make_residual(
+    in_channels: int, out_channels: int, stride: int, enabled: bool
+) -> nn.Module | None:
+    """None (no residual), identity (same shape) or a `PointwiseResidual` (shape changes)."""
+    if not enabled:
+        return None
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    return PointwiseResidual(in_channels, out_channels, stride)
+
+
+def pool_joints_persons(feat_NCTV: Tensor, num_persons: int) -> Tensor:
+    """Average block features over joints and persons.
+
+    Args:
+        feat_NCTV: (N * M, C, T, V) features as returned by a backbone.
+        num_persons: M.
+
+    Returns:
+        (N, C, T).
+    """
+    NM, C, T, _ = feat_NCTV.shape
+    return feat_NCTV.mean(dim=3).view(NM // num_persons, num_persons, C, T).mean(dim=1)
+
+
+class GCNBackbone(nn.Module):
+    """A stack of graph-convolution blocks on a normalised, person-folded skeleton batch.
+
+    Subclasses build `self.blocks` (each block: `forward(x_NCTV, mask_NT) -> x_NCTV` with the
+    stride given in `block_strides`) and set `block_channels` / `block_strides`.
+
+    Attributes:
+        layout: the skeleton layout (V joints, adjacency).
+        num_persons: M, folded into the batch.
+        block_channels: output channels of blocks 1..10.
+        block_strides: temporal stride of blocks 1..10.
+        time_factors: cumulative stride after blocks 1..10 (block b outputs ceil(T / factor)).
+        out_channels: channels of the last block (the embedding width).
+    """
+
+    block_channels: tuple[int, ...]
+    block_strides: tuple[int, ...]
+
+    def __init__(self, layout: Layout, in_channels: int, num_persons: int) -> None:
+        super().__init__()
+        if num_persons < 1:
+            raise ConfigError(f"num_persons must be >= 1, got {num_persons}")
+        self.layout = layout
+        self.num_persons = num_persons
+        self.input_norm = InputNorm(in_channels, layout.num_joints, num_persons)
+        self.blocks = nn.ModuleList()
+
+    @property
+    def time_factors(self) -> tuple[int, ...]:
+        factors, f = [], 1
+        for s in self.block_strides:
+            f *= s
+            factors.append(f)
+        return tuple(factors)
+
+    @property
+    def out_channels(self) -> int:
+        return self.block_channels[-1]
+
+    def forward(
+        self,
+        x_NCTVM: Tensor,
+        return_blocks: Sequence[int] | None = None,
+        mask_NT: Tensor | None = None,
+    ) -> Tensor | list[Tensor]:
+        """Run the blocks.
+
+        Args:
+            x_NCTVM: (N, C, T, V, M) skeleton batch, any T >= 1.
+            return_blocks: 1-based block numbers whose outputs to return, e.g. (1, 7, 10); None
+                returns only the last block's output.
+            mask_NT: (N, T) bool, True on real frames of zero-padded sequences; None = all real.
+
+        Returns:
+            Without `return_blocks`: the last block's features (N * M, C_10, ceil(T / f_10), V).
+            With it: a list, in the order asked, of block b's features
+            (N * M, C_b, ceil(T / f_b), V) with f_b = `time_factors[b - 1]`; padded frames are
+            zero. Rows n * M + m hold person m of sample n; `pool_joints_persons` averages them to
+            (N, C_b, T_b).
+
+        Raises:
+            ConfigError: no block or a block number outside 1..len(blocks), or a mask of the
+                wrong shape.
+        """
+        wanted = (len(self.blocks),) if return_blocks is None else tuple(return_blocks)
+        if not wanted:
+            raise ConfigError("return_blocks is empty; name at least one block, e.g. (1, 7, 10)")
+        for b in wanted:
+            if not 1 <= b <= len(self.blocks):
+                raise ConfigError(
+                    f"return_blocks has block {b}; blocks are numbered 1..{len(self.blocks)}"
+                )
+        if mask_NT is not None:
+            N, T = x_NCTVM.shape[0], x_NCTVM.shape[2]
+            if mask_NT.shape != (N, T):
+                raise ConfigError(
+                    f"mask_NT must be (N={N}, T={T}) to match x, got {tuple(mask_NT.shape)}"
+                )
+            # One mask row per folded person.
+            mask_NT = mask_NT.to(torch.bool).repeat_interleave(self.num_persons, dim=0)
+        x = mask_frames(self.input_norm(x_NCTVM), mask_NT)
+        outputs: dict[int, Tensor] = {}
+        for b, block in enumerate(self.blocks, start=1):
+            x = block(x, mask_NT)
+            mask_NT = downsample_mask(mask_NT, self.block_strides[b - 1])
+            x = mask_frames(x, mask_NT)
+            if b in wanted:
+                outputs[b] = x
+            if b == max(wanted):
+                break
+        if return_blocks is None:
+            return outputs[len(self.blocks)]
+        return [outputs[b] for b in wanted]
+
+    def embed(self, x_NCTVM: Tensor, mask_NT: Tensor | None = None) -> Tensor:
+        """Pooled embedding: last block averaged over real frames, joints and persons.
+
+        Args:
+            x_NCTVM: (N, C, T, V, M) skeleton batch.
+            mask_NT: (N, T) bool real-frame mask, or None.
+
+        Returns:
+            (N, out_channels).
+        """
+        feat_NCT = pool_joints_persons(self(x_NCTVM, mask_NT=mask_NT), self.num_persons)
+        if mask_NT is None:
+            return feat_NCT.mean(dim=2)
+        mask = downsample_mask(mask_NT.to(torch.bool), self.time_factors[-1]).to(feat_NCT.dtype)
+        # Padded frames are already zero; divide by the number of real frames only.
+        return feat_NCT.sum(dim=2) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)

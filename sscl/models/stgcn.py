@@ -1,0 +1,125 @@
+"""ST-GCN backbone on the fused spatial graph convolution.
+
+Based on ST-GCN (Yan, Xiong, Lin, "Spatial Temporal Graph Convolutional Networks for
+Skeleton-Based Action Recognition", AAAI 2018) as summarised in METHOD.md section 3: spatial
+partition adjacency with K = 3 subsets (root, centripetal, centrifugal) from the skeleton layout,
+a learnable edge-importance mask per block, temporal convolution of kernel 9, batch norm, ReLU and
+residuals; ten blocks of 64, 64, 64, 64, 128 (stride 2), 128, 128, 256 (stride 2), 256, 256
+channels, scaled by a width multiplier (0.25 gives the 16..64 channels used for SSL pretraining).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sscl.data.layouts import Layout
+from sscl.kernels import graph_conv
+from sscl.models.layers import (
+    GCNBackbone,
+    GraphConvFn,
+    SpatialGraphConv,
+    TemporalConv,
+    make_residual,
+    resolve_layout,
+    scale_width,
+)
+
+#: (full-width channels, temporal stride) of blocks 1..10.
+STGCN_PLAN: tuple[tuple[int, int], ...] = (
+    (64, 1),
+    (64, 1),
+    (64, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (256, 1),
+)
+
+
+class STGCNBlock(nn.Module):
+    """Graph conv on (A * edge importance) -> BN -> ReLU -> temporal conv + BN -> dropout,
+    plus the residual, then ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        A_KVV: Tensor,
+        stride: int,
+        residual: bool,
+        graph_conv_impl: GraphConvFn,
+        kernel_size: int = 9,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("A_KVV", A_KVV.clone())
+        # Learnable per-block multiplier of every adjacency entry (ST-GCN's edge importance);
+        # starting at 1 leaves the partitioned graph unchanged.
+        self.edge_importance = nn.Parameter(torch.ones_like(A_KVV))
+        self.gcn = SpatialGraphConv(in_channels, out_channels, A_KVV.shape[0], graph_conv_impl)
+        self.gcn_bn = nn.BatchNorm2d(out_channels)
+        self.tcn = TemporalConv(out_channels, out_channels, kernel_size, stride)
+        self.dropout = nn.Dropout(dropout)
+        self.residual = make_residual(in_channels, out_channels, stride, residual)
+
+    def forward(self, x_NCTV: Tensor, mask_NT: Tensor | None = None) -> Tensor:
+        """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None. Returns (N, C', ceil(T/s), V)."""
+        y = torch.relu(self.gcn_bn(self.gcn(x_NCTV, self.A_KVV * self.edge_importance)))
+        y = self.dropout(self.tcn(y, mask_NT))
+        if self.residual is not None:
+            y = y + self.residual(x_NCTV)
+        return torch.relu(y)
+
+
+class STGCN(GCNBackbone):
+    """Ten-block ST-GCN backbone.
+
+    Args:
+        layout: skeleton layout (object, name such as "ntu25", or JSON path); gives V and the
+            K = 3 spatial-partition adjacency.
+        in_channels: coordinates per joint; None takes the layout's (3, or 2 for COCO-17).
+        num_persons: M person slots per sample, folded into the batch.
+        width: channel multiplier (1.0: 64..256; 0.25: 16..64).
+        dropout: dropout after each temporal conv.
+        graph_conv_impl: the spatial graph convolution; `sscl.kernels.graph_conv` (fused) by
+            default, `sscl.kernels.graph_conv_ref` for the einsum oracle.
+
+    Forward: see `GCNBackbone.forward` (input (N, C, T, V, M); block features
+    (N * M, C_b, ceil(T / f_b), V) with f = 1, 1, 1, 1, 2, 2, 2, 4, 4, 4).
+    """
+
+    def __init__(
+        self,
+        layout: Layout | str,
+        in_channels: int | None = None,
+        num_persons: int = 1,
+        width: float = 1.0,
+        dropout: float = 0.0,
+        graph_conv_impl: GraphConvFn = graph_conv,
+    ) -> None:
+        layout = resolve_layout(layout)
+        in_channels = layout.channels if in_channels is None else in_channels
+        super().__init__(layout, in_channels, num_persons)
+        A_KVV = torch.from_numpy(layout.adjacency("spatial"))
+        self.block_channels = tuple(scale_width(c, width) for c, _ in STGCN_PLAN)
+        self.block_strides = tuple(s for _, s in STGCN_PLAN)
+        c_in = in_channels
+        for b, stride in enumerate(self.block_strides):
+            c_out = self.block_channels[b]
+            self.blocks.append(
+                STGCNBlock(
+                    c_in,
+                    c_out,
+                    A_KVV,
+                    stride,
+                    # ST-GCN's first block has no residual (its input is raw coordinates).
+                    residual=b > 0,
+                    graph_conv_impl=graph_conv_impl,
+                    dropout=dropout,
+                )
+            )
+            c_in = c_out
