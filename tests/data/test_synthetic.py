@@ -8,19 +8,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from sscl.data.corpus import open_corpus
 from sscl.data.layouts import get_layout
 from sscl.data.synthetic import (
     BACKGROUND,
     CLASS_NAMES,
-    FOOT_CLEARANCE,
     SynthConfig,
     generate_sequence,
     header,
     iter_sequences,
     synthesize,
 )
-
+from sscl.data.synthetic_motion import FOOT_CLEARANCE
 from sscl.errors import ConfigError, DestinationExistsError
 
 LAYOUT = get_layout("ntu25")
