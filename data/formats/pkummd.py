@@ -70,8 +70,8 @@ CLASS_NAMES: tuple[str, ...] = (
 BACKGROUND = len(CLASS_NAMES)
 
 # folder names: the layout of the brief first, then those of the public release archives
-_SKELETON_DIRS = ("skeleton", "PKU_Skeleton_Renew")
-_LABEL_DIRS = ("label", "Train_Label_PKU_final")
+_SKELETON_DIRS = ("skeleton", "PKU_Skeleton_Renew", "Data/PKU_Skeleton_Renew")
+_LABEL_DIRS = ("label", "Train_Label_PKU_final", "Label/Train_Label_PKU_final")
 _SPLIT_FILES = {"cross-subject.txt": "xsub", "cross-view.txt": "xview"}
 _NAME_RE = re.compile(r"(\d+)-([A-Za-z])")
 

@@ -738,3 +738,13 @@ def test_all_four_formats_convert_through_the_cli(tmp_path):
     joints, _, labels = open_corpus(tmp_path / "ntu.zarr").read_sequence(0)
     np.testing.assert_array_equal(joints[:, :, :, 0], np.stack([body.xyz, body.xyz]))
     assert (labels == 9).all()
+
+
+def test_pkummd_finds_release_archive_folders(tmp_path):
+    # The public release unpacks to Data/PKU_Skeleton_Renew and Label/Train_Label_PKU_final.
+    rng = np.random.default_rng(RNG_SEED + 12)
+    W.write_pkummd(tmp_path, "0007-M", _pku_joints(rng, 6, slice(0, 6)), [(5, 0, 5, 1)],
+                   skeleton_dir="Data/PKU_Skeleton_Renew",
+                   label_dir="Label/Train_Label_PKU_final")
+    (seq,), skipped = _collect(pkummd.read(tmp_path)[1])
+    assert not skipped and (seq.labels == 4).all()
