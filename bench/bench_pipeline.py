@@ -1,0 +1,265 @@
+"""Full input path throughput: corpus -> augmented two-view batches, ours vs the AimCLR feeder.
+
+Samples per second delivered to the training process, at equal worker counts and one compute
+thread per worker, for:
+
+- baseline: the AimCLR feeder's algorithm (``aimclr_baseline.two_views``) in a torch DataLoader
+  over an ``np.memmap`` of (3, 300, V, M) float32 samples cut from the same corpus (start 0,
+  zero-padded, the feeders' storage), batch 64, random order;
+- ours, plain loader and DALI engine (``sscl.data.loader.make_loader``): per-epoch dense raw
+  windows of 300 frames read from the compressed Zarr corpus, then the fused Numba
+  ``two_view`` with the extreme view on (query + key + extreme: three views, a superset of the
+  baseline's work), batch 64.
+
+Target (issue 4, section 5): ours >= 10x the baseline. Also reported: the peak RSS of any one
+worker process while reading a corpus larger than the worker's decoded-chunk budget.
+
+Corpora: the real MSRC-12 (converted once with ``sscl.data.formats.convert`` into the cache;
+skipped with the reason when ../shared/data or the converter is absent) and a synthetic
+random-walk NTU-25 x 2 corpus generated straight into a corpus in the cache.
+
+Environment: ``SSCL_BENCH_PIPELINE_FRAMES`` synthetic frames (default 400k, ~260 MB decoded;
+1.7M makes it > 1 GB: ``SSCL_BENCH_PIPELINE_FRAMES=1700000``), ``SSCL_BENCH_WORKERS`` (2),
+``SSCL_BENCH_BATCHES`` timed batches per engine (30; epochs are chained as in training),
+``SSCL_BENCH_MEMORY_BUDGET`` bytes of decoded chunks per worker (128 MiB).
+Run: ``pytest bench/bench_pipeline.py -s``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+import aimclr_baseline
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from sscl.data.augment import AugmentConfig
+from sscl.data.corpus import CorpusHeader, Sequence, cache_dir, open_corpus, write_corpus
+from sscl.data.layouts import get_layout
+from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
+
+FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 400_000))
+WORKERS = int(os.environ.get("SSCL_BENCH_WORKERS", 2))
+BATCHES = int(os.environ.get("SSCL_BENCH_BATCHES", 30))
+BUDGET = int(os.environ.get("SSCL_BENCH_MEMORY_BUDGET", 128 << 20))
+BATCH = 64
+RAW = 300  # frames per sample, as the feeders' (3, 300, 25, 2) memmap
+SHARED = Path(
+    os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+BENCH_CACHE = cache_dir() / "bench"
+
+
+def _synthetic(dest: Path, frames: int) -> None:
+    """Smooth random walks (compress like mocap), a few untracked joints, 300-3000 frames each."""
+    rng = np.random.default_rng(0)
+    header = CorpusHeader(
+        layout=get_layout("ntu25"),
+        class_names=("a", "b"),
+        fps=30.0,
+        persons=2,
+        source_frame="synthetic random walk, metres",
+    )
+
+    def sequences():
+        done, i = 0, 0
+        while done < frames:
+            t = int(min(rng.integers(300, 3000), max(frames - done, 1)))
+            x = rng.normal(0, 0.3, (1, 25, 3, 2)) + rng.normal(0, 0.004, (t, 25, 3, 2)).cumsum(0)
+            x = np.round(x, 4).astype(np.float32)
+            valid = rng.random((t, 25, 2)) > 0.02
+            yield Sequence(f"s{i}", x, "synthetic", valid=valid)
+            done, i = done + t, i + 1
+
+    write_corpus(dest, header, sequences())
+
+
+@pytest.fixture(scope="module")
+def synthetic_corpus() -> str:
+    dest = BENCH_CACHE / f"pipeline-synthetic-{FRAMES}.zarr"
+    if not dest.exists():
+        BENCH_CACHE.mkdir(parents=True, exist_ok=True)
+        _synthetic(dest, FRAMES)
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def msrc12_corpus() -> str:
+    src = SHARED / "msrc12"
+    if not src.is_dir():
+        pytest.skip(f"real dataset {src} absent; set SSCL_SHARED_DATA")
+    dest = BENCH_CACHE / "msrc12.zarr"
+    if not dest.exists():
+        try:
+            from sscl.data.formats import convert
+        except ImportError as e:
+            pytest.skip(f"msrc12 converter unavailable ({e})")
+        BENCH_CACHE.mkdir(parents=True, exist_ok=True)
+        convert("msrc12", src, dest, progress=False)
+    return str(dest)
+
+
+def _memmap(corpus_path: str) -> np.memmap:
+    """The feeders' storage: (N, 3, 300, V, M) float32, one sample per sequence, zero-padded.
+
+    A sample starts at the sequence's first frame with a tracked joint: the feeders count valid
+    frames from the start (NTU's preprocessing trims leading empty frames; MSRC-12 has them).
+    Entirely untracked sequences (one in MSRC-12) are left out: the feeder crashes on them.
+    """
+    c = open_corpus(corpus_path, memory_budget=BUDGET)
+    v, ch, m = c.frame_shape
+    dest = Path(corpus_path).with_suffix(".feeder.npy")
+    if dest.exists():
+        return np.load(dest, mmap_mode="r")
+    tracked = [i for i in range(c.num_sequences) if c.read_window(i, 0, int(c.lengths[i]))[1].any()]
+    tmp = dest.with_suffix(".tmp.npy")
+    out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(tracked), ch, RAW, v, m))
+    for row, i in enumerate(tracked):
+        joints, valid, _ = c.read_sequence(i)
+        first = int(np.argmax(valid.any(axis=(1, 2))))
+        window = joints[first : first + RAW]
+        out[row, :, : len(window)] = window.transpose(2, 0, 1, 3)
+    out.flush()
+    del out
+    os.replace(tmp, dest)
+    return np.load(dest, mmap_mode="r")
+
+
+class FeederDataset(torch.utils.data.Dataset):
+    """The baseline: AimCLR's per-sample two-view feeder over an np.memmap."""
+
+    def __init__(self, path: str, length: int):
+        self.path, self.length, self.data = path, length, None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r")
+        sample = np.asarray(self.data[i % len(self.data)])
+        q, k = aimclr_baseline.two_views(sample, np.random.default_rng(i))
+        return torch.from_numpy(q), torch.from_numpy(k)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+class PeakWorkerRss:
+    """Polls the RSS of every descendant process; ``peak`` is the largest single one seen."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for child in me.children(recursive=True):
+                try:
+                    self.peak = max(self.peak, child.memory_info().rss)
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    def __enter__(self) -> PeakWorkerRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+WARMUP = 2 * WORKERS  # every worker has delivered a batch: startup and JIT cache load excluded
+
+
+def _rate(batches) -> float:
+    """Samples/s over BATCHES batches after WARMUP batches."""
+    it = iter(batches)
+    for _ in range(WARMUP):
+        next(it)
+    t = time.perf_counter()
+    n = 0
+    for _ in range(BATCHES):
+        b = next(it)
+        n += len(b[0]) if isinstance(b, (list, tuple)) else len(b["weight"])
+    return n / (time.perf_counter() - t)
+
+
+def _baseline_rate(corpus_path: str) -> float:
+    path = str(_memmap(corpus_path).filename)
+    loader = torch.utils.data.DataLoader(
+        FeederDataset(path, BATCH * (WARMUP + BATCHES)),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=WORKERS,
+        worker_init_fn=_worker_init,
+        # fork, as the AimCLR feeders run (and this module is not importable by a spawned child).
+        multiprocessing_context="fork",
+    )
+    with single_threaded_children():
+        it = iter(loader)
+    return _rate(it)
+
+
+def _ours_rate(corpus_path: str, engine: str) -> tuple[float, int, str]:
+    c = open_corpus(corpus_path, memory_budget=BUDGET)
+    cfg = LoaderConfig(
+        task="pretrain",
+        seed=0,
+        batch_size=BATCH,
+        num_workers=WORKERS,
+        prefetch=2,
+        raw_length=RAW,
+        window_mode="dense",
+        extreme=True,
+        augment=AugmentConfig(out_len=50),
+        memory_budget=BUDGET,
+        pin_memory=False,
+    )
+    loader = make_loader(c, cfg, engine=engine)
+    assert loader.engine == engine
+    epochs = (b for e in itertools.count() for b in loader.epoch(e))
+    with PeakWorkerRss() as rss:
+        rate = _rate(epochs)
+    mode = (
+        "in-RAM"
+        if c.in_ram
+        else f"chunked (budget {BUDGET >> 20} MiB < {c.decoded_nbytes >> 20} MiB)"
+    )
+    return rate, rss.peak, mode
+
+
+@pytest.mark.parametrize("which", ["synthetic", "msrc12"])
+def test_full_path_vs_aimclr_feeder(request, ratios, which):
+    corpus_path = request.getfixturevalue(f"{which}_corpus")
+    base = _baseline_rate(corpus_path)
+    engines = ["torch"]
+    from sscl.data.pipeline import dali_available
+
+    if dali_available():
+        engines.append("dali")
+    results = {engine: _ours_rate(corpus_path, engine) for engine in engines}
+    for engine, (rate, peak, mode) in results.items():
+        ratios.add(
+            f"pipeline {which} {engine} / AimCLR feeder",
+            rate / base,
+            detail=f"{rate:.0f} vs {base:.0f} samples/s, {WORKERS} workers, corpus "
+            f"{mode}, peak worker RSS {peak / 2**20:.0f} MiB",
+        )
+    slowest = min(rate for rate, _, _ in results.values())
+    ratios.add(
+        f"pipeline {which} slowest engine / AimCLR feeder",
+        slowest / base,
+        target=10.0,
+        detail="the target applies to every engine",
+    )

@@ -1,0 +1,112 @@
+"""Device-side augmentation as torch ops: per-sample linear maps and counter-hash Gaussian noise.
+
+The work that pays on an accelerator (ARCHITECTURE.md, data flow step 3): rotation/shear as one
+batched matmul over every point, and Gaussian noise, run after either engine's iterator on
+whatever device the batch lives on. The ops are torch twins of ``sscl.data.augment``'s
+``linear_transform`` and ``gaussian_noise`` (tested against their numpy references on the CPU),
+so a view augmented here equals the one the workers would have made, up to float32 rounding:
+the noise uses the same splitmix64 counter hash and inverse-CDF table (``augment``'s), computed
+in int64 (two's-complement wrap-around gives the uint64 bits; right shifts are masked to be
+logical).
+
+Typical use after the iterator (parameters from ``augment.params_for(seed, epoch,
+batch["position"], cfg)``, i.e. from (seed, epoch, global index) as everywhere else)::
+
+    x = apply_view(batch["query"].cuda(), batch["query_valid"].cuda(), params.query)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sscl.data import augment
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+
+
+def _i64(u: int) -> int:
+    """The int64 with the bits of the uint64 ``u``."""
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 bits (torch's >> is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z: torch.Tensor) -> torch.Tensor:
+    z = (z ^ _shr(z, 30)) * _i64(_M1)
+    z = (z ^ _shr(z, 27)) * _i64(_M2)
+    return z ^ _shr(z, 31)
+
+
+def linear_transform(
+    x_NCTVM: torch.Tensor, valid_NTVM: torch.Tensor, mat_NCC: torch.Tensor
+) -> torch.Tensor:
+    """y = A_n x for every point of sample n (rotation @ shear); invalid points written as 0.
+
+    Args:
+        x_NCTVM: (N, C, T, V, M) float tensor.
+        valid_NTVM: (N, T, V, M) bool.
+        mat_NCC: (N, 3, 3) (or (N, C, C)) maps; a 2-channel layout uses the top-left 2x2 block.
+
+    Returns:
+        (N, C, T, V, M) tensor of x's dtype.
+    """
+    c = x_NCTVM.shape[1]
+    a = torch.as_tensor(mat_NCC, device=x_NCTVM.device)[:, :c, :c].to(x_NCTVM.dtype)
+    y = torch.einsum("nck,nktvm->nctvm", a, x_NCTVM)
+    return torch.where(valid_NTVM[:, None], y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
+def _normals(seed_N1: torch.Tensor, points: int, channels: int) -> torch.Tensor:
+    """(N, channels, points) float64 standard normals, as ``augment.gaussian_noise`` makes them.
+
+    Normal ``3p + c`` (channel c of point p) is the low (even) or high (odd) 32-bit half of
+    splitmix64 output ``(3p + c) >> 1``, mapped through augment's inverse-CDF table with linear
+    interpolation (clipped at the outer bin centres).
+    """
+    dev = seed_N1.device
+    table = torch.from_numpy(augment._NORMAL_TABLE).to(dev)
+    bins = table.numel()
+    k = torch.arange(3 * points, device=dev, dtype=torch.int64)[None, :]
+    z = _mix64(seed_N1 + ((k >> 1) + 1) * _i64(_GOLDEN))
+    bits = torch.where((k & 1).bool(), _shr(z, 32), z & 0xFFFFFFFF)
+    pos = bits.to(torch.float64) * (bins / 2.0**32) - 0.5
+    i = pos.to(torch.int64).clamp(0, bins - 2)
+    val = table[i] + (pos - i) * (table[i + 1] - table[i])
+    val = torch.where(pos <= 0.0, table[0], torch.where(pos >= bins - 1, table[-1], val))
+    return val.reshape(-1, points, 3).transpose(1, 2)[:, :channels]
+
+
+def gaussian_noise(x_NCTVM: torch.Tensor, valid_NTVM: torch.Tensor, std_N, seed_N) -> torch.Tensor:
+    """Add N(0, std_n^2) noise to valid points, with augment's counter-hash normals.
+
+    Args:
+        x_NCTVM: (N, C, T, V, M) float tensor.
+        valid_NTVM: (N, T, V, M) bool.
+        std_N: (N,) standard deviations (0: unchanged).
+        seed_N: (N,) uint64 seeds (numpy array or int64 tensor holding the same bits).
+
+    Returns:
+        (N, C, T, V, M) tensor of x's dtype; invalid points 0.
+    """
+    n, c, t, v, m = x_NCTVM.shape
+    dev = x_NCTVM.device
+    if isinstance(seed_N, np.ndarray):
+        seed_N = torch.from_numpy(np.asarray(seed_N, np.uint64).view(np.int64))
+    z_NCTVM = _normals(seed_N.to(dev, torch.int64)[:, None], t * v * m, c).reshape(n, c, t, v, m)
+    std = torch.as_tensor(std_N, device=dev, dtype=torch.float64).reshape(n, 1, 1, 1, 1)
+    y = (x_NCTVM.to(torch.float64) + std * z_NCTVM).to(x_NCTVM.dtype)
+    return torch.where(valid_NTVM[:, None], y, torch.zeros((), dtype=y.dtype, device=dev))
+
+
+def apply_view(x_NCTVM: torch.Tensor, valid_NTVM: torch.Tensor, view) -> torch.Tensor:
+    """The linear map then the noise of one ``augment.ViewParams`` (crop/flip/masks excluded)."""
+    y = linear_transform(x_NCTVM, valid_NTVM, torch.from_numpy(np.asarray(view.mat)))
+    if np.any(view.noise_std > 0):
+        y = gaussian_noise(y, valid_NTVM, view.noise_std, view.noise_seed)
+    return y

@@ -1,0 +1,203 @@
+"""Tests of the input engines: DALI and the plain torch loader yield identical, exact epochs."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence
+from sscl.data.layouts import get_layout
+from sscl.data.loader import LoaderConfig, batch_keys, make_loader
+from sscl.errors import ConfigError
+
+DALI_INSTALLED = importlib.util.find_spec("nvidia.dali") is not None
+LENGTHS = [30, 80, 200, 12, 120, 61, 45, 90, 33, 150]
+
+
+def write_tiny_corpus(dest, lengths=LENGTHS, seed: int = 0) -> str:
+    """Random-walk NTU-25 corpus, 2 persons, some untracked joints, mixed frame labels.
+
+    Sequence 3 (12 frames, shorter than the 64-frame raw window) is entirely untracked.
+    """
+    header = CorpusHeader(
+        layout=get_layout("ntu25"),
+        class_names=("a", "b"),
+        fps=30.0,
+        persons=2,
+        source_frame="synthetic random walk, metres",
+    )
+    rng = np.random.default_rng(seed)
+    with CorpusWriter(dest, header) as w:
+        for i, t in enumerate(lengths):
+            joints = 0.5 + np.cumsum(0.01 * rng.standard_normal((t, 25, 3, 2)), axis=0)
+            w.append(
+                Sequence(
+                    seq_id=f"s{i}",
+                    joints=joints.astype(np.float32),
+                    source_file=f"f{i}",
+                    labels=rng.integers(-1, 3, t).astype(np.int16),
+                    valid=(rng.random((t, 25, 2)) > 0.05) & (i != 3),
+                )
+            )
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_tiny_corpus(tmp_path_factory.mktemp("pipeline") / "tiny.zarr")
+
+
+def config(task: str, **kw) -> LoaderConfig:
+    base = dict(
+        task=task,
+        seed=7,
+        batch_size=3,
+        num_workers=1,
+        prefetch=2,
+        raw_length=64,
+        max_length=50,
+        overlap=10,
+        train=False,
+    )
+    base.update(kw)
+    return LoaderConfig(**base)
+
+
+def collect(loader, epoch: int, position: int = 0) -> list[dict[str, np.ndarray]]:
+    # The DALI iterator may reuse its tensors: copy before the next batch (see pipeline docs).
+    return [{k: v.numpy().copy() for k, v in b.items()} for b in loader.epoch(epoch, position)]
+
+
+def assert_same(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]), k
+
+
+def test_in_process_loader_equals_worker_loader(corpus):
+    inproc = make_loader(corpus, config("pretrain", num_workers=0, extreme=True), engine="torch")
+    workers = make_loader(corpus, config("pretrain", extreme=True), engine="torch")
+    got = collect(workers, 1)
+    assert {"extreme", "extreme_valid"} <= got[0].keys()
+    assert_same(collect(inproc, 1), got)
+
+
+@pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
+@pytest.mark.parametrize("task", ["pretrain", "finetune"])
+def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    from sscl.data.pipeline import DaliLoader
+
+    cfg = config(task, shuffle=task == "pretrain", train=task == "pretrain")
+    # "auto" must pick DALI where it is installed: a silent fallback fails here.
+    dali = make_loader(corpus, cfg, engine="auto" if task == "pretrain" else "dali")
+    plain = make_loader(
+        corpus, config(task, num_workers=0, shuffle=cfg.shuffle, train=cfg.train), engine="torch"
+    )
+    assert dali.engine == "dali" and plain.engine == "torch"
+    assert isinstance(dali, DaliLoader)
+    for epoch in (0, 1):  # the second epoch exercises the DALI reset and the epoch offset
+        got = collect(dali, epoch)
+        assert list(got[0]) == list(batch_keys(cfg))
+        # The batches really came out of a DALI iterator.
+        assert isinstance(dali._iter, DALIGenericIterator)
+        assert_same(got, collect(plain, epoch))
+        assert len(got) == dali.num_steps(epoch)
+    # A mid-epoch resume rebuilds the pipeline and continues exactly.
+    full = collect(plain, 3)
+    assert_same(collect(plain, 3, position=2 * cfg.batch_size), full[2:])
+    assert_same(collect(dali, 3, position=2 * cfg.batch_size), full[2:])
+
+
+@pytest.mark.skipif(DALI_INSTALLED, reason="DALI installed: the auto engine is tested above")
+def test_auto_engine_falls_back_to_torch_without_dali(corpus):
+    assert make_loader(corpus, config("pretrain", num_workers=0), engine="auto").engine == "torch"
+    with pytest.raises(ConfigError, match="nvidia-dali"):
+        make_loader(corpus, config("pretrain"), engine="dali")
+
+
+@pytest.mark.parametrize("task", ["pretrain", "finetune"])
+def test_epoch_is_exact_with_zero_weight_padding(corpus, task):
+    loader = make_loader(corpus, config(task, num_workers=0), engine="torch")
+    batches = collect(loader, 0)
+    weight = np.concatenate([b["weight"] for b in batches])
+    index = np.concatenate([b["index"] for b in batches])
+    assert np.array_equal(np.sort(index[weight == 1]), np.arange(len(loader.windows)))
+    assert (weight == 0).sum() == len(batches) * 3 - len(loader.windows)
+
+
+def test_pretrain_views_short_untracked_windows_and_invalid_joints(corpus):
+    loader = make_loader(
+        corpus, config("pretrain", num_workers=0, extreme=True, shuffle=False), engine="torch"
+    )
+    batches = collect(loader, 0)
+    for b in batches:
+        for view in ("query", "key", "extreme"):
+            x, valid = b[view], b[f"{view}_valid"]
+            assert x.dtype == np.float32 and x.shape == (3, 3, 50, 25, 2)
+            assert valid.shape == (3, 50, 25, 2) and np.isfinite(x).all()
+            assert np.all(x.transpose(0, 2, 3, 4, 1)[~valid] == 0)  # invalid joints stay 0
+    # Window 3 is the untracked 12-frame sequence (shorter than raw_length): all-zero views.
+    b = batches[1]
+    row = int(np.flatnonzero(b["index"] == 3)[0])
+    assert not b["query_valid"][row].any() and not np.any(b["query"][row])
+    assert loader.windows.length[3] == 12
+
+
+def test_finetune_batches_stitch_back_to_sequences(corpus):
+    from sscl.data.corpus import open_corpus
+    from sscl.data.sampling import stitch
+
+    c = open_corpus(corpus)
+    loader = make_loader(corpus, config("finetune", num_workers=0, shuffle=False), engine="torch")
+    per_window = {}
+    for b in collect(loader, 0):
+        for i in np.flatnonzero(b["weight"]):
+            n = int(b["mask"][i].sum())
+            # A per-frame "model": the frame's x coordinate of joint 0, person 0.
+            per_window[int(b["index"][i])] = b["x"][i, 0, :n, 0, 0, None].astype(np.float64)
+            assert np.all(b["labels"][i, n:] == -1)
+    scores = [per_window[w] for w in range(len(loader.windows))]
+    for s, got in enumerate(stitch(scores, loader.windows, c.lengths)):
+        joints, _, _ = c.read_sequence(s)
+        assert np.array_equal(got[:, 0], joints[:, 0, 0, 0].astype(np.float64))
+
+
+def test_bad_engine_and_rank(corpus):
+    with pytest.raises(ConfigError, match="engine"):
+        make_loader(corpus, config("pretrain"), engine="ffcv")
+    with pytest.raises(ConfigError, match="rank"):
+        make_loader(corpus, config("pretrain"), rank=2, world_size=2)
+    with pytest.raises(ConfigError, match="task"):
+        make_loader(corpus, config("detect"))
+
+
+def test_device_ops_match_augment_numpy_twins():
+    from sscl.data import augment, gpu_augment
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 3, 20, 25, 2)).astype(np.float32)
+    valid = rng.random((4, 20, 25, 2)) > 0.1
+    x[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] = 0
+    params = augment.params_for(
+        5, 2, np.arange(10, 14), augment.AugmentConfig(noise_prob=1.0), extreme=True
+    )
+    view = params.extreme
+    assert np.all(view.noise_std > 0)
+    want = augment.gaussian_noise_ref(
+        augment.linear_transform_ref(x, valid, view.mat), valid, view.noise_std, view.noise_seed
+    )
+    xt, vt = torch.from_numpy(x), torch.from_numpy(valid)
+    got = gpu_augment.apply_view(xt, vt, view).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    # The noise alone, in float64: the same counter-hash normals bit for bit up to rounding.
+    noise = gpu_augment.gaussian_noise(xt.double(), vt, view.noise_std, view.noise_seed).numpy()
+    ref = augment.gaussian_noise_ref(x, valid, view.noise_std, view.noise_seed)
+    np.testing.assert_allclose(noise, ref, rtol=0, atol=1e-6)
+    assert np.all(got[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] == 0)
