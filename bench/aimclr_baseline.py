@@ -1,0 +1,123 @@
+"""Speed baseline pinned to the AimCLR feeder's two-view augmentation, one sample at a time.
+
+The algorithm of AimCLR's ``feeder/tools.py`` and ``ntu_feeder.py`` (Guo et al., AAAI 2022),
+with the crop + linear resize of the CTR-GCN / AimCLR-family ``valid_crop_resize``, written here
+for a (C=3, T=300, V=25, M=2) float32 sample as the feeders receive it from an ``np.memmap``:
+
+- valid length: frames whose coordinates are not all zero (the feeders' rule);
+- temporal crop: mirror-pad ``valid // padding_ratio`` frames on each side (``temperal_crop``),
+  crop a random fraction in [0.5, 1] of the valid length at a random start, and resize it to
+  ``out_len`` frames with ``torch.nn.functional.interpolate`` (bilinear, align_corners=False) on
+  a per-sample tensor (``valid_crop_resize``);
+- shear 0.5: a random 3x3 unit-diagonal matrix applied with ``np.dot`` (``shear``);
+- the second view also: Gaussian noise std 0.01 with probability 0.5 (``gaus_noise``), Gaussian
+  blur along time, kernel 15, sigma in [0.1, 2], applied with probability 0.5 by a float64 torch
+  ``conv2d`` with the unnormalised kernel (``GaussianBlurConv``), and zeroing one random axis
+  with probability 0.5 (``axis_mask``).
+
+Randomness comes from an ``np.random.Generator`` argument instead of the feeders' global
+``random`` / ``np.random`` state (same number of draws, deterministic benchmarks).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def valid_length(sample_CTVM: np.ndarray) -> int:
+    """Frames whose coordinates are not all zero (the feeders' valid frame count)."""
+    return int(np.sum(sample_CTVM.sum(0).sum(-1).sum(-1) != 0))
+
+
+def crop_resize(
+    sample_CTVM: np.ndarray,
+    valid: int,
+    rng: np.random.Generator,
+    out_len: int,
+    padding_ratio: int = 6,
+    crop_range: tuple[float, float] = (0.5, 1.0),
+) -> np.ndarray:
+    """Mirror-pad, crop a random fraction of the valid frames, resize to out_len with torch."""
+    c, _, v, m = sample_CTVM.shape
+    seq = sample_CTVM[:, :valid]
+    pad = valid // padding_ratio
+    if pad > 0:
+        seq = np.concatenate((seq[:, :pad][:, ::-1], seq, seq[:, valid - pad :][:, ::-1]), axis=1)
+    frac = rng.uniform(*crop_range)
+    length = min(max(int(math.floor(valid * frac)), 1), valid)
+    start = int(rng.integers(0, seq.shape[1] - length + 1))
+    crop = torch.tensor(seq[:, start : start + length], dtype=torch.float)
+    crop = crop.permute(0, 2, 3, 1).contiguous().view(c * v * m, length)[None, None]
+    resized = F.interpolate(crop, size=(c * v * m, out_len), mode="bilinear", align_corners=False)
+    return resized.squeeze().view(c, v, m, out_len).permute(0, 3, 1, 2).contiguous().numpy()
+
+
+def shear(sample_CTVM: np.ndarray, rng: np.random.Generator, amplitude: float = 0.5) -> np.ndarray:
+    """y = S x per point with S unit-diagonal, off-diagonals uniform in [-amplitude, amplitude]."""
+    s1 = rng.uniform(-amplitude, amplitude, 3)
+    s2 = rng.uniform(-amplitude, amplitude, 3)
+    mat = np.array([[1.0, s1[0], s2[0]], [s1[1], 1.0, s2[1]], [s1[2], s2[2], 1.0]])
+    return np.dot(sample_CTVM.transpose(1, 2, 3, 0), mat.T).transpose(3, 0, 1, 2)
+
+
+def gaussian_noise(
+    sample_CTVM: np.ndarray, rng: np.random.Generator, std: float = 0.01, p: float = 0.5
+) -> np.ndarray:
+    if rng.random() < p:
+        return sample_CTVM + rng.normal(0.0, std, size=sample_CTVM.shape)
+    return sample_CTVM
+
+
+def gaussian_blur(
+    sample_CTVM: np.ndarray,
+    rng: np.random.Generator,
+    kernel: int = 15,
+    sigma_range: tuple[float, float] = (0.1, 2.0),
+    p: float = 0.5,
+) -> np.ndarray:
+    """AimCLR's GaussianBlurConv: a depthwise float64 conv2d along time, unnormalised kernel."""
+    sigma = rng.uniform(*sigma_range)
+    taps = np.arange(-(kernel // 2), kernel // 2 + 1)
+    weight = torch.from_numpy(np.exp(-(taps**2) / (2.0 * sigma**2)))[None, None].double()
+    channels = sample_CTVM.shape[0]
+    weight = weight.repeat(channels, 1, 1, 1)
+    x = torch.from_numpy(np.ascontiguousarray(sample_CTVM))
+    if rng.random() < p:
+        x = x.permute(3, 0, 2, 1)  # (M, C, V, T)
+        x = F.conv2d(x, weight, padding=(0, kernel // 2), groups=channels)
+        x = x.permute(1, -1, -2, 0)  # (C, T, V, M)
+    return x.numpy()
+
+
+def axis_mask(sample_CTVM: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    if rng.random() < p:
+        out = sample_CTVM.copy()
+        out[int(rng.integers(0, 3))] = 0.0
+        return out
+    return sample_CTVM
+
+
+def two_views(
+    sample_CTVM: np.ndarray,
+    rng: np.random.Generator,
+    out_len: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline's work for one sample: a normal view and a strongly augmented view.
+
+    Args:
+        sample_CTVM: (3, T, V, M) float32.
+        rng: the generator.
+        out_len: frames of each view.
+
+    Returns:
+        Two (3, out_len, V, M) arrays (float64, as the feeders produce after ``np.dot``).
+    """
+    valid = valid_length(sample_CTVM)
+    first = shear(crop_resize(sample_CTVM, valid, rng, out_len), rng)
+    second = shear(crop_resize(sample_CTVM, valid, rng, out_len), rng)
+    second = axis_mask(gaussian_blur(gaussian_noise(second, rng), rng), rng)
+    return first, second

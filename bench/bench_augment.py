@@ -1,0 +1,262 @@
+"""Augmentation speed, ratios measured in one run on one core.
+
+(a) Each Numba kernel of ``sscl.data.augment`` against its vectorised numpy twin (``<op>_ref``,
+whole-batch array code), on a batch of 64 windows (raw: T=300, model layout: L=50, V=25,
+M=2). Noise is RNG-bound: its row also gives the cost of drawing the same normals with
+``np.random.Generator.standard_normal``, and ``params`` compares the counter-hash
+``params_for`` with one SeedSequence-seeded Generator per sample.
+(b) The composed two-view augmentation (``two_view``, serial kernel, query view + strong view with
+noise, blur and axis mask) against the AimCLR feeder's per-sample augmentation
+(``bench/aimclr_baseline.py``) on (3, 300, 25, 2) float32 samples, torch and Numba on one
+thread. Target: >= 10x.
+
+Run ``pytest bench/bench_augment.py`` (pytest-benchmark times the fast path; both sides are
+also timed in CPU time in the same test, and the ratio goes to the shared ratio table and
+``extra_info``; targets: kernels >= 1x, two views >= 10x) or ``python bench/bench_augment.py``
+for the table alone. Both take well under a minute once Numba's cache is warm.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from sscl.data import augment as A
+from sscl.data.layouts import get_layout
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+import aimclr_baseline  # noqa: E402
+
+N, T, V, C, M, L = 64, 300, 25, 3, 2, 50
+
+
+def _batch(seed: int = 0):
+    """Raw windows with NTU-like valid lengths (100..300) and a second person in half of them."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(100, T + 1, N)
+    valid = np.arange(T)[None, :, None, None] < lengths[:, None, None, None]
+    valid = np.broadcast_to(valid, (N, T, V, M)).copy()
+    valid[: N // 2, :, :, 1] = False
+    raw = rng.standard_normal((N, T, V, C, M)).astype(np.float32) * valid[:, :, :, None, :]
+    return rng, raw, valid, lengths
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    """Best CPU time of the process over ``repeat`` calls (after one warm-up call).
+
+    CPU time, not wall time: on a shared machine wall time mostly measures the neighbours, and
+    both sides run on one thread, so CPU time is the work done.
+    """
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return min(times)
+
+
+# Rows that time something other than the same op on both sides carry no target.
+INFO_ONLY = {"noise vs Generator draw alone"}
+
+
+def cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """name -> (fast path, baseline) closures over one shared batch."""
+    rng, raw, valid, lengths = _batch()
+    cfg = A.AugmentConfig(
+        out_len=L,
+        rotate_deg=(15, 15, 15),
+        flip_prob=0.5,
+        swap_prob=0.5,
+        noise_prob=1.0,
+        blur_prob=1.0,
+        axis_mask_prob=1.0,
+        joint_mask_p=0.1,
+    )
+    perm = get_layout("ntu25").flip_permutation()
+    p = A.params_for(0, 0, np.arange(N), cfg, extreme=True)
+    e = p.extreme
+    x, xv = A.crop_resize(raw, valid, lengths, e.crop_frac, e.crop_pos, e.tempo, L)
+    norm_joints = (1, 0, 1, 8, 4)
+    x_out, v_out = np.empty_like(x), np.empty_like(xv)
+    crop_out = (np.empty_like(x), np.empty_like(xv))
+    views = (np.empty((3, *x.shape), np.float32), np.empty((3, *xv.shape), bool))
+    std = np.full(N, 0.01)
+    zeros, off = np.zeros(N), np.full(N, -1)
+    mat32, zero32 = e.mat.astype(np.float32), np.float32(0.0)
+
+    def numpy_noise():
+        z = rng.standard_normal(x.shape)
+        return np.where(xv[:, None], x + std[:, None, None, None, None] * z, 0.0).astype(np.float32)
+
+    def seedsequence_params():
+        for i in range(N):
+            A.draw_two_view_params(np.random.default_rng([0, 0, i]), 1, cfg, extreme=True)
+
+    return {
+        "crop_resize": (
+            lambda: A.crop_resize(
+                raw,
+                valid,
+                lengths,
+                e.crop_frac,
+                e.crop_pos,
+                e.tempo,
+                L,
+                out=crop_out[0],
+                out_valid=crop_out[1],
+            ),
+            lambda: A.crop_resize_ref(raw, valid, lengths, e.crop_frac, e.crop_pos, e.tempo, L),
+        ),
+        "linear (rotate@shear)": (
+            lambda: A.linear_transform(x, xv, e.mat, out=x_out),
+            # float32 batched matmul beats the float64 twin; the stronger one is the baseline
+            lambda: np.where(xv[:, None], (mat32 @ x.reshape(N, C, -1)).reshape(x.shape), zero32),
+        ),
+        "flip + person swap": (
+            lambda: A.flip_swap(x, xv, perm, e.flip, e.swap, out=x_out, out_valid=v_out),
+            lambda: A.flip_swap_ref(x, xv, perm, e.flip, e.swap),
+        ),
+        "noise (hash normals)": (
+            lambda: A.gaussian_noise(x, xv, std, e.noise_seed, out=x_out),
+            lambda: A.gaussian_noise_ref(x, xv, std, e.noise_seed),
+        ),
+        "noise vs Generator draws": (
+            lambda: A.gaussian_noise(x, xv, std, e.noise_seed, out=x_out),
+            numpy_noise,
+        ),
+        "noise vs Generator draw alone": (
+            lambda: A.gaussian_noise(x, xv, std, e.noise_seed, out=x_out),
+            lambda: rng.standard_normal(x.shape),
+        ),
+        "blur (k=15)": (
+            lambda: A.mask_blur(
+                x, xv, zeros, e.joint_seed, e.blur_sigma, off, out=x_out, out_valid=v_out
+            ),
+            lambda: A.mask_blur_ref(x, xv, zeros, e.joint_seed, e.blur_sigma, off),
+        ),
+        "joint + axis mask": (
+            lambda: A.mask_blur(
+                x, xv, e.joint_mask_p, e.joint_seed, zeros, e.axis, out=x_out, out_valid=v_out
+            ),
+            lambda: A.mask_blur_ref(x, xv, e.joint_mask_p, e.joint_seed, zeros, e.axis),
+        ),
+        "tempo 2x": (
+            lambda: A.tempo_change(x, xv, np.full(N, 2), out=x_out, out_valid=v_out),
+            lambda: A.tempo_change_ref(x, xv, np.full(N, 2)),
+        ),
+        "bone stream": (
+            lambda: A.bone_stream(x, xv, get_layout("ntu25").parents, out=x_out, out_valid=v_out),
+            lambda: A.bone_stream_ref(x, xv, get_layout("ntu25").parents),
+        ),
+        "motion stream": (
+            lambda: A.motion_stream(x, xv, out=x_out, out_valid=v_out),
+            lambda: A.motion_stream_ref(x, xv),
+        ),
+        "normalize (T=300)": (
+            lambda: A.normalize_ntu(raw, valid, norm_joints),
+            lambda: A.normalize_ntu_ref(raw, valid, norm_joints),
+        ),
+        "two_view, 3 views": (
+            lambda: A.two_view(raw, valid, lengths, p, cfg, perm, out=views[0], out_valid=views[1]),
+            lambda: A.two_view_ref(raw, valid, lengths, p, cfg, perm),
+        ),
+        "params_for vs SeedSequence": (
+            lambda: A.params_for(0, 0, np.arange(N), cfg, extreme=True),
+            seedsequence_params,
+        ),
+    }
+
+
+def composed() -> tuple[Callable[[], object], Callable[[], object]]:
+    """(ours, AimCLR baseline) for the two-view augmentation of one batch of N samples."""
+    rng, raw, valid, lengths = _batch(1)
+    samples = np.ascontiguousarray(
+        raw.transpose(0, 3, 1, 2, 4)
+    )  # the feeder's (N, C, T, V, M) memmap
+    # AimCLR's strong view has no flip and no rotation in this two-view form.
+    cfg = A.AugmentConfig(out_len=L, extreme_flip_prob=0.0, extreme_rotate_deg=(0.0, 0.0, 0.0))
+    p = A.params_for(0, 0, np.arange(N), cfg, extreme=True)
+    # The baseline's two views: a normal one and one with noise, blur and axis mask.
+    strong = A.TwoViewParams(query=p.query, key=p.extreme)
+    out = np.empty((2, N, C, L, V, M), np.float32)
+    out_valid = np.empty((2, N, L, V, M), bool)
+
+    def baseline():
+        for i in range(N):
+            aimclr_baseline.two_views(samples[i], rng, L)
+
+    return (
+        lambda: A.two_view(raw, valid, lengths, strong, cfg, None, out=out, out_valid=out_valid)
+    ), baseline
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_core():
+    threads = (numba.get_num_threads(), torch.get_num_threads())
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    yield
+    numba.set_num_threads(threads[0])
+    torch.set_num_threads(threads[1])
+
+
+@pytest.mark.parametrize("name", list(cases()))
+def test_kernel_vs_numpy(benchmark, ratios, name):
+    """pytest-benchmark's table shows the Numba side (wall time); the ratio uses CPU time."""
+    fast, base = cases()[name]
+    benchmark.pedantic(fast, rounds=10, warmup_rounds=1)
+    fast_s, base_s = _best(fast, 20), _best(base, 5)
+    benchmark.extra_info.update(fast_cpu_s=fast_s, baseline_cpu_s=base_s, speedup=base_s / fast_s)
+    ratios.add(
+        f"augment: {name}" if " vs " in name else f"augment: {name} vs numpy",
+        base_s / fast_s,
+        None if name in INFO_ONLY else 1.0,
+        f"numba {fast_s * 1e3:.2f} ms, numpy {base_s * 1e3:.2f} ms per batch of {N}, 1 core",
+    )
+
+
+def test_two_view_vs_aimclr_one_core(benchmark, ratios):
+    fast, base = composed()
+    benchmark.pedantic(fast, rounds=5, warmup_rounds=1)
+    fast_s, base_s = _best(fast, 10), _best(base, 5)
+    benchmark.extra_info.update(
+        fast_cpu_s=fast_s,
+        baseline_cpu_s=base_s,
+        speedup=base_s / fast_s,
+        samples_per_s=N / fast_s,
+        baseline_samples_per_s=N / base_s,
+    )
+    ratios.add(
+        "augment: two views vs AimCLR feeder",
+        base_s / fast_s,
+        10.0,
+        f"{N / fast_s:,.0f} vs {N / base_s:,.0f} samples/s, 1 core",
+    )
+
+
+def main() -> None:
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    print(f"one core; batch N={N}, raw T={T}, L={L}, V={V}, M={M}; best CPU time of repeated runs")
+    print(f"{'op':28s} {'numba ms':>9s} {'numpy ms':>9s} {'ratio':>7s}")
+    for name, (fast, base) in cases().items():
+        f, b = _best(fast, 20), _best(base, 5)
+        print(f"{name:28s} {f * 1e3:9.3f} {b * 1e3:9.3f} {b / f:7.1f}")
+    fast, base = composed()
+    f, b = _best(fast, 10), _best(base, 5)
+    print(
+        f"two views per sample: ours {f / N * 1e6:.1f} us ({N / f:,.0f} samples/s), "
+        f"AimCLR baseline {b / N * 1e6:.1f} us ({N / b:,.0f} samples/s), x{b / f:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

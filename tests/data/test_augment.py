@@ -1,0 +1,511 @@
+"""Augmentation kernels: each Numba kernel agrees with its numpy twin on random shapes and
+parameters (hypothesis), the invariants each op promises, determinism of the per-sample
+parameters, and no threading stall next to torch/OpenBLAS threads or after a fork."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sscl.data import augment as A
+from sscl.data.layouts import Layout, get_layout
+from sscl.errors import ConfigError
+
+PROPS = settings(max_examples=25, deadline=None)
+TIGHT = {"rtol": 1e-6, "atol": 1e-6}
+
+shapes = st.tuples(
+    st.integers(1, 4),  # N
+    st.integers(1, 24),  # T
+    st.sampled_from([1, 3, 7]),  # V
+    st.sampled_from([2, 3]),  # C
+    st.sampled_from([1, 2]),  # M
+)
+
+
+def _raw(rng: np.random.Generator, n: int, t: int, v: int, c: int, m: int, p_valid: float = 0.85):
+    """Raw windows (N, T, V, C, M) with untracked joints stored as 0, as the corpus does."""
+    valid = rng.random((n, t, v, m)) < p_valid
+    raw = rng.standard_normal((n, t, v, c, m)).astype(np.float32)
+    return raw * valid[:, :, :, None, :], valid
+
+
+def _model(rng: np.random.Generator, n: int, t: int, v: int, c: int, m: int, p_valid: float = 0.85):
+    """Model-layout batch (N, C, T, V, M) with invalid points at 0."""
+    raw, valid = _raw(rng, n, t, v, c, m, p_valid)
+    return np.ascontiguousarray(raw.transpose(0, 3, 1, 2, 4)), valid
+
+
+# --------------------------------------------------------------------------- kernel == twin
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes, st.integers(1, 40), st.integers(0, 8), st.integers(1, 30))
+def test_crop_resize_matches_ref(seed, shape, out_len, padding_ratio, min_crop):
+    rng = np.random.default_rng(seed)
+    n, t = shape[:2]
+    raw, valid = _raw(rng, *shape)
+    lengths = rng.integers(0, t + 5, n)  # includes empty windows and lengths past T
+    frac, pos, tempo = rng.random(n), rng.random(n), rng.integers(1, 3, n)
+    got, got_v = A.crop_resize(
+        raw, valid, lengths, frac, pos, tempo, out_len, padding_ratio, min_crop
+    )
+    ref, ref_v = A.crop_resize_ref(
+        raw, valid, lengths, frac, pos, tempo, out_len, padding_ratio, min_crop
+    )
+    np.testing.assert_array_equal(got_v, ref_v)
+    np.testing.assert_allclose(got, ref, **TIGHT)
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes)
+def test_linear_transform_matches_ref(seed, shape):
+    rng = np.random.default_rng(seed)
+    x, valid = _model(rng, *shape)
+    mats = A.rotation_matrices(rng.uniform(-3, 3, (shape[0], 3))) @ A.shear_matrices(
+        rng.uniform(-0.5, 0.5, (shape[0], 6))
+    )
+    np.testing.assert_allclose(
+        A.linear_transform(x, valid, mats), A.linear_transform_ref(x, valid, mats), **TIGHT
+    )
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes)
+def test_flip_swap_matches_ref(seed, shape):
+    rng = np.random.default_rng(seed)
+    x, valid = _model(rng, *shape)
+    perm, flip, swap = (
+        rng.permutation(shape[2]),
+        rng.random(shape[0]) < 0.5,
+        rng.random(shape[0]) < 0.5,
+    )
+    got = A.flip_swap(x, valid, perm, flip, swap)
+    ref = A.flip_swap_ref(x, valid, perm, flip, swap)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes)
+def test_noise_matches_ref(seed, shape):
+    rng = np.random.default_rng(seed)
+    x, valid = _model(rng, *shape)
+    std = np.where(rng.random(shape[0]) < 0.7, rng.uniform(0, 0.1, shape[0]), 0.0)
+    seeds = rng.integers(0, 2**63, shape[0]).astype(np.uint64) * np.uint64(2)
+    np.testing.assert_allclose(
+        A.gaussian_noise(x, valid, std, seeds), A.gaussian_noise_ref(x, valid, std, seeds), **TIGHT
+    )
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([1, 3, 15]))
+def test_mask_blur_matches_ref(seed, shape, kernel):
+    rng = np.random.default_rng(seed)
+    n = shape[0]
+    x, valid = _model(rng, *shape)
+    x = x + np.float32(3.0) * ~valid[:, None]  # garbage under invalid points must not leak in
+    jp = np.where(rng.random(n) < 0.5, rng.random(n), 0.0)
+    js = rng.integers(0, 2**63, n).astype(np.uint64)
+    sigma = np.where(rng.random(n) < 0.7, rng.uniform(0.1, 2.0, n), 0.0)
+    axis = rng.integers(-1, shape[3], n)
+    got, got_v = A.mask_blur(x, valid, jp, js, sigma, axis, kernel)
+    ref, ref_v = A.mask_blur_ref(x, valid, jp, js, sigma, axis, kernel)
+    np.testing.assert_array_equal(got_v, ref_v)
+    np.testing.assert_allclose(got, ref, **TIGHT)
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes)
+def test_tempo_bone_motion_match_ref(seed, shape):
+    rng = np.random.default_rng(seed)
+    x, valid = _model(rng, *shape)
+    factor = rng.integers(1, 3, shape[0])
+    parents = np.array([-1] + [int(rng.integers(0, j)) for j in range(1, shape[2])])
+    for got, ref in (
+        (A.tempo_change(x, valid, factor), A.tempo_change_ref(x, valid, factor)),
+        (A.bone_stream(x, valid, parents), A.bone_stream_ref(x, valid, parents)),
+        (A.motion_stream(x, valid), A.motion_stream_ref(x, valid)),
+    ):
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_array_equal(got[0], ref[0])
+
+
+@PROPS
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 3),
+    st.integers(1, 12),
+    st.sampled_from([1, 2]),
+    st.sampled_from(["first", "frame"]),
+    st.floats(0.3, 1.0),
+)
+def test_normalize_matches_ref(seed, n, t, m, mode, p_valid):
+    rng = np.random.default_rng(seed)
+    raw, valid = _raw(rng, n, t, 25, 3, m, p_valid)
+    joints = (1, 0, 1, 8, 4)
+    got = A.normalize_ntu(raw, valid, joints, mode)
+    np.testing.assert_allclose(
+        got, A.normalize_ntu_ref(raw, valid, joints, mode), rtol=1e-5, atol=1e-5
+    )
+
+
+@PROPS
+@given(st.integers(0, 2**32 - 1), shapes, st.booleans(), st.integers(1, 30))
+def test_two_view_matches_chain_of_refs(seed, shape, extreme, out_len):
+    rng = np.random.default_rng(seed)
+    n, t, v = shape[:3]
+    raw, valid = _raw(rng, *shape)
+    lengths = rng.integers(0, t + 3, n)
+    cfg = A.AugmentConfig(
+        out_len=out_len,
+        rotate_deg=(10, 10, 10),
+        flip_prob=0.5,
+        swap_prob=0.5,
+        tempo_2x_prob=0.5,
+        joint_mask_p=0.2,
+    )
+    params = A.draw_two_view_params(rng, n, cfg, extreme=extreme)
+    perm = rng.permutation(v)
+    got, got_v = A.two_view(raw, valid, lengths, params, cfg, flip_perm=perm)
+    ref, ref_v = A.two_view_ref(raw, valid, lengths, params, cfg, flip_perm=perm)
+    assert got.shape == (3 if extreme else 2, n, shape[3], out_len, v, shape[4])
+    np.testing.assert_array_equal(got_v, ref_v)
+    # The fused kernel keeps the interpolated point in float64 through the matrix; the chain
+    # rounds to float32 between ops.
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(got).all()
+    assert (got[np.broadcast_to(~got_v[:, :, None], got.shape)] == 0).all()
+
+
+def test_serial_and_parallel_kernels_agree():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: two_view never takes its parallel path here")
+    rng = np.random.default_rng(13)
+    raw, valid = _raw(rng, 6, 40, 25, 3, 2)
+    cfg = A.AugmentConfig(out_len=16, noise_prob=1.0, blur_prob=1.0)
+    params = A.params_for(3, 1, np.arange(6), cfg, extreme=True)
+    perm = get_layout("ntu25").flip_permutation()
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = A.two_view(raw, valid, np.full(6, 40), params, cfg, perm)
+        numba.set_num_threads(2)
+        parallel = A.two_view(raw, valid, np.full(6, 40), params, cfg, perm)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(serial[0], parallel[0])
+    np.testing.assert_array_equal(serial[1], parallel[1])
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+def test_crop_is_aimclr_crop_then_torch_interpolate():
+    rng = np.random.default_rng(3)
+    t, length, out_len = 40, 36, 23
+    raw, _ = _raw(rng, 1, t, 25, 3, 2, p_valid=1.0)
+    valid = np.ones((1, t, 25, 2), bool)
+    frac, pos = np.array([0.7]), np.array([0.9])
+    got, _ = A.crop_resize(raw, valid, np.array([length]), frac, pos, np.array([1]), out_len)
+    pad, start, span = (
+        int(a[0]) for a in A.crop_windows(np.array([length]), frac, pos, np.array([1]))
+    )
+    seq = raw[0, :length].transpose(2, 0, 1, 3)  # (C, T, V, M), the feeder's layout
+    padded = np.concatenate([seq[:, :pad][:, ::-1], seq, seq[:, -pad:][:, ::-1]], axis=1)
+    crop = torch.from_numpy(np.ascontiguousarray(padded[:, start : start + span]))
+    c, _, v, m = crop.shape
+    flat = crop.permute(0, 2, 3, 1).reshape(1, c * v * m, span)
+    want = F.interpolate(flat, size=out_len, mode="linear", align_corners=False)
+    want = want.reshape(c, v, m, out_len).permute(0, 3, 1, 2).numpy()
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_full_crop_at_native_length_is_identity():
+    rng = np.random.default_rng(4)
+    t = 30
+    raw, valid = _raw(rng, 2, t, 7, 3, 2)
+    pad = t // 6
+    pos = np.full(2, (pad + 0.5) / (2 * pad + 1))  # start == pad: the unpadded sequence
+    got, got_v = A.crop_resize(raw, valid, np.full(2, t), np.ones(2), pos, np.ones(2, np.int64), t)
+    np.testing.assert_array_equal(got, raw.transpose(0, 3, 1, 2, 4))
+    np.testing.assert_array_equal(got_v, valid)
+
+
+def test_crop_edge_cases_are_defined():
+    rng = np.random.default_rng(5)
+    raw, valid = _raw(rng, 3, 10, 3, 3, 1, p_valid=1.0)
+    # empty window; window shorter than min_crop (taken whole); length past T (clipped to T)
+    lengths = np.array([0, 3, 25])
+    got, got_v = A.crop_resize(
+        raw, valid, lengths, np.full(3, 0.5), np.zeros(3), np.ones(3, np.int64), 8, min_crop=5
+    )
+    assert (got[0] == 0).all() and not got_v[0].any()
+    assert got_v[1:].all() and np.isfinite(got).all()
+    _, start, span = A.crop_windows(
+        np.array([3, 10]), np.full(2, 0.5), np.zeros(2), np.ones(2), 6, 5
+    )
+    assert span.tolist() == [3, 5] and (start >= 0).all()
+
+
+def test_rotation_preserves_bone_lengths():
+    rng = np.random.default_rng(6)
+    layout = get_layout("ntu25")
+    x, valid = _model(rng, 4, 9, 25, 3, 2, p_valid=1.0)
+    rot = A.rotation_matrices(rng.uniform(-np.pi, np.pi, (4, 3)))
+    y = A.linear_transform(x, valid, rot)
+    for xx in (x, y):
+        assert np.isfinite(xx).all()
+    before, _ = A.bone_stream(x, valid, layout.parents)
+    after, _ = A.bone_stream(y, valid, layout.parents)
+    np.testing.assert_allclose(
+        np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(y, x)
+
+
+def test_flip_twice_is_identity_and_moves_left_to_right():
+    rng = np.random.default_rng(7)
+    layout = get_layout("ntu25")
+    perm = layout.flip_permutation()
+    x, valid = _model(rng, 3, 5, 25, 3, 2)
+    on = np.ones(3, bool)
+    y, yv = A.flip_swap(x, valid, perm, on, on)
+    z, zv = A.flip_swap(y, yv, perm, on, on)
+    np.testing.assert_array_equal(z, x)
+    np.testing.assert_array_equal(zv, valid)
+    left, right = layout.flip_pairs[0]
+    np.testing.assert_array_equal(y[:, :, :, left, 0], x[:, :, :, right, 1])
+
+
+def test_axis_mask_zeros_exactly_one_axis():
+    rng = np.random.default_rng(8)
+    x, valid = _model(rng, 3, 6, 7, 3, 2, p_valid=1.0)
+    zeros = np.zeros(3)
+    seeds = np.zeros(3, np.uint64)
+    y, yv = A.mask_blur(x, valid, zeros, seeds, zeros, np.array([0, 2, -1]), 15)
+    assert (y[0, 0] == 0).all() and (y[1, 2] == 0).all()
+    np.testing.assert_array_equal(y[0, 1:], x[0, 1:])
+    np.testing.assert_array_equal(y[1, :2], x[1, :2])
+    np.testing.assert_array_equal(y[2], x[2])
+    np.testing.assert_array_equal(yv, valid)
+
+
+def test_blur_keeps_a_constant_signal_and_gaps():
+    n, t = 2, 40
+    x = np.full((n, 3, t, 5, 1), 0.7, np.float32)
+    valid = np.ones((n, t, 5, 1), bool)
+    valid[:, 10:14, 2] = False
+    x[:, :, 10:14, 2] = 0.0
+    zeros = np.zeros(n)
+    y, _ = A.mask_blur(
+        x, valid, zeros, np.zeros(n, np.uint64), np.array([2.0, 0.1]), np.full(n, -1), 15
+    )
+    np.testing.assert_allclose(y[np.broadcast_to(valid[:, None], y.shape)], 0.7, rtol=1e-6)
+    assert (y[:, :, 10:14, 2] == 0).all()
+    ramp = np.broadcast_to(
+        np.arange(t, dtype=np.float32)[None, None, :, None, None], x.shape
+    ).copy()
+    smooth, _ = A.mask_blur(
+        ramp,
+        np.ones_like(valid),
+        zeros,
+        np.zeros(n, np.uint64),
+        np.full(n, 2.0),
+        np.full(n, -1),
+        15,
+    )
+    np.testing.assert_allclose(
+        smooth[:, :, 7:-7], ramp[:, :, 7:-7], rtol=1e-5
+    )  # linear stays linear
+    assert not np.allclose(smooth[:, :, 0], ramp[:, :, 0])  # one-sided near the ends
+
+
+def test_noise_draws_are_standard_normal():
+    z = A._normals_ref(np.array([12345], np.uint64), 40000)[0].ravel()
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1.0) < 0.02
+    assert abs(np.mean(np.abs(z) > 1.96) - 0.05) < 0.01
+
+
+def test_joint_mask_invalidates_whole_joints():
+    rng = np.random.default_rng(9)
+    x, valid = _model(rng, 2, 6, 25, 3, 2, p_valid=1.0)
+    p = np.array([0.5, 0.0])
+    y, yv = A.mask_blur(x, valid, p, np.array([7, 7], np.uint64), np.zeros(2), np.full(2, -1), 15)
+    masked = ~yv[0].any(axis=(0, 2))
+    assert 0 < masked.sum() < 25 and (y[0][:, :, masked] == 0).all()
+    assert yv[0].all(axis=(0, 2))[~masked].all() and yv[1].all()
+
+
+def test_invalid_joints_stay_zero_through_every_view():
+    rng = np.random.default_rng(10)
+    raw, valid = _raw(rng, 8, 40, 25, 3, 2, p_valid=0.6)
+    raw[3] = 0.0
+    valid[3] = False  # an all-untracked window
+    cfg = A.AugmentConfig(
+        out_len=20,
+        rotate_deg=(20, 20, 20),
+        flip_prob=0.5,
+        swap_prob=0.5,
+        noise_prob=1.0,
+        blur_prob=1.0,
+        joint_mask_p=0.1,
+    )
+    params = A.params_for(0, 0, np.arange(8), cfg, extreme=True)
+    out, ov = A.two_view(
+        raw, valid, np.full(8, 40), params, cfg, flip_perm=get_layout("ntu25").flip_permutation()
+    )
+    assert np.isfinite(out).all()
+    assert (out[np.broadcast_to(~ov[:, :, None], out.shape)] == 0).all()
+    assert not ov[:, 3].any()
+    assert ov.any()
+
+
+def test_normalization_puts_spine_on_z_and_centre_at_origin():
+    rng = np.random.default_rng(11)
+    raw, valid = _raw(rng, 3, 10, 25, 3, 2, p_valid=1.0)
+    raw += rng.uniform(-2, 2, (3, 1, 1, 3, 1)).astype(np.float32)  # a global offset per window
+    valid[2, 0, 1, 0] = False  # window 2: centre untracked in frame 0 -> reference is frame 1
+    raw[2, 0, 1, :, 0] = 0.0
+    joints = A.normalization_joints(get_layout("ntu25"))
+    assert joints == (1, 0, 1, 8, 4)
+    y = A.normalize_ntu(raw, valid, joints, "first")
+    ref_frame = np.array([0, 0, 1])
+    np.testing.assert_allclose(y[np.arange(3), ref_frame, 1, :, 0], 0.0, atol=1e-5)
+    spine = y[:2, 0, 1, :, 0] - y[:2, 0, 0, :, 0]
+    np.testing.assert_allclose(spine[:, :2], 0.0, atol=1e-5)
+    assert (spine[:, 2] > 0).all()
+    shoulders = y[:2, 0, 4, :, 0] - y[:2, 0, 8, :, 0]
+    np.testing.assert_allclose(shoulders[:, 1], 0.0, atol=1e-5)
+    assert (shoulders[:, 0] > 0).all()
+    yf = A.normalize_ntu(raw, valid, joints, "frame")
+    np.testing.assert_allclose(yf[:2, :, 1, :, 0], 0.0, atol=1e-5)  # centred in every frame
+    assert not np.allclose(y[:2, :, 1, :, 0], 0.0, atol=1e-3)  # "first" keeps the translation
+
+
+def test_normalization_joints_for_other_layouts():
+    assert A.normalization_joints(get_layout("kinect20"))[:3] == (1, 0, 1)
+    with pytest.raises(ConfigError, match="pass joints"):
+        A.normalization_joints(Layout("line", ("a", "b"), (-1, 0), 0, ()))
+
+
+# --------------------------------------------------------------------------- parameters and config
+
+
+def test_params_for_is_a_function_of_seed_epoch_index():
+    cfg = A.AugmentConfig(flip_prob=0.5, tempo_2x_prob=0.5)
+    a = A.params_for(7, 3, np.array([5, 9, 11]), cfg, extreme=True)
+    b = A.params_for(7, 3, np.array([11, 2]), cfg, extreme=True)
+    for va, vb in zip(a.views, b.views, strict=True):
+        for name in ("crop_frac", "crop_pos", "mat", "noise_seed", "blur_sigma", "axis", "flip"):
+            np.testing.assert_array_equal(getattr(va, name)[2], getattr(vb, name)[0])
+    c = A.params_for(7, 4, np.array([11]), cfg, extreme=True)
+    assert c.query.crop_pos[0] != a.query.crop_pos[2]
+    assert a.query.crop_pos[0] != a.key.crop_pos[0]
+
+    rng = np.random.default_rng(12)
+    raw, valid = _raw(rng, 3, 30, 25, 3, 2)
+    perm = get_layout("ntu25").flip_permutation()
+    whole, _ = A.two_view(raw, valid, np.full(3, 30), a, cfg, flip_perm=perm)
+    alone, _ = A.two_view(
+        raw[2:],
+        valid[2:],
+        np.full(1, 30),
+        A.params_for(7, 3, np.array([11]), cfg, True),
+        cfg,
+        flip_perm=perm,
+    )
+    np.testing.assert_array_equal(whole[:, 2], alone[:, 0])
+
+
+def test_param_distributions_follow_the_config():
+    cfg = A.AugmentConfig(crop_range=(0.6, 0.9), tempo_2x_prob=0.5)
+    p = A.params_for(1, 0, np.arange(4000), cfg, extreme=True)
+    assert 0.6 <= p.query.crop_frac.min() and p.query.crop_frac.max() < 0.9
+    e = p.extreme
+    assert abs((e.axis >= 0).mean() - 0.5) < 0.04
+    assert set(np.unique(e.axis)) == {-1, 0, 1, 2}
+    assert abs((e.blur_sigma > 0).mean() - 0.5) < 0.04
+    assert 0.1 <= e.blur_sigma[e.blur_sigma > 0].min() and e.blur_sigma.max() <= 2.0
+    assert abs((e.noise_std > 0).mean() - 0.5) < 0.04
+    assert abs((p.key.tempo == 2).mean() - 0.5) < 0.04
+    assert (p.query.noise_std == 0).all() and (p.query.axis == -1).all()
+    np.testing.assert_allclose(np.diagonal(p.query.mat, axis1=1, axis2=2), 1.0)  # shear only
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="crop_range"):
+        A.AugmentConfig(crop_range=(0.0, 1.0))
+    with pytest.raises(ConfigError, match="blur_kernel"):
+        A.AugmentConfig(blur_kernel=14)
+    no_pairs = Layout("line", ("a", "b"), (-1, 0), 0, ())
+    with pytest.raises(ConfigError, match="no left/right flip pairs"):
+        A.AugmentConfig().check_layout(no_pairs)
+    A.AugmentConfig(extreme_flip_prob=0.0).check_layout(no_pairs)
+    cfg = A.AugmentConfig(flip_prob=1.0)
+    raw, valid = _raw(np.random.default_rng(0), 1, 5, 2, 3, 1)
+    with pytest.raises(ConfigError, match="flip_perm"):
+        A.two_view(raw, valid, np.array([5]), A.params_for(0, 0, np.array([0]), cfg), cfg)
+
+
+# --------------------------------------------------------------------------- threading
+
+
+_STALL_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing as mp
+    import numba, numpy as np, torch
+    from sscl.data import augment as A
+
+    def run():
+        rng = np.random.default_rng(0)
+        raw = rng.standard_normal((16, 60, 25, 3, 2)).astype(np.float32)
+        valid = np.ones((16, 60, 25, 2), bool)
+        cfg = A.AugmentConfig(out_len=20)
+        p = A.params_for(0, 0, np.arange(16), cfg, extreme=True)
+        return float(A.two_view(raw, valid, np.full(16, 60), p, cfg, np.arange(25))[0].sum())
+
+    def child(q):
+        q.put(run())
+
+    if __name__ == "__main__":
+        numba.set_num_threads(2)
+        a = torch.randn(256, 256); b = np.random.rand(256, 256)
+        for _ in range(3):
+            (a @ a).sum(); (b @ b).sum()
+            first = run()
+        ctx = mp.get_context("fork")  # what a DataLoader does after the parent ran a kernel
+        q = ctx.Queue()
+        proc = ctx.Process(target=child, args=(q,))
+        proc.start()
+        got = q.get(timeout=60)
+        proc.join(60)
+        assert proc.exitcode == 0 and got == first, (proc.exitcode, got, first)
+        print("ok", numba.threading_layer())
+    """
+)
+
+
+def test_parallel_kernel_does_not_stall_beside_blas_threads_or_after_fork(tmp_path):
+    script = tmp_path / "stall.py"
+    script.write_text(_STALL_SCRIPT)
+    # The module's own choice of threading layer is under test, so no user override; BLAS and
+    # OpenMP pools keep their default (multi-threaded) sizes.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "workqueue"]
