@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sscl.data import augment
+from sscl.data import augment_kernels
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
@@ -70,7 +70,7 @@ def _normals(seed_N1: torch.Tensor, points: int, channels: int) -> torch.Tensor:
     interpolation (clipped at the outer bin centres).
     """
     dev = seed_N1.device
-    table = torch.from_numpy(augment._NORMAL_TABLE).to(dev)
+    table = torch.from_numpy(augment_kernels.NORMAL_TABLE).to(dev)
     bins = table.numel()
     k = torch.arange(3 * points, device=dev, dtype=torch.int64)[None, :]
     z = _mix64(seed_N1 + ((k >> 1) + 1) * _i64(_GOLDEN))

@@ -1,0 +1,697 @@
+"""Numba kernels of ``sscl.data.augment``: hashing, per-sample steps and batch kernels.
+
+Split from ``augment.py`` (whose docstring gives the semantics, layouts and threading rules):
+this module holds the compiled code only. Public wrappers with their numpy twins live in
+``augment_ops.py``; configuration, parameters and the composed multi-view op in ``augment.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from statistics import NormalDist
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+_PARALLEL_LOCK = threading.Lock()
+_JIT = {"cache": True, "nogil": True, "fastmath": False}
+
+# splitmix64 (Steele, Lea, Flood 2014): the k-th output of a stream seeded with s is
+# _mix64(s + (k + 1) * GOLDEN), so any draw is addressable by a counter without state.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_INV_2_53 = 1.0 / 9007199254740992.0
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+# Normals by inverse-CDF lookup: standard normal quantiles at the centres of 4096 equal-mass
+# bins, linearly interpolated, indexed by 32-bit uniforms. About 4x cheaper than Box-Muller's
+# log/sqrt/cos and bit-identical in the kernel, the numpy twin and on every platform (no libm).
+# Draws are clipped at +-3.67 sigma (the outer bin centres), which removes 0.02% of the mass.
+_NORMAL_BINS = 4096
+NORMAL_TABLE = np.array(
+    [NormalDist().inv_cdf((j + 0.5) / _NORMAL_BINS) for j in range(_NORMAL_BINS)]
+)
+_BIN_SCALE = _NORMAL_BINS / 2.0**32
+
+
+
+# --------------------------------------------------------------------------- scalar helpers
+
+
+@njit(**_JIT)
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**_JIT)
+def _table_normal(bits):
+    """A 32-bit uniform through the interpolated inverse-CDF table."""
+    pos = np.float64(bits) * _BIN_SCALE - 0.5
+    if pos <= 0.0:
+        return NORMAL_TABLE[0]
+    i = int(pos)
+    if i >= _NORMAL_BINS - 1:
+        return NORMAL_TABLE[_NORMAL_BINS - 1]
+    return NORMAL_TABLE[i] + (pos - i) * (NORMAL_TABLE[i + 1] - NORMAL_TABLE[i])
+
+
+@njit(**_JIT)
+def _hash(seed, j):
+    return _mix64(seed + (np.uint64(j) + np.uint64(1)) * _GOLDEN)
+
+
+@njit(**_JIT)
+def _uniform(seed, k):
+    """Output k of the splitmix64 stream ``seed`` as a float64 in [0, 1)."""
+    return np.float64(_hash(seed, k) >> np.uint64(11)) * _INV_2_53
+
+
+@njit(**_JIT)
+def _normal(seed, k):
+    """Normal k of stream ``seed``: the low (k even) or high (k odd) 32-bit half of splitmix64
+    output k // 2 through the inverse-CDF table."""
+    z = _hash(seed, k >> 1)
+    return _table_normal((z >> np.uint64(32)) if (k & 1) else (z & _LOW32))
+
+
+@njit(**_JIT)
+def _normal3(seed, k):
+    """Normals k, k+1, k+2 of stream ``seed`` (== _normal of each) from two hashes, not three."""
+    za = _hash(seed, k >> 1)
+    zb = _hash(seed, (k >> 1) + 1)
+    if k & 1:
+        return (
+            _table_normal(za >> np.uint64(32)),
+            _table_normal(zb & _LOW32),
+            _table_normal(zb >> np.uint64(32)),
+        )
+    return (
+        _table_normal(za & _LOW32),
+        _table_normal(za >> np.uint64(32)),
+        _table_normal(zb & _LOW32),
+    )
+
+
+@njit(**_JIT)
+def _crop_window(length, frac, pos, tempo, padding_ratio, min_crop):
+    """(pad, start, span) of one crop; ``start`` indexes the mirror-padded sequence."""
+    pad = length // padding_ratio if padding_ratio > 0 else 0
+    padded = length + 2 * pad
+    c = min(max(math.floor(frac * length), min(min_crop, length), 1), length)
+    span = min(c * tempo, padded)
+    start = min(math.floor(pos * (padded - span + 1)), padded - span)
+    return pad, start, span
+
+
+@njit(**_JIT)
+def _mirror(q, pad, length):
+    """Raw frame of padded index q: AimCLR pads with the edge frames in reverse order."""
+    r = q - pad
+    if r < 0:
+        return -r - 1
+    if r >= length:
+        return 2 * length - 1 - r
+    return r
+
+
+# --------------------------------------------------------------------------- per-sample steps
+
+
+@njit(**_JIT)
+def _crop_sample(
+    raw_TVCM,
+    valid_TVM,
+    length,
+    perm,
+    swap,
+    mat,
+    padding_ratio,
+    min_crop,
+    frac,
+    pos,
+    tempo,
+    noise_std,
+    noise_seed,
+    out_CLVM,
+    vout_LVM,
+):
+    """Crop + linear resize + joint permutation + person swap + linear map + noise, fused."""
+    C, L, V, M = out_CLVM.shape
+    if length <= 0:
+        out_CLVM[:] = 0.0
+        vout_LVM[:] = False
+        return
+    pad, start, span = _crop_window(length, frac, pos, tempo, padding_ratio, min_crop)
+    scale = span / L
+    three = C == 3
+    # Scalars, not array reads, in the inner loop: stores to out could alias mat in the compiler's
+    # eyes and would force reloads.
+    a00, a01, a10, a11 = mat[0, 0], mat[0, 1], mat[1, 0], mat[1, 1]
+    a02, a12, a20, a21, a22 = 0.0, 0.0, 0.0, 0.0, 0.0
+    if three:
+        a02, a12, a20, a21, a22 = mat[0, 2], mat[1, 2], mat[2, 0], mat[2, 1], mat[2, 2]
+    noisy = noise_std > 0.0
+    pm = np.arange(M)
+    if swap and M == 2:
+        pm[0], pm[1] = 1, 0
+    for ti in range(L):
+        # PyTorch F.interpolate(mode="linear", align_corners=False) source coordinate.
+        src = max((ti + 0.5) * scale - 0.5, 0.0)
+        i0 = int(src)
+        i1 = i0 + 1 if i0 < span - 1 else i0
+        w = src - i0
+        w0 = 1.0 - w
+        r0 = _mirror(start + i0, pad, length)
+        r1 = _mirror(start + i1, pad, length)
+        for v in range(V):
+            sv = perm[v]
+            for m in range(M):
+                sm = pm[m]
+                ok = valid_TVM[r0, sv, sm] and (w == 0.0 or valid_TVM[r1, sv, sm])
+                vout_LVM[ti, v, m] = ok
+                if not ok:
+                    for c in range(C):
+                        out_CLVM[c, ti, v, m] = 0.0
+                    continue
+                x0 = w0 * raw_TVCM[r0, sv, 0, sm] + w * raw_TVCM[r1, sv, 0, sm]
+                x1 = w0 * raw_TVCM[r0, sv, 1, sm] + w * raw_TVCM[r1, sv, 1, sm]
+                x2 = 0.0
+                if three:
+                    x2 = w0 * raw_TVCM[r0, sv, 2, sm] + w * raw_TVCM[r1, sv, 2, sm]
+                y0 = 0.0 + a00 * x0 + a01 * x1 + a02 * x2
+                y1 = 0.0 + a10 * x0 + a11 * x1 + a12 * x2
+                y2 = 0.0 + a20 * x0 + a21 * x1 + a22 * x2
+                if noisy:
+                    z0, z1, z2 = _normal3(noise_seed, 3 * ((ti * V + v) * M + m))
+                    y0 += noise_std * z0
+                    y1 += noise_std * z1
+                    y2 += noise_std * z2
+                out_CLVM[0, ti, v, m] = y0
+                out_CLVM[1, ti, v, m] = y1
+                if three:
+                    out_CLVM[2, ti, v, m] = y2
+
+
+@njit(**_JIT)
+def _joint_mask_sample(out_CTVM, vout_TVM, prob, seed):
+    """Zero (and invalidate) joint v in all frames when uniform(seed, v) < prob."""
+    if prob <= 0.0:
+        return
+    for v in range(out_CTVM.shape[2]):
+        if _uniform(seed, v) < prob:
+            out_CTVM[:, :, v, :] = 0.0
+            vout_TVM[:, v, :] = False
+
+
+@njit(**_JIT)
+def _blur_sample(out_CTVM, vout_TVM, sigma, radius):
+    """Normalised temporal Gaussian blur over the valid frames, in place.
+
+    out[t] = sum_k g_k x[t+k] / sum_k g_k over the in-range valid taps; invalid points stay 0.
+    AimCLR convolves with the unnormalised kernel and zero padding, which scales the signal by
+    sum(g) (up to about 5 at sigma 2) and darkens the ends; normalising keeps a constant signal.
+    Invalid points must hold 0 on entry (every step before guarantees it), so the numerator
+    needs no mask; the inner loops run over the V*M points of a frame (contiguous,
+    branch-free), which the compiler vectorises.
+    """
+    if sigma <= 0.0:
+        return
+    C, T, V, M = out_CTVM.shape
+    Q = V * M
+    x = out_CTVM.reshape((C, T, Q))
+    ok = vout_TVM.reshape((T, Q))
+    # float32 throughout (weights rounded from float64): twice the SIMD width of float64, and
+    # 15 taps of weights <= 1 lose nothing an augmentation would notice; the twin does the same.
+    g = np.empty(2 * radius + 1, np.float32)
+    for k in range(-radius, radius + 1):
+        g[k + radius] = math.exp(-(k * k) / (2.0 * sigma * sigma))
+    # The denominator (the weight of the in-range valid taps) is shared by the channels; with
+    # every point valid (the common case) it depends on t only.
+    den = np.zeros((T, Q), np.float32)
+    if ok.all():
+        for t in range(T):
+            d = np.float32(0.0)
+            for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
+                d += g[k + radius] * np.float32(1.0)
+            den[t, :] = d
+    else:
+        vm = np.empty((T, Q), np.float32)
+        for t in range(T):
+            for q in range(Q):
+                vm[t, q] = 1.0 if ok[t, q] else 0.0
+        for t in range(T):
+            for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
+                gk = g[k + radius]
+                for q in range(Q):
+                    den[t, q] += gk * vm[t + k, q]
+    # All channels side by side in one row per frame: longer inner loops vectorise better.
+    CQ = C * Q
+    src = np.empty((T, CQ), np.float32)
+    for c in range(C):
+        for t in range(T):
+            for q in range(Q):
+                src[t, c * Q + q] = x[c, t, q]
+    num = np.empty(CQ, np.float32)
+    for t in range(T):
+        num[:] = 0.0
+        for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
+            gk = g[k + radius]
+            for j in range(CQ):
+                num[j] += gk * src[t + k, j]
+        for c in range(C):
+            for q in range(Q):
+                x[c, t, q] = num[c * Q + q] / den[t, q] if ok[t, q] else np.float32(0.0)
+
+
+@njit(**_JIT)
+def _view_sample(
+    raw_TVCM,
+    valid_TVM,
+    length,
+    perm,
+    padding_ratio,
+    min_crop,
+    radius,
+    frac,
+    pos,
+    tempo,
+    flip,
+    swap,
+    mat,
+    noise_std,
+    noise_seed,
+    jm_p,
+    jm_seed,
+    sigma,
+    axis,
+    out_CLVM,
+    vout_LVM,
+    ident,
+):
+    _crop_sample(
+        raw_TVCM,
+        valid_TVM,
+        length,
+        perm if flip else ident,
+        swap,
+        mat,
+        padding_ratio,
+        min_crop,
+        frac,
+        pos,
+        tempo,
+        noise_std,
+        noise_seed,
+        out_CLVM,
+        vout_LVM,
+    )
+    _joint_mask_sample(out_CLVM, vout_LVM, jm_p, jm_seed)
+    _blur_sample(out_CLVM, vout_LVM, sigma, radius)
+    if 0 <= axis < out_CLVM.shape[0]:
+        out_CLVM[axis] = 0.0
+
+
+@njit(**_JIT)
+def _two_view_one(
+    n,
+    raw,
+    valid,
+    lengths,
+    perm,
+    padding_ratio,
+    min_crop,
+    radius,
+    frac,
+    pos,
+    tempo,
+    flip,
+    swap,
+    mat,
+    noise_std,
+    noise_seed,
+    jm_p,
+    jm_seed,
+    sigma,
+    axis,
+    out,
+    vout,
+):
+    """All views of sample n: the raw window is read while it is hot in cache."""
+    ident = np.arange(perm.shape[0])
+    length = min(lengths[n], raw.shape[1])
+    for r in range(out.shape[0]):
+        _view_sample(
+            raw[n],
+            valid[n],
+            length,
+            perm,
+            padding_ratio,
+            min_crop,
+            radius,
+            frac[r, n],
+            pos[r, n],
+            tempo[r, n],
+            flip[r, n],
+            swap[r, n],
+            mat[r, n],
+            noise_std[r, n],
+            noise_seed[r, n],
+            jm_p[r, n],
+            jm_seed[r, n],
+            sigma[r, n],
+            axis[r, n],
+            out[r, n],
+            vout[r, n],
+            ident,
+        )
+
+
+@njit(**_JIT)
+def _two_view_serial(
+    raw,
+    valid,
+    lengths,
+    perm,
+    padding_ratio,
+    min_crop,
+    radius,
+    frac,
+    pos,
+    tempo,
+    flip,
+    swap,
+    mat,
+    noise_std,
+    noise_seed,
+    jm_p,
+    jm_seed,
+    sigma,
+    axis,
+    out,
+    vout,
+):
+    for n in range(raw.shape[0]):
+        _two_view_one(
+            n,
+            raw,
+            valid,
+            lengths,
+            perm,
+            padding_ratio,
+            min_crop,
+            radius,
+            frac,
+            pos,
+            tempo,
+            flip,
+            swap,
+            mat,
+            noise_std,
+            noise_seed,
+            jm_p,
+            jm_seed,
+            sigma,
+            axis,
+            out,
+            vout,
+        )
+
+
+@njit(parallel=True, **_JIT)
+def _two_view_parallel(
+    raw,
+    valid,
+    lengths,
+    perm,
+    padding_ratio,
+    min_crop,
+    radius,
+    frac,
+    pos,
+    tempo,
+    flip,
+    swap,
+    mat,
+    noise_std,
+    noise_seed,
+    jm_p,
+    jm_seed,
+    sigma,
+    axis,
+    out,
+    vout,
+):
+    for n in prange(raw.shape[0]):
+        _two_view_one(
+            n,
+            raw,
+            valid,
+            lengths,
+            perm,
+            padding_ratio,
+            min_crop,
+            radius,
+            frac,
+            pos,
+            tempo,
+            flip,
+            swap,
+            mat,
+            noise_std,
+            noise_seed,
+            jm_p,
+            jm_seed,
+            sigma,
+            axis,
+            out,
+            vout,
+        )
+
+
+# --------------------------------------------------------------------------- standalone kernels
+
+
+@njit(**_JIT)
+def _crop_resize_kernel(raw, valid, lengths, frac, pos, tempo, padding_ratio, min_crop, out, vout):
+    ident = np.arange(raw.shape[2])
+    eye = np.eye(3)
+    for n in range(raw.shape[0]):
+        _crop_sample(
+            raw[n],
+            valid[n],
+            min(lengths[n], raw.shape[1]),
+            ident,
+            False,
+            eye,
+            padding_ratio,
+            min_crop,
+            frac[n],
+            pos[n],
+            tempo[n],
+            0.0,
+            np.uint64(0),
+            out[n],
+            vout[n],
+        )
+
+
+@njit(**_JIT)
+def _linear_kernel(x, valid, mat, out):
+    """x, out: (N, C, P) with P = T V M flattened (contiguous inner loops); valid: (N, P)."""
+    N, C, P = x.shape
+    row = np.empty(P)
+    for n in range(N):
+        for c in range(C):
+            # One input channel at a time over a float64 row: contiguous loops that vectorise.
+            row[:] = 0.0
+            for k in range(C):
+                a = mat[n, c, k]
+                for p in range(P):
+                    row[p] += a * x[n, k, p]
+            for p in range(P):
+                out[n, c, p] = row[p] if valid[n, p] else 0.0
+
+
+@njit(**_JIT)
+def _flip_swap_kernel(x, valid, perm, flip, swap, out, vout):
+    N, C, T, V, M = x.shape
+    for n in range(N):
+        swap_m = swap[n] and M == 2
+        for t in range(T):
+            for v in range(V):
+                sv = perm[v] if flip[n] else v
+                for m in range(M):
+                    vout[n, t, v, m] = valid[n, t, sv, (M - 1 - m) if swap_m else m]
+        for c in range(C):
+            for t in range(T):
+                for v in range(V):
+                    sv = perm[v] if flip[n] else v
+                    for m in range(M):
+                        out[n, c, t, v, m] = x[n, c, t, sv, (M - 1 - m) if swap_m else m]
+
+
+@njit(**_JIT)
+def _noise_kernel(x, valid, std, seed, out):
+    """x, out: (N, C, P) with P = T V M flattened; valid: (N, P)."""
+    N, C, P = x.shape
+    for n in range(N):
+        for c in range(C):
+            for p in range(P):
+                if not valid[n, p]:
+                    out[n, c, p] = 0.0
+                elif std[n] > 0.0:
+                    out[n, c, p] = x[n, c, p] + std[n] * _normal(seed[n], 3 * p + c)
+                else:
+                    out[n, c, p] = x[n, c, p]
+
+
+@njit(**_JIT)
+def _mask_blur_kernel(out, vout, jm_p, jm_seed, sigma, radius, axis):
+    """In place on copies: joint mask, blur, axis mask (each a no-op at its neutral value)."""
+    for n in range(out.shape[0]):
+        _joint_mask_sample(out[n], vout[n], jm_p[n], jm_seed[n])
+        _blur_sample(out[n], vout[n], sigma[n], radius)
+        if 0 <= axis[n] < out.shape[1]:
+            out[n, axis[n]] = 0.0
+
+
+@njit(**_JIT)
+def _tempo_kernel(x, valid, factor, out, vout):
+    """x, out: (N, C, T, Q) with Q = V M flattened; valid, vout: (N, T, Q)."""
+    N, C, T, Q = x.shape
+    for n in range(N):
+        for t in range(T):
+            s = t * factor[n]
+            for q in range(Q):
+                vout[n, t, q] = s < T and valid[n, s, q]
+        for c in range(C):
+            for t in range(T):
+                s = t * factor[n]
+                for q in range(Q):
+                    out[n, c, t, q] = x[n, c, s, q] if vout[n, t, q] else 0.0
+
+
+@njit(**_JIT)
+def _bone_kernel(x, valid, parents, out, vout):
+    N, C, T, V, M = x.shape
+    for n in range(N):
+        for t in range(T):
+            for v in range(V):
+                for m in range(M):
+                    pv = parents[v] if parents[v] >= 0 else v
+                    vout[n, t, v, m] = valid[n, t, v, m] and valid[n, t, pv, m]
+        for c in range(C):
+            for t in range(T):
+                for v in range(V):
+                    pv = parents[v] if parents[v] >= 0 else v
+                    for m in range(M):
+                        d = x[n, c, t, v, m] - x[n, c, t, pv, m]
+                        out[n, c, t, v, m] = d if vout[n, t, v, m] else 0.0
+
+
+@njit(**_JIT)
+def _motion_kernel(x, valid, out, vout):
+    """x, out: (N, C, T, Q) with Q = V M flattened; valid, vout: (N, T, Q)."""
+    N, C, T, Q = x.shape
+    for n in range(N):
+        for t in range(T):
+            for q in range(Q):
+                vout[n, t, q] = t + 1 < T and valid[n, t, q] and valid[n, t + 1, q]
+        for c in range(C):
+            for t in range(T):
+                for q in range(Q):
+                    d = x[n, c, t + 1, q] - x[n, c, t, q] if vout[n, t, q] else np.float32(0.0)
+                    out[n, c, t, q] = d
+
+
+@njit(**_JIT)
+def _normalize_kernel(raw, valid, center, sa, sb, ha, hb, per_frame, out):
+    N, T, V, C, M = raw.shape
+    ctr = np.zeros((T, C))
+    d = np.zeros(C)
+    for n in range(N):
+        # Centre: person 0's centre joint; per frame with the last tracked value carried forward
+        # (and the first tracked value carried back), or the first tracked frame's value.
+        ctr[:] = 0.0
+        first = -1
+        for t in range(T):
+            if valid[n, t, center, 0]:
+                first = t
+                break
+        if first >= 0:
+            last = first
+            for t in range(T):
+                if per_frame and valid[n, t, center, 0]:
+                    last = t
+                for c in range(C):
+                    ctr[t, c] = raw[n, last, center, c, 0]
+        rot = np.eye(C)
+        if C == 3:
+            for t in range(T):
+                if not (
+                    valid[n, t, sa, 0]
+                    and valid[n, t, sb, 0]
+                    and valid[n, t, ha, 0]
+                    and valid[n, t, hb, 0]
+                ):
+                    continue
+                u = np.empty(3)
+                w = np.empty(3)
+                for c in range(3):
+                    u[c] = np.float64(raw[n, t, sb, c, 0]) - np.float64(raw[n, t, sa, c, 0])
+                    w[c] = np.float64(raw[n, t, hb, c, 0]) - np.float64(raw[n, t, ha, c, 0])
+                nu = math.sqrt(u[0] * u[0] + u[1] * u[1] + u[2] * u[2])
+                if nu < 1e-8:
+                    continue
+                u /= nu
+                dot = w[0] * u[0] + w[1] * u[1] + w[2] * u[2]
+                for c in range(3):
+                    w[c] = w[c] - dot * u[c]
+                nw = math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
+                if nw < 1e-8:
+                    continue
+                w /= nw
+                rot[0, :] = w
+                rot[1, 0] = u[1] * w[2] - u[2] * w[1]
+                rot[1, 1] = u[2] * w[0] - u[0] * w[2]
+                rot[1, 2] = u[0] * w[1] - u[1] * w[0]
+                rot[2, :] = u
+                break
+        for t in range(T):
+            for v in range(V):
+                for m in range(M):
+                    if not valid[n, t, v, m]:
+                        for c in range(C):
+                            out[n, t, v, c, m] = 0.0
+                        continue
+                    for c in range(C):
+                        d[c] = np.float64(raw[n, t, v, c, m]) - ctr[t, c]
+                    for c in range(C):
+                        y = 0.0
+                        for k in range(C):
+                            y += rot[c, k] * d[k]
+                        out[n, t, v, c, m] = y
+
+
+# numpy versions of the hash, for parameter drawing and the twins
+
+
+def _mix64_np(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def _stream(base: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """splitmix64 outputs k (broadcast) of the streams seeded with base (uint64 arrays)."""
+    with np.errstate(over="ignore"):
+        return _mix64_np(base + (k.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
