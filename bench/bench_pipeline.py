@@ -18,10 +18,11 @@ Corpora: the real MSRC-12 (converted once with ``sscl.data.formats.convert`` int
 skipped with the reason when ../shared/data or the converter is absent) and a synthetic
 random-walk NTU-25 x 2 corpus generated straight into a corpus in the cache.
 
-Environment: ``SSCL_BENCH_PIPELINE_FRAMES`` synthetic frames (default 400k, ~260 MB decoded;
-1.7M makes it > 1 GB: ``SSCL_BENCH_PIPELINE_FRAMES=1700000``), ``SSCL_BENCH_WORKERS`` (2),
+Environment: ``SSCL_BENCH_PIPELINE_FRAMES`` synthetic frames (default 1.7M: 1053 MiB decoded,
+larger than 1 GB as the issue asks; CI's smoke run uses a small one), ``SSCL_BENCH_WORKERS`` (2),
 ``SSCL_BENCH_BATCHES`` timed batches per engine (30; epochs are chained as in training),
-``SSCL_BENCH_MEMORY_BUDGET`` bytes of decoded chunks per worker (128 MiB).
+``SSCL_BENCH_MEMORY_BUDGET`` bytes of decoded corpus per worker (256 MiB: MSRC-12, 179 MiB,
+is held in RAM; the > 1 GB corpus is read chunked).
 Run: ``pytest bench/bench_pipeline.py -s``.
 """
 
@@ -44,10 +45,10 @@ from sscl.data.corpus import CorpusHeader, Sequence, cache_dir, open_corpus, wri
 from sscl.data.layouts import get_layout
 from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
 
-FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 400_000))
+FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 1_700_000))
 WORKERS = int(os.environ.get("SSCL_BENCH_WORKERS", 2))
 BATCHES = int(os.environ.get("SSCL_BENCH_BATCHES", 30))
-BUDGET = int(os.environ.get("SSCL_BENCH_MEMORY_BUDGET", 128 << 20))
+BUDGET = int(os.environ.get("SSCL_BENCH_MEMORY_BUDGET", 256 << 20))
 BATCH = 64
 RAW = 300  # frames per sample, as the feeders' (3, 300, 25, 2) memmap
 SHARED = Path(
@@ -211,7 +212,8 @@ def _baseline_rate(corpus_path: str) -> float:
     return _rate(it)
 
 
-def _ours_rate(corpus_path: str, engine: str) -> tuple[float, int, str]:
+def _ours_rate(corpus_path: str, engine: str, views: int) -> tuple[float, int, str]:
+    # A corpus that fits the budget is held in RAM by each worker; a larger one is read chunked.
     c = open_corpus(corpus_path, memory_budget=BUDGET)
     cfg = LoaderConfig(
         task="pretrain",
@@ -221,7 +223,8 @@ def _ours_rate(corpus_path: str, engine: str) -> tuple[float, int, str]:
         prefetch=2,
         raw_length=RAW,
         window_mode="dense",
-        extreme=True,
+        extreme=views == 3,
+        strong_key=views == 2,
         augment=AugmentConfig(out_len=50),
         memory_budget=BUDGET,
         pin_memory=False,
@@ -248,18 +251,15 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
 
     if dali_available():
         engines.append("dali")
-    results = {engine: _ours_rate(corpus_path, engine) for engine in engines}
-    for engine, (rate, peak, mode) in results.items():
-        ratios.add(
-            f"pipeline {which} {engine} / AimCLR feeder",
-            rate / base,
-            detail=f"{rate:.0f} vs {base:.0f} samples/s, {WORKERS} workers, corpus "
-            f"{mode}, peak worker RSS {peak / 2**20:.0f} MiB",
-        )
-    slowest = min(rate for rate, _, _ in results.values())
-    ratios.add(
-        f"pipeline {which} slowest engine / AimCLR feeder",
-        slowest / base,
-        target=10.0,
-        detail="the target applies to every engine",
-    )
+    # views=2: the baseline's work (query + a strong key: noise, blur, axis mask); the target
+    # applies here. views=3: AimCLR's query + key + extreme, reported.
+    for views in (2, 3):
+        results = {engine: _ours_rate(corpus_path, engine, views) for engine in engines}
+        for engine, (rate, peak, mode) in results.items():
+            ratios.add(
+                f"pipeline {which} {engine} {views} views / AimCLR feeder (2 views)",
+                rate / base,
+                target=10.0 if views == 2 else None,
+                detail=f"{rate:.0f} vs {base:.0f} samples/s, {WORKERS} workers, corpus "
+                f"{mode}, peak worker RSS {peak / 2**20:.0f} MiB",
+            )

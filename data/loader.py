@@ -64,6 +64,9 @@ class LoaderConfig:
         sequences: restrict to these sequence indices (e.g. a label-fraction subset); None: all.
         augment: augmentation parameters for pretraining (``sscl.data.augment.AugmentConfig``).
         extreme: pretraining: also make AimCLR's extremely augmented third view.
+        strong_key: pretraining: draw the key view with the extreme recipe (noise, blur, axis
+            mask, ...) instead of a third view: SkeletonCLR with a strong second view, the
+            AimCLR feeder's two-view mode. Excludes ``extreme``.
         pin_memory: pin batches when CUDA is available (torch engine).
         memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
             default); bounds a worker's RSS on corpora larger than it.
@@ -85,8 +88,16 @@ class LoaderConfig:
     sequences: tuple[int, ...] | None = None
     augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
     extreme: bool = False
+    strong_key: bool = False
     pin_memory: bool = True
     memory_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.extreme and self.strong_key:
+            raise ConfigError(
+                "loader.extreme and loader.strong_key are both set; strong_key puts the extreme "
+                "recipe on the key view, extreme adds it as a third view: choose one"
+            )
 
 
 def corpus_path(corpus: Any) -> str:
@@ -253,7 +264,11 @@ class BatchSource:
 
     def _pretrain(self, joints, valid, lengths, positions, epoch) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        params = augment.params_for(cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme)
+        params = augment.params_for(
+            cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme or cfg.strong_key
+        )
+        if cfg.strong_key:
+            params = augment.TwoViewParams(query=params.query, key=params.extreme)
         flip = self.corpus.layout.flip_permutation() if self.corpus.layout.flip_pairs else None
         views, valid_views = augment.two_view(
             joints, valid, lengths, params, cfg.augment, flip_perm=flip

@@ -201,3 +201,17 @@ def test_device_ops_match_augment_numpy_twins():
     ref = augment.gaussian_noise_ref(x, valid, view.noise_std, view.noise_seed)
     np.testing.assert_allclose(noise, ref, rtol=0, atol=1e-6)
     assert np.all(got[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] == 0)
+
+
+def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
+    strong = collect(make_loader(corpus, config("pretrain", num_workers=0, strong_key=True),
+                                 engine="torch"), 0)
+    three = collect(make_loader(corpus, config("pretrain", num_workers=0, extreme=True),
+                                engine="torch"), 0)
+    assert set(batch_keys(config("pretrain", strong_key=True))) == set(strong[0])
+    for s, t in zip(strong, three):
+        np.testing.assert_array_equal(s["query"], t["query"])
+        np.testing.assert_array_equal(s["key"], t["extreme"])
+        assert not np.array_equal(s["key"], t["key"])
+    with pytest.raises(ConfigError, match="choose one"):
+        config("pretrain", strong_key=True, extreme=True)
