@@ -21,6 +21,7 @@ _ROWS: list[tuple[str, str, float, str, str]] = []
 class Ratios:
     def __init__(self, config):
         self.enabled = not config.getoption("benchmark_disable", False)
+        self.missed: list[str] = []
 
     def add(self, name: str, ratio: float, target: float | None = None, detail: str = "",
             higher_is_better: bool = True) -> None:
@@ -30,12 +31,16 @@ class Ratios:
         tgt = "" if target is None else (">=" if higher_is_better else "<=") + f"{target:g}"
         _ROWS.append((name, f"{ratio:.2f}x", ratio, tgt + (f" {ok}" if ok else ""), detail))
         if self.enabled and ok == "MISSED":
-            pytest.fail(f"{name}: ratio {ratio:.2f} missed target {tgt} ({detail})")
+            self.missed.append(f"{name}: ratio {ratio:.2f} missed target {tgt} ({detail})")
 
 
 @pytest.fixture
-def ratios(request) -> Ratios:
-    return Ratios(request.config)
+def ratios(request):
+    """Records ratio rows; a missed target fails the test after all its rows are recorded."""
+    r = Ratios(request.config)
+    yield r
+    if r.missed:
+        pytest.fail("; ".join(r.missed))
 
 
 def pytest_terminal_summary(terminalreporter):

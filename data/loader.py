@@ -285,14 +285,40 @@ class BatchSource:
         return {"x": x, "labels": np.where(mask, labels, -1).astype(np.int64), "mask": mask}
 
 
+def pack_batch(batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, tuple]:
+    """One uint8 tensor holding every array of ``batch`` (8-byte aligned), and its layout.
+
+    A worker hands a batch to the main process through shared memory, one segment per tensor;
+    one segment per batch instead of seven roughly halves the hand-off cost (bench_pipeline).
+    """
+    layout, offset = [], 0
+    for k, v in batch.items():
+        layout.append((k, v.dtype.str, v.shape, offset))
+        offset += -(-v.nbytes // 8) * 8
+    buf = np.empty(offset, np.uint8)
+    for (_, _, _, off), v in zip(layout, batch.values()):
+        buf[off:off + v.nbytes] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
+    return torch.from_numpy(buf), tuple(layout)
+
+
+def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
+    """Views into ``buf`` as packed by :func:`pack_batch` (no copy)."""
+    arr = buf.numpy()
+    out = {}
+    for k, dtype, shape, off in layout:
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        out[k] = torch.from_numpy(arr[off:off + n].view(dtype).reshape(shape))
+    return out
+
+
 class _StepDataset(torch.utils.data.Dataset):
-    """Map-style dataset keyed by (epoch, step): one item is one whole batch."""
+    """Map-style dataset keyed by (epoch, step): one item is one whole batch, packed."""
 
     def __init__(self, source: BatchSource):
         self.source = source
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v) for k, v in self.source(*key).items()}
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, tuple]:
+        return pack_batch(self.source(*key))
 
 
 class _StepSampler(torch.utils.data.Sampler):
@@ -348,7 +374,7 @@ class TorchLoader:
         self._sampler.keys = [(epoch, s) for s in range(first, self.num_steps(epoch))]
         with single_threaded_children():
             it = iter(self._loader)
-        return it
+        return (unpack_batch(buf, layout) for buf, layout in it)
 
 
 def make_loader(
