@@ -70,6 +70,11 @@ class LoaderConfig:
         pin_memory: pin batches when CUDA is available (torch engine).
         memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
             default); bounds a worker's RSS on corpora larger than it.
+        locality: training order. 0: windows shuffled uniformly. k > 0: block-local shuffle:
+            blocks of ``LOCALITY_BLOCK`` corpus frames in random order, k consecutive blocks
+            interleaved, so on a corpus larger than ``memory_budget`` each worker decodes a
+            chunk about once a pass instead of once a window (batches then draw from about k
+            blocks). Part of the sample order: set it in the config, never by the machine.
     """
 
     task: str = "pretrain"
@@ -91,6 +96,7 @@ class LoaderConfig:
     strong_key: bool = False
     pin_memory: bool = True
     memory_budget: int | None = None
+    locality: int = 0
 
     def __post_init__(self) -> None:
         if self.extreme and self.strong_key:
@@ -98,6 +104,10 @@ class LoaderConfig:
                 "loader.extreme and loader.strong_key are both set; strong_key puts the extreme "
                 "recipe on the key view, extreme adds it as a third view: choose one"
             )
+
+
+# Frames per locality block: 16 corpus chunks of 1024 frames (sscl.data.corpus.CHUNK_FRAMES).
+LOCALITY_BLOCK = 16 * 1024
 
 
 def corpus_path(corpus: Any) -> str:
@@ -175,16 +185,24 @@ class BatchSource:
         windows: the window set (built once by the parent from the corpus lengths).
         rank: this process's rank.
         world_size: number of ranks.
+        groups: (W,) corpus block of each window, for ``cfg.locality``.
     """
 
     def __init__(
-        self, path: str, cfg: LoaderConfig, windows: WindowSet, rank: int, world_size: int
+        self,
+        path: str,
+        cfg: LoaderConfig,
+        windows: WindowSet,
+        rank: int,
+        world_size: int,
+        groups: np.ndarray | None = None,
     ):
         self.path = path
         self.cfg = cfg
         self.windows = windows
         self.rank = rank
         self.world_size = world_size
+        self.groups = groups
         self._corpus = None
         self._plan: tuple[int, Any] | None = None
 
@@ -210,6 +228,8 @@ class BatchSource:
             self.world_size,
             self.cfg.batch_size,
             self.cfg.shuffle,
+            groups=self.groups,
+            mix=self.cfg.locality if self.cfg.shuffle else 0,
         )
 
     def shard(self, epoch: int):
@@ -416,7 +436,9 @@ def make_loader(
         corpus = open_corpus(path, memory_budget=0)
     if cfg.task == "pretrain":
         cfg.augment.check_layout(corpus.layout)  # fail here, not inside a worker
-    source = BatchSource(path, cfg, build_windows(corpus.lengths, cfg), rank, world_size)
+    windows = build_windows(corpus.lengths, cfg)
+    groups = (corpus.offsets[windows.seq] + windows.start) // LOCALITY_BLOCK
+    source = BatchSource(path, cfg, windows, rank, world_size, groups)
     if engine == "torch" or (engine == "auto" and not pipeline.dali_available()):
         loader = TorchLoader(source, cfg)
     else:

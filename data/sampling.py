@@ -332,6 +332,12 @@ class EpochPlan:
         world_size: number of ranks W.
         batch_size: per-rank batch size B.
         shuffle: seeded permutation (True) or the natural order (evaluation).
+        groups: optional (num_items,) locality group of each item (e.g. the corpus block its
+            window starts in). With ``mix > 0`` the shuffle is block-local: groups are put in
+            a seeded random order and the items of ``mix`` consecutive groups are interleaved,
+            so a reader touches each corpus chunk about once a pass while batches still mix
+            ``mix`` groups.
+        mix: groups interleaved at any point of a block-local shuffle (0: plain shuffle).
     """
 
     seed: int
@@ -340,6 +346,8 @@ class EpochPlan:
     world_size: int = 1
     batch_size: int = 1
     shuffle: bool = True
+    groups: np.ndarray | None = field(default=None, compare=False)
+    mix: int = 0
 
     def __post_init__(self) -> None:
         if self.num_items < 1:
@@ -347,6 +355,13 @@ class EpochPlan:
         if self.world_size < 1 or self.batch_size < 1:
             raise ConfigError(
                 f"world_size and batch_size must be >= 1, got {self.world_size}, {self.batch_size}"
+            )
+        if self.mix < 0:
+            raise ConfigError(f"mix must be >= 0 groups, got {self.mix}")
+        if self.mix and (self.groups is None or len(self.groups) != self.num_items):
+            raise ConfigError(
+                f"a block-local shuffle (mix={self.mix}) needs one group per item "
+                f"({self.num_items}), got {None if self.groups is None else len(self.groups)}"
             )
 
     @property
@@ -366,7 +381,15 @@ class EpochPlan:
         """(num_items,) int64 item order of the epoch, without padding."""
         if not self.shuffle:
             return np.arange(self.num_items, dtype=np.int64)
-        return sample_rng(self.seed, self.epoch, 0, STREAM_ORDER).permutation(self.num_items)
+        rng = sample_rng(self.seed, self.epoch, 0, STREAM_ORDER)
+        if not self.mix:
+            return rng.permutation(self.num_items)
+        _, group = np.unique(np.asarray(self.groups), return_inverse=True)
+        rank = rng.permutation(int(group.max()) + 1)[group]
+        # Items of the group at rank r spread uniformly over [r, r + mix): about `mix` groups
+        # are interleaved at every point of the order.
+        key = rank + self.mix * rng.random(self.num_items)
+        return np.argsort(key, kind="stable").astype(np.int64)
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """(padded_size,) int64 items by wrap-around and (padded_size,) float32 weights."""

@@ -123,8 +123,9 @@ def test_auto_engine_falls_back_to_torch_without_dali(corpus):
 
 
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
-def test_epoch_is_exact_with_zero_weight_padding(corpus, task):
-    loader = make_loader(corpus, config(task, num_workers=0), engine="torch")
+@pytest.mark.parametrize("locality", [0, 2])
+def test_epoch_is_exact_with_zero_weight_padding(corpus, task, locality):
+    loader = make_loader(corpus, config(task, num_workers=0, locality=locality), engine="torch")
     batches = collect(loader, 0)
     weight = np.concatenate([b["weight"] for b in batches])
     index = np.concatenate([b["index"] for b in batches])

@@ -208,3 +208,23 @@ def test_label_fraction_is_stable_under_reordering_and_seeded():
     assert not np.array_equal(sub, label_fraction_subset(ids, labelled, 0.2, 6))
     with pytest.raises(ConfigError, match="fraction"):
         label_fraction_subset(ids, labelled, 0.0, 5)
+
+
+def test_block_local_shuffle_is_a_permutation_with_bounded_spread():
+    rng = np.random.default_rng(0)
+    groups = np.sort(rng.integers(0, 40, 2000))
+    for mix in (1, 4):
+        plan = EpochPlan(seed=3, epoch=1, num_items=2000, batch_size=16, groups=groups, mix=mix)
+        order = plan.order()
+        assert np.array_equal(np.sort(order), np.arange(2000))
+        np.testing.assert_array_equal(order, plan.order())  # deterministic
+        g = groups[order]
+        if mix == 1:  # whole groups, one after another
+            assert (np.diff(g) != 0).sum() == len(np.unique(groups)) - 1
+        # any 64 consecutive items come from at most a few more than `mix` groups
+        spread = max(len(np.unique(g[i:i + 64])) for i in range(0, 2000 - 64, 16))
+        assert spread <= mix + 3
+    plain = EpochPlan(seed=3, epoch=1, num_items=2000, batch_size=16).order()
+    assert max(len(np.unique(groups[plain][i:i + 64])) for i in range(0, 1936, 16)) > 20
+    with pytest.raises(ConfigError, match="one group per item"):
+        EpochPlan(seed=0, epoch=0, num_items=10, mix=2)
