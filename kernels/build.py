@@ -1,0 +1,132 @@
+"""Build-on-first-use of the fused graph-convolution extensions, cached across processes.
+
+Based on `torch.utils.cpp_extension.load` (ninja): the first call compiles `csrc/` into a shared
+library under the extensions cache and later processes reuse it (torch rebuilds only when a source
+file changes). The libraries register their kernels as internal torch ops (`sscl_cpu::*`,
+`sscl_cuda::*`) with `TORCH_LIBRARY`, so they compile against ATen and `torch/library.h` only (no
+pybind11, no `torch/extension.h`), which keeps the first build short.
+
+When no compiler is usable, or `SSCL_GRAPH_CONV_BACKEND=reference` forces it, the op falls back to
+the einsum reference and logs ONE warning per process and device type.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+FORCE_ENV = "SSCL_GRAPH_CONV_BACKEND"
+
+# device type -> True (ops loaded), False (fell back, warning already logged)
+_state: dict[str, bool] = {}
+
+
+def extensions_dir() -> Path:
+    """Where compiled extensions are cached.
+
+    `TORCH_EXTENSIONS_DIR` (torch's own variable) wins; otherwise `~/.cache/sscl/torch_extensions`
+    (under `$XDG_CACHE_HOME` when set). It deliberately does not follow `SSCL_CACHE`: the test
+    suite points that at a fresh temporary directory per run, which would recompile every run.
+    """
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if env:
+        return Path(env)
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return root / "sscl" / "torch_extensions"
+
+
+def _forced_reference() -> bool:
+    return os.environ.get(FORCE_ENV, "").strip().lower() == "reference"
+
+
+def _load(name: str, sources: list[Path], cuda: bool) -> None:
+    from torch.utils import cpp_extension
+
+    # one directory per torch build (2.13.0+cpu and 2.13.0+cu130 must not share objects)
+    build_dir = extensions_dir() / f"{name}_torch{torch.__version__.replace('+', '_')}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # cpp_extension picks the C++ standard that matches the installed torch. No --use_fast_math:
+    # the fp32 path must match the reference to 1e-5 norm-wise.
+    cuda_flags = ["-O3"] if cuda else None
+    cpp_extension.load(
+        name=name,
+        sources=[str(s) for s in sources],
+        # -fopenmp is what turns at::parallel_for (a header template) into an OpenMP region in
+        # this library; the libgomp it links resolves to the one torch already loaded.
+        extra_cflags=["-O3", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+        extra_cuda_cflags=cuda_flags,
+        build_directory=str(build_dir),
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def ensure_loaded(device_type: str) -> bool:
+    """Build (first time) and load the fused kernels for `device_type`; False means fall back.
+
+    Args:
+        device_type: "cpu" or "cuda".
+
+    Returns:
+        True when `torch.ops.sscl_<device_type>` holds the fused kernels.
+    """
+    if device_type in _state:
+        return _state[device_type]
+    ok = False
+    reason = ""
+    if _forced_reference():
+        reason = f"{FORCE_ENV}=reference is set"
+    elif device_type == "cpu":
+        if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
+            reason = "no C++ compiler (c++/g++) on PATH"
+        else:
+            try:
+                _load("sscl_graph_conv_cpu", [CSRC / "graph_conv_cpu.cpp"], cuda=False)
+                ok = True
+            except Exception as exc:  # a failed build must not make the op unusable
+                reason = f"the C++ build failed: {exc}"
+    elif device_type == "cuda":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        if CUDA_HOME is None:
+            reason = "no CUDA toolkit (nvcc) found"
+        else:
+            try:
+                _load("sscl_graph_conv_cuda", [CSRC / "graph_conv_cuda.cu"], cuda=True)
+                ok = True
+            except Exception as exc:
+                reason = f"the CUDA build failed: {exc}"
+    else:
+        reason = f"no fused kernel for device type {device_type!r}"
+    if not ok:
+        log.warning(
+            "sscl::graph_conv on %s falls back to the einsum reference (slower, same results): %s",
+            device_type,
+            reason,
+        )
+    _state[device_type] = ok
+    return ok
+
+
+def backend(device: str | torch.device = "cpu") -> str:
+    """Which implementation `sscl::graph_conv` runs for tensors on `device`.
+
+    Builds the extension on first call. Returns "fused-cpu", "fused-cuda" or "reference".
+    """
+    device_type = torch.device(device).type
+    if ensure_loaded(device_type):
+        return f"fused-{device_type}"
+    return "reference"
+
+
+def reset_for_tests() -> None:
+    """Forget which backends were loaded, so a test can exercise the fallback warning again."""
+    _state.clear()

@@ -1,0 +1,448 @@
+// Fused spatial graph convolution on CPU: forward and backward, tiled over frames.
+//
+//   y[n,o,t,w] = sum_k sum_c sum_v W[k,o,c] x[n,c,t,v] A[k,v,w] + bias[o]   (A[n,k,v,w] per sample)
+//
+// The unfused formulations (1x1 conv to K*C' channels, then einsum with A) write and re-read an
+// (N, K, C', T, V) intermediate, K times the output. Here one task handles a tile of Tb frames of
+// one sample: the V x V aggregation (a register-blocked loop, V padded to whole 64-byte vectors)
+// and the channel mixing (a GEMM on the cache-sized tile through ATen/BLAS) run back to back on
+// a per-thread buffer of K * C * Tb * V elements, so the K-fold tensor never exists in memory.
+// Backward, per tile and in one pass: M = W^T grad_y (one GEMM for all k) gives grad_x (M
+// aggregated with A^T) and grad_A (x^T M_k); grad_W is grad_y (x aggregated with A)^T. Sums
+// over (n, t) go to per-thread partials, added once at the end.
+// Threads: at::parallel_for, compiled with -fopenmp so that it is torch's OpenMP pool (honours
+// torch.set_num_threads); workers carry the caller's dispatcher state.
+// Precision: float32 and float64 natively; float16/bfloat16 are upcast to float32, computed with
+// float32 accumulation, and the results cast back to the input dtype.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+// The tile GEMMs run inside our parallel region; a BLAS that opened its own nested thread team
+// per call would oversubscribe the cores. Each task pins MKL (linked into the x86 torch wheels)
+// to one thread for its tiles. Weak: absent from non-MKL builds (OpenBLAS stays single-threaded
+// inside an OpenMP region by itself).
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+namespace {
+
+// Single-threaded BLAS for the lifetime of the guard (restores the previous setting).
+struct SerialBlas {
+  int previous = 0;
+  SerialBlas() {
+    if (MKL_Set_Num_Threads_Local != nullptr) previous = MKL_Set_Num_Threads_Local(1);
+  }
+  ~SerialBlas() {
+    if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(previous);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
+// Vectorised clones of the hot loop for AVX-512 / AVX2 machines, picked at load time, so the
+// build stays portable (no -march=native) and still uses the wide registers.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SSCL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SSCL_CLONES
+#endif
+
+// One 64-byte vector (GCC/Clang vector extension; lowered to 2 or 4 registers on narrower ISAs).
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(64)));
+  static constexpr int lanes = 64 / sizeof(T);
+};
+
+// A strided set of rows, row (a, i) at ptr + a * so + i * si, for a < n_outer, i < n_inner.
+template <typename T>
+struct Rows {
+  T* ptr;
+  int64_t so, si;
+};
+
+template <typename T>
+inline typename Vec<T>::type load(const T* p) {
+  typename Vec<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Writes (or adds) the first V lanes of vector j of a row to o[j * lanes ...]: a whole-vector
+// store while it fits in V, lane by lane for the tail. Takes the vector by value so that the
+// caller's accumulators are never address-taken (they would be spilled to the stack).
+template <typename T>
+inline void store_part(T* o, typename Vec<T>::type acc, int j, int64_t V, bool accumulate) {
+  constexpr int L = Vec<T>::lanes;
+  if ((j + 1) * L <= V) {
+    if (accumulate) acc += load<T>(o + j * L);
+    std::memcpy(o + j * L, &acc, sizeof(acc));
+  } else {
+    for (int64_t w = j * L; w < V; ++w) o[w] = accumulate ? o[w] + acc[w - j * L] : acc[w - j * L];
+  }
+}
+
+// out[r, :V] (+)= sum_v in[r, v] * B[v, :], B is V x (NV * lanes) row-major, zero-padded beyond
+// V. RB rows share each row of B; the RB x NV accumulator vectors stay in registers.
+template <typename T, int NV>
+SSCL_CLONES void aggregate_fixed(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner,
+                                 int64_t V, const T* B, bool accumulate) {
+  using vec = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  constexpr int VP = NV * L;
+  constexpr int RB = NV == 1 ? 8 : 4;
+  for (int64_t a = 0; a < n_outer; ++a) {
+    const T* in_a = in.ptr + a * in.so;
+    T* out_a = out.ptr + a * out.so;
+    int64_t i = 0;
+    for (; i + RB <= n_inner; i += RB) {
+      vec acc[RB][NV];
+      for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < NV; ++j) acc[r][j] = vec{};
+      for (int64_t v = 0; v < V; ++v) {
+        for (int j = 0; j < NV; ++j) {
+          const vec b = load<T>(B + v * VP + j * L);
+          for (int r = 0; r < RB; ++r) acc[r][j] += in_a[(i + r) * in.si + v] * b;
+        }
+      }
+      for (int r = 0; r < RB; ++r)
+        for (int j = 0; j < NV; ++j) store_part<T>(out_a + (i + r) * out.si, acc[r][j], j, V, accumulate);
+    }
+    for (; i < n_inner; ++i) {
+      vec acc[NV];
+      for (int j = 0; j < NV; ++j) acc[j] = vec{};
+      for (int64_t v = 0; v < V; ++v) {
+        const T s = in_a[i * in.si + v];
+        for (int j = 0; j < NV; ++j) acc[j] += s * load<T>(B + v * VP + j * L);
+      }
+      for (int j = 0; j < NV; ++j) store_part<T>(out_a + i * out.si, acc[j], j, V, accumulate);
+    }
+  }
+}
+
+// Same contract for any padded width (large graphs); slower, but V > 4 vectors is rare.
+template <typename T>
+void aggregate_any(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner, int64_t V,
+                   int64_t VP, const T* B, bool accumulate) {
+  std::vector<T> acc(VP);
+  for (int64_t a = 0; a < n_outer; ++a) {
+    for (int64_t i = 0; i < n_inner; ++i) {
+      std::fill(acc.begin(), acc.end(), T(0));
+      const T* x = in.ptr + a * in.so + i * in.si;
+      for (int64_t v = 0; v < V; ++v) {
+        const T* b = B + v * VP;
+        const T s = x[v];
+        for (int64_t w = 0; w < VP; ++w) acc[w] += s * b[w];
+      }
+      T* o = out.ptr + a * out.so + i * out.si;
+      for (int64_t w = 0; w < V; ++w) o[w] = accumulate ? o[w] + acc[w] : acc[w];
+    }
+  }
+}
+
+// Padded row width of the graph: whole 64-byte vectors.
+template <typename T>
+int64_t padded(int64_t V) {
+  constexpr int L = Vec<T>::lanes;
+  return (V + L - 1) / L * L;
+}
+
+template <typename T>
+void aggregate(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner, int64_t V,
+               const T* B, bool accumulate) {
+  switch (padded<T>(V) / Vec<T>::lanes) {
+    case 1: return aggregate_fixed<T, 1>(in, out, n_outer, n_inner, V, B, accumulate);
+    case 2: return aggregate_fixed<T, 2>(in, out, n_outer, n_inner, V, B, accumulate);
+    case 3: return aggregate_fixed<T, 3>(in, out, n_outer, n_inner, V, B, accumulate);
+    case 4: return aggregate_fixed<T, 4>(in, out, n_outer, n_inner, V, B, accumulate);
+    default: return aggregate_any<T>(in, out, n_outer, n_inner, V, padded<T>(V), B, accumulate);
+  }
+}
+
+// (..., V, V) -> (..., V, VP) zero-padded copy, optionally transposing each V x V matrix.
+at::Tensor pad_graph(const at::Tensor& A, bool transpose) {
+  const int64_t V = A.size(-1);
+  auto src = transpose ? A.transpose(-1, -2) : A;
+  auto sizes = A.sizes().vec();
+  sizes.back() = A.scalar_type() == at::kDouble ? padded<double>(V) : padded<float>(V);
+  auto out = at::zeros(sizes, A.options());
+  out.narrow(-1, 0, V).copy_(src);
+  return out;
+}
+
+// A rows x cols matrix view of `base` starting at element `offset`, row stride ld.
+at::Tensor mat(const at::Tensor& base, int64_t offset, int64_t rows, int64_t cols, int64_t ld) {
+  return base.as_strided({rows, cols}, {ld, 1}, base.storage_offset() + offset);
+}
+
+// Frames per tile: the per-thread buffers (about K * max(C, C') * Tb * V elements) stay near
+// L2-sized while the GEMM keeps at least ~256 columns; the frames are then spread evenly over
+// the tiles (no short last tile). Override with SSCL_GRAPH_CONV_TILE_T.
+int64_t tile_frames(int64_t K, int64_t C, int64_t T, int64_t V) {
+  if (const char* env = std::getenv("SSCL_GRAPH_CONV_TILE_T")) {
+    const int64_t tb = std::atoll(env);
+    if (tb > 0) return std::min(tb, T);
+  }
+  const int64_t budget = 96 * 1024;  // elements
+  int64_t tb = budget / std::max<int64_t>(1, K * C * V);
+  tb = std::max<int64_t>(1, std::min(std::max<int64_t>(tb, (256 + V - 1) / V), T));
+  const int64_t n_tiles = (T + tb - 1) / tb;
+  return (T + n_tiles - 1) / n_tiles;
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& W, const c10::optional<at::Tensor>& bias,
+                  const at::Tensor& A) {
+  TORCH_CHECK(x.dim() == 4, "x must be (N, C, T, V), got ", x.sizes());
+  const int64_t N = x.size(0), C = x.size(1), V = x.size(3);
+  TORCH_CHECK(W.dim() == 3 && W.size(2) == C, "weight must be (K, C', C) with C=", C,
+              " matching x.shape[1], got ", W.sizes());
+  const int64_t K = W.size(0), O = W.size(1);
+  const bool ok = (A.dim() == 3 && A.size(0) == K && A.size(1) == V && A.size(2) == V) ||
+                  (A.dim() == 4 && A.size(0) == N && A.size(1) == K && A.size(2) == V &&
+                   A.size(3) == V);
+  TORCH_CHECK(ok, "adjacency must be (K, V, V) or (N, K, V, V) with K=", K, ", V=", V,
+              " matching x.shape[3] and N=", N, ", got ", A.sizes());
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O, "bias must be (C',) with C'=", O,
+                ", got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type() && bias->device() == x.device(),
+                "bias must have x's dtype and device, got ", bias->scalar_type(), " on ",
+                bias->device());
+  }
+  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor for the CPU kernel, got ", x.device());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "x must be floating point, got ",
+              x.scalar_type());
+  TORCH_CHECK(W.scalar_type() == x.scalar_type() && W.device() == x.device(),
+              "weight must have x's dtype and device, got ", W.scalar_type(), " on ", W.device());
+  TORCH_CHECK(A.scalar_type() == x.scalar_type() && A.device() == x.device(),
+              "adjacency must have x's dtype and device, got ", A.scalar_type(), " on ",
+              A.device());
+}
+
+at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+template <typename T>
+void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<at::Tensor>& bias,
+                  const at::Tensor& A, at::Tensor& y) {
+  const int64_t N = x.size(0), C = x.size(1), T_ = x.size(2), V = x.size(3);
+  const int64_t K = W.size(0), O = W.size(1);
+  const bool per_sample = A.dim() == 4;
+  const int64_t VP = padded<T>(V);
+  const bool aggregate_first = C <= O;  // aggregate the narrower side of the channel mixing
+  const int64_t Tb = tile_frames(K, std::max(C, O), T_, V);
+  const int64_t n_tb = (T_ + Tb - 1) / Tb;
+  const int64_t TV = T_ * V;
+
+  const at::Tensor Ap = pad_graph(A, false);
+  const T* Ap_ptr = Ap.data_ptr<T>();
+  // aggregate-first mixes with W as (C', K*C); mix-first with W as (K*C', C).
+  const at::Tensor Wmix = aggregate_first ? W.permute({1, 0, 2}).reshape({O, K * C}).contiguous()
+                                          : W.reshape({K * O, C}).contiguous();
+  const T* x_ptr = x.data_ptr<T>();
+  T* y_ptr = y.data_ptr<T>();
+  const T* b_ptr = bias.has_value() ? bias->data_ptr<T>() : nullptr;
+
+  // OpenMP workers do not inherit the caller's dispatcher state (autograd already handled above
+  // this kernel): carry it over so the tile GEMMs dispatch like a call from this thread.
+  const at::ThreadLocalState tls;
+  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard tls_guard(tls);
+    const SerialBlas serial_blas;
+    at::Tensor buf = at::empty({K * std::max(C, O) * Tb * V}, x.options());
+    T* buf_ptr = buf.data_ptr<T>();
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
+      const int64_t cols = tb * V;
+      const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
+      const T* A_n = Ap_ptr + (per_sample ? n * K * V * VP : 0);
+      if (aggregate_first) {
+        for (int64_t k = 0; k < K; ++k) {
+          aggregate<T>({x_ptr + x_off, TV, V}, {buf_ptr + k * C * cols, cols, V}, C, tb, V,
+                       A_n + k * V * VP, false);
+        }
+        at::Tensor y_tile = mat(y, y_off, O, cols, TV);
+        at::Tensor xa = mat(buf, 0, K * C, cols, cols);
+        at::mm_out(y_tile, Wmix, xa);
+      } else {
+        at::Tensor z = mat(buf, 0, K * O, cols, cols);
+        at::mm_out(z, Wmix, mat(x, x_off, C, cols, TV));
+        for (int64_t k = 0; k < K; ++k) {
+          aggregate<T>({buf_ptr + k * O * cols, cols, V}, {y_ptr + y_off, TV, V}, O, tb, V,
+                       A_n + k * V * VP, k > 0);
+        }
+      }
+      if (b_ptr != nullptr) {  // the tile is still in cache
+        for (int64_t o = 0; o < O; ++o) {
+          T* row = y_ptr + y_off + o * TV;
+          for (int64_t j = 0; j < cols; ++j) row[j] += b_ptr[o];
+        }
+      }
+    }
+  });
+}
+
+at::Tensor graph_conv_fwd(const at::Tensor& x_in, const at::Tensor& W_in,
+                          const c10::optional<at::Tensor>& bias_in, const at::Tensor& A_in) {
+  check_inputs(x_in, W_in, bias_in, A_in);
+  const auto ct = compute_type(x_in.scalar_type());
+  const at::Tensor x = x_in.to(ct).contiguous();
+  const at::Tensor W = W_in.to(ct).contiguous();
+  const at::Tensor A = A_in.to(ct).contiguous();
+  c10::optional<at::Tensor> bias;
+  if (bias_in.has_value()) bias = bias_in->to(ct).contiguous();
+  at::Tensor y = at::empty({x.size(0), W.size(1), x.size(2), x.size(3)}, x.options());
+  if (y.numel() == 0) return y.to(x_in.scalar_type());
+  if (ct == at::kDouble) {
+    forward_impl<double>(x, W, bias, A, y);
+  } else {
+    forward_impl<float>(x, W, bias, A, y);
+  }
+  return y.to(x_in.scalar_type());
+}
+
+template <typename T>
+void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& W,
+                   const at::Tensor& A, bool need_x, bool need_w, bool need_b, bool need_a,
+                   at::Tensor& gx, at::Tensor& gw, at::Tensor& gb, at::Tensor& ga) {
+  const int64_t N = x.size(0), C = x.size(1), T_ = x.size(2), V = x.size(3);
+  const int64_t K = W.size(0), O = W.size(1);
+  const bool per_sample = A.dim() == 4;
+  const int64_t VP = padded<T>(V);
+  const int64_t Tb = tile_frames(K, std::max(C, O), T_, V);
+  const int64_t n_tb = (T_ + Tb - 1) / Tb;
+  const int64_t TV = T_ * V;
+  const int64_t n_threads = at::get_num_threads();
+
+  const at::Tensor Ap = pad_graph(A, false);   // for x (x) A, feeding grad_W
+  const at::Tensor ApT = pad_graph(A, true);   // for M (x) A^T, giving grad_x
+  const T* Ap_ptr = Ap.data_ptr<T>();
+  const T* ApT_ptr = ApT.data_ptr<T>();
+  // M_k = W_k^T grad_y for all k at once: W as (K*C, C').
+  const at::Tensor Wt = W.transpose(1, 2).reshape({K * C, O}).contiguous();
+  const T* x_ptr = x.data_ptr<T>();
+  const T* gy_ptr = gy.data_ptr<T>();
+  T* gx_ptr = need_x ? gx.data_ptr<T>() : nullptr;
+
+  // Per-thread partial sums of the reductions over (n, t), summed once at the end.
+  at::Tensor gw_part = need_w ? at::zeros({n_threads, O, K * C}, x.options()) : at::Tensor();
+  at::Tensor ga_part = need_a ? at::zeros({n_threads, A.numel()}, x.options()) : at::Tensor();
+  at::Tensor gb_part = need_b ? at::zeros({n_threads, O}, x.options()) : at::Tensor();
+
+  const at::ThreadLocalState tls;  // see forward_impl
+  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard tls_guard(tls);
+    const int64_t tid = at::get_thread_num();
+    const SerialBlas serial_blas;
+    at::Tensor m_buf = at::empty({K * C * Tb * V}, x.options());
+    at::Tensor xa_buf = at::empty({K * C * Tb * V}, x.options());
+    at::Tensor xc_buf = at::empty({C * Tb * V}, x.options());
+    T* m_ptr = m_buf.data_ptr<T>();
+    T* xa_ptr = xa_buf.data_ptr<T>();
+    T* xc_ptr = xc_buf.data_ptr<T>();
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
+      const int64_t cols = tb * V;
+      const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
+      const int64_t a_off = per_sample ? n * K * V * VP : 0;
+      at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
+      if (need_x || need_a) {
+        at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
+        at::mm_out(m, Wt, gy_tile);
+        if (need_x) {
+          for (int64_t k = 0; k < K; ++k) {
+            aggregate<T>({m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
+                         ApT_ptr + a_off + k * V * VP, k > 0);
+          }
+        }
+        if (need_a) {
+          // grad_A[k] += x_tile^T M_k over the C * tb rows (v, w): a V x V GEMM with a long
+          // inner dimension, on a contiguous copy of the x tile.
+          for (int64_t c = 0; c < C; ++c) {
+            std::memcpy(xc_ptr + c * cols, x_ptr + x_off + c * TV, sizeof(T) * cols);
+          }
+          at::Tensor xc = mat(xc_buf, 0, C * tb, V, V);
+          at::Tensor ga_t = ga_part[tid];
+          for (int64_t k = 0; k < K; ++k) {
+            const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
+            at::Tensor acc = mat(ga_t, g_off, V, V, V);
+            acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
+          }
+        }
+      }
+      if (need_w) {
+        const T* A_n = Ap_ptr + a_off;
+        for (int64_t k = 0; k < K; ++k) {
+          aggregate<T>({x_ptr + x_off, TV, V}, {xa_ptr + k * C * cols, cols, V}, C, tb, V,
+                       A_n + k * V * VP, false);
+        }
+        at::Tensor acc = gw_part[tid];
+        acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
+      }
+      if (need_b) {
+        T* gb_t = gb_part.data_ptr<T>() + tid * O;
+        for (int64_t o = 0; o < O; ++o) {
+          const T* row = gy_ptr + y_off + o * TV;
+          T s = T(0);
+          for (int64_t j = 0; j < cols; ++j) s += row[j];
+          gb_t[o] += s;
+        }
+      }
+    }
+  });
+  if (need_w) gw.copy_(gw_part.sum(0).view({O, K, C}).permute({1, 0, 2}));
+  if (need_a) ga.copy_(ga_part.sum(0).view(A.sizes()));
+  if (need_b) gb.copy_(gb_part.sum(0));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_bwd(
+    const at::Tensor& gy_in, const at::Tensor& x_in, const at::Tensor& W_in,
+    const at::Tensor& A_in, bool need_x, bool need_w, bool need_b, bool need_a) {
+  check_inputs(x_in, W_in, c10::nullopt, A_in);
+  const int64_t N = x_in.size(0), T_ = x_in.size(2), V = x_in.size(3), O = W_in.size(1);
+  TORCH_CHECK(gy_in.dim() == 4 && gy_in.size(0) == N && gy_in.size(1) == O &&
+                  gy_in.size(2) == T_ && gy_in.size(3) == V,
+              "grad_y must be (N, C', T, V) = (", N, ", ", O, ", ", T_, ", ", V, "), got ",
+              gy_in.sizes());
+  const auto ct = compute_type(x_in.scalar_type());
+  const at::Tensor gy = gy_in.to(ct).contiguous();
+  const at::Tensor x = x_in.to(ct).contiguous();
+  const at::Tensor W = W_in.to(ct).contiguous();
+  const at::Tensor A = A_in.to(ct).contiguous();
+  const auto opt = x.options();
+  at::Tensor gx = need_x ? at::empty(x.sizes(), opt) : at::empty({0}, opt);
+  at::Tensor gw = need_w ? at::empty(W.sizes(), opt) : at::empty({0}, opt);
+  at::Tensor gb = need_b ? at::empty({O}, opt) : at::empty({0}, opt);
+  at::Tensor ga = need_a ? at::empty(A.sizes(), opt) : at::empty({0}, opt);
+  if (x.numel() == 0 || gy.numel() == 0) {
+    // Empty batch/frames/channels: every sum is empty.
+    for (at::Tensor* g : {&gx, &gw, &gb, &ga}) g->zero_();
+  } else if (ct == at::kDouble) {
+    backward_impl<double>(gy, x, W, A, need_x, need_w, need_b, need_a, gx, gw, gb, ga);
+  } else {
+    backward_impl<float>(gy, x, W, A, need_x, need_w, need_b, need_a, gx, gw, gb, ga);
+  }
+  const auto out_t = x_in.scalar_type();
+  return {gx.to(out_t), gw.to(out_t), gb.to(out_t), ga.to(out_t)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(sscl_cpu, m) {
+  m.def("graph_conv_fwd(Tensor x, Tensor weight, Tensor? bias, Tensor adjacency) -> Tensor");
+  m.def(
+      "graph_conv_bwd(Tensor grad_y, Tensor x, Tensor weight, Tensor adjacency, bool need_x, "
+      "bool need_weight, bool need_bias, bool need_adjacency) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(sscl_cpu, CPU, m) {
+  m.impl("graph_conv_fwd", &graph_conv_fwd);
+  m.impl("graph_conv_bwd", &graph_conv_bwd);
+}

@@ -1,0 +1,279 @@
+"""Tests of the fused `sscl::graph_conv` op against its einsum oracle `graph_conv_ref`.
+
+Parity is judged norm-wise (||out - ref|| / ||ref||) against the oracle evaluated in float64 on
+the same inputs; low precision is judged as flash-attention does (the fused error against
+float64 is at most twice the oracle's own error at that precision).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from sscl.kernels import GraphConvInputError, backend, build, graph_conv, graph_conv_ref
+
+CSRC = Path(build.__file__).resolve().parent / "csrc"
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def make_inputs(
+    n: int, c: int, o: int, t: int, v: int, k: int = 3, *, per_sample: bool = False,
+    bias: bool = True, dtype: torch.dtype = torch.float32, seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, t, v, generator=g, dtype=dtype)
+    w = torch.randn(k, o, c, generator=g, dtype=dtype) / c**0.5
+    b = torch.randn(o, generator=g, dtype=dtype) if bias else None
+    a = torch.rand(*((n,) if per_sample else ()), k, v, v, generator=g, dtype=dtype) / v**0.5
+    return x, w, b, a
+
+
+def fwd_bwd(fn, args, grad_y=None):
+    """Output and gradients of every non-None argument for grad_y (random if None)."""
+    leaves = [None if a is None else a.detach().requires_grad_() for a in args]
+    y = fn(*leaves)
+    if grad_y is None:
+        grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
+    grads = torch.autograd.grad(y, [a for a in leaves if a is not None], grad_y.to(y.dtype))
+    return y, grads, grad_y
+
+
+def ref64(args):
+    return [None if a is None else a.detach().double() for a in args]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fused_backend():
+    """Build (or load from the cache) the CPU extension once for this module."""
+    build.reset_for_tests()
+    yield backend("cpu")
+
+
+def test_cpu_backend_is_fused_where_a_compiler_exists():
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler on PATH: the fallback is expected here")
+    assert backend("cpu") == "fused-cpu", "the fused CPU kernel did not build/load"
+
+
+CASES = [
+    # n, c, o, t, v, k, per_sample, bias
+    (2, 6, 10, 7, 25, 3, False, True),
+    (1, 5, 4, 9, 15, 3, False, False),
+    (3, 8, 8, 13, 20, 2, True, True),
+    (2, 7, 12, 11, 31, 3, True, False),
+    (1, 3, 16, 33, 25, 3, False, True),
+    (2, 12, 5, 5, 25, 1, False, True),
+    (1, 4, 4, 3, 70, 2, True, True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}o{}t{}v{}k{}{}{}".format(
+    *c[:6], "-ps" if c[6] else "", "" if c[7] else "-nobias"))
+def test_parity_fp32_forward_backward(case):
+    n, c, o, t, v, k, per_sample, bias = case
+    args = make_inputs(n, c, o, t, v, k, per_sample=per_sample, bias=bias, seed=sum(case))
+    y, grads, gy = fwd_bwd(graph_conv, args)
+    y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+    assert y.dtype == torch.float32 and y.is_contiguous()
+    assert rel_err(y, y_ref) <= 1e-5
+    for name, g, g_ref in zip(("x", "weight", "bias", "adjacency"), grads, grads_ref):
+        assert g.shape == g_ref.shape, name
+        assert rel_err(g, g_ref) <= 1e-5, name
+
+
+def test_parity_non_contiguous_inputs():
+    x0, w0, b0, a0 = make_inputs(2, 6, 9, 11, 25, 3, per_sample=True, seed=3)
+    x = x0.transpose(2, 3).contiguous().transpose(2, 3)           # (N, C, T, V) with V-major
+    w = w0.transpose(1, 2).contiguous().transpose(1, 2)           # (K, O, C) stored as (K, C, O)
+    b = torch.stack([b0, b0], 1)[:, 0]                            # stride 2
+    a = a0.transpose(-1, -2).contiguous().transpose(-1, -2)
+    x_strided = torch.randn(2, 12, 11, 25)[:, ::2]                # channel stride 2
+    for args in ((x, w, b, a), (x_strided, w, b, a)):
+        assert not args[0].is_contiguous()
+        y, grads, gy = fwd_bwd(graph_conv, args)
+        y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+        assert rel_err(y, y_ref) <= 1e-5
+        for g, g_ref in zip(grads, grads_ref):
+            assert rel_err(g, g_ref) <= 1e-5
+
+
+def test_only_requested_gradients_are_computed():
+    x, w, b, a = make_inputs(2, 4, 6, 5, 25, seed=5)
+    w.requires_grad_()
+    y = graph_conv(x, w, b, a)
+    (gw,) = torch.autograd.grad(y.square().sum(), [w])
+    w_ref = w.detach().double().requires_grad_()
+    (gw_ref,) = torch.autograd.grad(
+        graph_conv_ref(x.double(), w_ref, b.double(), a.double()).square().sum(), [w_ref]
+    )
+    assert rel_err(gw, gw_ref) <= 1e-5
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_gradcheck_float64(per_sample, bias):
+    args = make_inputs(2, 3, 4, 3, 5, 2, per_sample=per_sample, bias=bias, dtype=torch.float64)
+    leaves = tuple(None if a is None else a.requires_grad_() for a in args)
+    assert torch.autograd.gradcheck(graph_conv, leaves)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_opcheck(per_sample):
+    args = make_inputs(2, 3, 5, 4, 6, 2, per_sample=per_sample, seed=7)
+    torch.library.opcheck(torch.ops.sscl.graph_conv.default, args)
+    leaves = tuple(a.requires_grad_() for a in args)
+    torch.library.opcheck(torch.ops.sscl.graph_conv.default, leaves)
+    no_bias = (args[0], args[1], None, args[3])
+    torch.library.opcheck(torch.ops.sscl.graph_conv.default, no_bias)
+
+
+def test_bf16_error_at_most_twice_the_reference_error():
+    args = make_inputs(2, 32, 48, 17, 25, per_sample=False, seed=11)
+    exact_y, exact_g, gy = fwd_bwd(graph_conv_ref, ref64(args))
+    low = [a.to(torch.bfloat16) for a in args]
+    # both sides see the same bf16-rounded inputs; exact is float64 on those inputs
+    exact_y, exact_g, _ = fwd_bwd(graph_conv_ref, ref64(low), gy)
+    ref_y, ref_g, _ = fwd_bwd(graph_conv_ref, low, gy)
+    y, g, _ = fwd_bwd(graph_conv, low, gy)
+    assert y.dtype == torch.bfloat16
+    assert rel_err(y, exact_y) <= 2 * rel_err(ref_y, exact_y) + 1e-6
+    for name, gf, gr, ge in zip(("x", "weight", "bias", "adjacency"), g, ref_g, exact_g):
+        assert gf.dtype == torch.bfloat16, name
+        assert rel_err(gf, ge) <= 2 * rel_err(gr, ge) + 1e-6, name
+
+
+def test_autocast_cpu_bf16():
+    args = make_inputs(2, 8, 8, 9, 25, seed=13)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = graph_conv(*args)
+        y_op = torch.ops.sscl.graph_conv(*args)
+    assert y.dtype == torch.bfloat16 and y_op.dtype == torch.bfloat16
+    y_ref = graph_conv_ref(*ref64(args))
+    assert rel_err(y, y_ref) <= 2e-2
+    x64 = [a.double() for a in args]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert graph_conv(*x64).dtype == torch.float64  # float64 is never downcast
+
+
+BAD = [
+    ("x", lambda x, w, b, a: (x[0], w, b, a), "x must be (N, C, T, V)"),
+    ("weight", lambda x, w, b, a: (x, w[:, :, :3], b, a), "weight must be (K, C', C)"),
+    ("adjacency", lambda x, w, b, a: (x, w, b, a[:, :24, :24]), "adjacency must be (K, V, V)"),
+    ("adjacency-k", lambda x, w, b, a: (x, w, b, a[:2]), "adjacency must be"),
+    ("adjacency-n", lambda x, w, b, a: (x, w, b, a.expand(3, 3, 25, 25)), "adjacency must be"),
+    ("bias", lambda x, w, b, a: (x, w, b[:5], a), "bias must be (C',)"),
+    ("dtype", lambda x, w, b, a: (x, w.double(), b, a), "weight has dtype torch.float64"),
+    ("int", lambda x, w, b, a: (x.long(), w, b, a), "x must be float16"),
+    ("device", lambda x, w, b, a: (x, w, b, a.to("meta")), "adjacency is on meta"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_arguments_are_named(name, mutate, message):
+    args = mutate(*make_inputs(2, 4, 6, 5, 25))
+    with pytest.raises(GraphConvInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        graph_conv(*args)
+
+
+def test_cpp_kernel_checks_name_the_argument():
+    if backend("cpu") != "fused-cpu":
+        pytest.skip("the fused CPU kernel is not available")
+    x, w, b, a = make_inputs(2, 4, 6, 5, 25)
+    with pytest.raises(RuntimeError, match=r"adjacency must be \(K, V, V\) or \(N, K, V, V\)"):
+        torch.ops.sscl_cpu.graph_conv_fwd(x, w, b, a[:, :24, :24])
+    with pytest.raises(RuntimeError, match=r"grad_y must be \(N, C', T, V\)"):
+        torch.ops.sscl_cpu.graph_conv_bwd(x, x, w, a, True, True, True, True)
+
+
+def test_fallback_logs_one_warning(monkeypatch, caplog):
+    monkeypatch.setenv(build.FORCE_ENV, "reference")
+    build.reset_for_tests()
+    try:
+        args = make_inputs(2, 4, 6, 5, 25, seed=17)
+        with caplog.at_level(logging.WARNING, logger=build.__name__):
+            y1 = graph_conv(*args)
+            y2 = graph_conv(*args)
+            assert backend("cpu") == "reference"
+        warnings = [r for r in caplog.records if "falls back to the einsum reference" in r.message]
+        assert len(warnings) == 1
+        assert build.FORCE_ENV in warnings[0].getMessage()
+        assert rel_err(y1, graph_conv_ref(*ref64(args))) <= 1e-5
+        assert torch.equal(y1, y2)
+    finally:
+        monkeypatch.delenv(build.FORCE_ENV)
+        build.reset_for_tests()
+
+
+def _nvcc_command(out: Path, stub_dir: Path) -> list[str]:
+    from torch.utils.cpp_extension import include_paths
+
+    incs = [f"-I{p}" for p in include_paths()] + [f"-I{stub_dir}"]
+    return [
+        "nvcc", "-c", "-std=c++20", "-O3", "-Xcompiler", "-fPIC",
+        "-gencode", "arch=compute_90,code=sm_90", *incs,
+        str(CSRC / "graph_conv_cuda.cu"), "-o", str(out),
+    ]
+
+
+def test_cuda_source_compiles_with_nvcc(tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc not on PATH")
+    from torch.utils.cpp_extension import include_paths
+
+    # CPU wheels of torch ship the c10/cuda headers without this generated one.
+    stub_dir = tmp_path / "stub"
+    generated = "c10/cuda/impl/cuda_cmake_macros.h"
+    if not any((Path(p) / generated).exists() for p in include_paths()):
+        (stub_dir / generated).parent.mkdir(parents=True)
+        (stub_dir / generated).write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(
+        (CSRC / "graph_conv_cuda.cu").read_bytes() + version.encode() + torch.__version__.encode()
+    ).hexdigest()[:16]
+    # A successful compile of these exact bytes with this nvcc and torch is remembered (the
+    # compile takes about a minute on a small CI machine).
+    marker = build.extensions_dir() / "nvcc_check" / f"graph_conv_cuda-{key}.ok"
+    if marker.exists():
+        return
+    obj = tmp_path / "graph_conv_cuda.o"
+    proc = subprocess.run(_nvcc_command(obj, stub_dir), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert obj.stat().st_size > 0
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(" ".join(_nvcc_command(obj, stub_dir)) + "\n")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_cuda_parity(per_sample):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    assert backend("cuda") == "fused-cuda"
+    cpu_args = make_inputs(3, 20, 40, 19, 25, per_sample=per_sample, seed=23)
+    args = [a.cuda() for a in cpu_args]
+    y, grads, gy = fwd_bwd(graph_conv, args, torch.randn(3, 40, 19, 25, device="cuda"))
+    y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+    assert rel_err(y, y_ref) <= 1e-5
+    for g, g_ref in zip(grads, grads_ref):
+        assert rel_err(g, g_ref) <= 1e-5
+    for dtype in (torch.float16, torch.bfloat16):
+        low = [a.to(dtype) for a in args]
+        exact_y, exact_g, _ = fwd_bwd(graph_conv_ref, ref64(low), gy.double())
+        ref_y, ref_g, _ = fwd_bwd(graph_conv_ref, low, gy)
+        y, g, _ = fwd_bwd(graph_conv, low, gy)
+        assert y.dtype == dtype
+        assert rel_err(y, exact_y) <= 2 * rel_err(ref_y, exact_y) + 1e-6
+        for gf, gr, ge in zip(g, ref_g, exact_g):
+            assert rel_err(gf, ge) <= 2 * rel_err(gr, ge) + 1e-6
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert graph_conv(*args).dtype == torch.bfloat16
