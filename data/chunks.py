@@ -50,14 +50,18 @@ class ChunkCache:
         return np.empty(shape, dtype)
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        with self._lock:
-            arr = self._d.get(key)
-            if arr is None:
-                self.misses += 1
-                return None
+        # Lock-free hit path: OrderedDict.get and move_to_end are single C calls under the GIL
+        # (a key evicted in between just raises KeyError, a miss); only put/evict need the lock.
+        arr = self._d.get(key)
+        if arr is None:
+            self.misses += 1
+            return None
+        try:
             self._d.move_to_end(key)
-            self.hits += 1
+        except KeyError:
             return arr
+        self.hits += 1
+        return arr
 
     def put(self, key: tuple[str, int], arr: np.ndarray) -> None:
         with self._lock:
@@ -103,13 +107,14 @@ class ShardedArrayReader:
         cfg = codecs[0]["configuration"]
         inner = [c["name"] for c in cfg["codecs"]]
         index = [c["name"] for c in cfg["index_codecs"]]
-        if inner != ["bytes", "blosc"] or index != ["bytes", "crc32c"] or cfg.get(
+        if inner not in (["bytes"], ["bytes", "blosc"]) or index != ["bytes", "crc32c"] or cfg.get(
             "index_location", "end"
         ) != "end":
             raise CorpusError(
-                f"{root}/{name}: unsupported codec chain {inner} / index {index}; "
-                "corpora are written as sharding(bytes, blosc) with an end index"
+                f"{root}/{name}: unsupported codec chain {inner} / index {index}; corpora are "
+                "written as sharding(bytes[, blosc]) with an end index"
             )
+        self.raw = inner == ["bytes"]
         self.chunk_frames = int(cfg["chunk_shape"][0])
         self.shard_frames = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
         self.chunks_per_shard = self.shard_frames // self.chunk_frames
@@ -185,17 +190,29 @@ class ShardedArrayReader:
         return arr
 
     def _decode_into(self, shard: int, off: int, nb: int, arr: np.ndarray) -> None:
-        # Float32 skeleton data barely compresses (lz4 1.0x, zstd 1.1x on real mocap), so blosc
-        # usually stores a chunk verbatim after its 16-byte header (flag BLOSC_MEMCPYED, 0x02).
+        dest = memoryview(arr).cast("B")
+        if self.raw:  # stored uncompressed: read straight into the cache buffer
+            if self.fs is None:
+                got = os.preadv(self._fd(shard), [dest], off)
+            else:
+                raw = self._read(shard, off, nb)
+                got = len(raw)
+                if got == arr.nbytes:
+                    dest[:] = raw
+            if got != arr.nbytes:
+                raise CorpusError(f"{self._shard_path(shard)}: truncated chunk at byte {off}")
+            return
+        # A blosc-compressed chunk of incompressible data (float32 coordinates: lz4 1.0x on real
+        # mocap) is stored verbatim after its 16-byte header (flag BLOSC_MEMCPYED, 0x02).
         # Such a chunk is read straight into its destination: one copy instead of three
         # (read into bytes, decompress into a new array, copy out).
         if self.fs is None and nb == arr.nbytes + _BLOSC_HEADER:
             head = bytearray(_BLOSC_HEADER)
-            got = os.preadv(self._fd(shard), [head, memoryview(arr).cast("B")], off)
+            got = os.preadv(self._fd(shard), [head, dest], off)
             if got == nb and head[2] & _BLOSC_MEMCPYED:
                 return
         raw = self._read(shard, off, nb)
-        blosc.decompress(raw, memoryview(arr).cast("B"))
+        blosc.decompress(raw, dest)
 
     def read_into(self, out: np.ndarray, start: int, stop: int) -> None:
         """Copy frames [start, stop) into ``out`` (length stop - start)."""

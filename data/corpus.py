@@ -45,12 +45,14 @@ from sscl.errors import CorpusError, DestinationExistsError
 SCHEMA_VERSION = 1
 
 # Chosen by measurement (bench/bench_corpus.py, numbers in data/README.md): 1024-frame chunks keep
-# one decoded chunk near 600 kB for NTU-25 x 2 persons (fits L2/L3) while amortising the codec
-# call; lz4 + byte shuffle decodes ~3x faster than zstd for a ~10% larger file, and decoding is
-# the cost the window reader pays. 64 chunks per shard keeps file counts ~65k frames per file.
+# one chunk near 600 kB for NTU-25 x 2 persons (fits L2/L3) while amortising the per-chunk cost.
+# Real float32 skeleton coordinates do not compress (CMU mocap: lz4+shuffle 1.00x, zstd 1.08x),
+# so `joints` is stored raw by default and a chunk read is one pread into the cache; the `valid`
+# masks and labels compress well and use lz4 + shuffle. 64 chunks per shard: ~65k frames a file.
 CHUNK_FRAMES = 1024
 CHUNKS_PER_SHARD = 64
 CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
+JOINTS_CODEC: dict | None = None  # raw; pass a blosc dict (like CODEC) to compress joints
 
 
 @dataclass
@@ -137,6 +139,9 @@ class CorpusWriter:
         overwrite: replace an existing corpus at ``dest`` (only once the new one is complete).
         provenance: extra provenance (source path, checksum, ...) stored in the attributes.
         append: add to the existing corpus at ``dest`` (same layout, classes and persons).
+        chunk_frames, chunks_per_shard: chunking (defaults measured; see data/README.md).
+        codec: blosc settings of ``valid`` and ``labels`` (default ``CODEC``).
+        joints_codec: blosc settings of ``joints``; None (default) stores them raw.
 
     Raises:
         DestinationExistsError: ``dest`` exists and neither ``overwrite`` nor ``append`` is set.
@@ -153,6 +158,7 @@ class CorpusWriter:
         chunk_frames: int = CHUNK_FRAMES,
         chunks_per_shard: int = CHUNKS_PER_SHARD,
         codec: dict | None = None,
+        joints_codec: dict | None = JOINTS_CODEC,
     ):
         self.dest = str(dest)
         self.header = header
@@ -177,6 +183,7 @@ class CorpusWriter:
         self._shard_frames = chunk_frames * chunks_per_shard
         self._chunk_frames = chunk_frames
         self._codec = dict(codec or CODEC)
+        self._joints_codec = joints_codec
         self._meta: list[dict] = []
         self._skipped: list[dict] = []
         self._ids: set[str] = set()
@@ -210,7 +217,8 @@ class CorpusWriter:
             self._lengths = [int(n) for n in self.group["lengths"][:]]
             return
         self.group = zarr.open_group(self._tmp, mode="w")
-        codec = BloscCodec(typesize=4, **self._codec)
+        jc = self._joints_codec
+        codec = None if jc is None else BloscCodec(typesize=4, **jc)
         cf, sf = self._chunk_frames, self._shard_frames
         self.group.create_array(
             "joints", shape=(0, V, C, M), dtype="float32", chunks=(cf, V, C, M),
@@ -470,5 +478,5 @@ from sscl.data.reader import Corpus, open_corpus, validate  # noqa: E402  (re-ex
 
 __all__ = [
     "Corpus", "CorpusHeader", "CorpusWriter", "Sequence", "Skipped", "open_corpus", "validate",
-    "write_corpus", "cache_dir", "CHUNK_FRAMES", "CHUNKS_PER_SHARD", "CODEC",
+    "write_corpus", "cache_dir", "CHUNK_FRAMES", "CHUNKS_PER_SHARD", "CODEC", "JOINTS_CODEC",
 ]

@@ -227,9 +227,15 @@ class Corpus:
                 labels[k] = lab[a:a + length]
         else:
             rj, rv = self._readers["joints"], self._readers["valid"]
+            cf = rj.chunk_frames
             for k, a in enumerate(firsts):
-                rj.read_into(joints[k], a, a + length)
-                rv.read_into(valid[k], a, a + length)
+                c, lo = divmod(a, cf)
+                if lo + length <= cf:  # the common case: one chunk holds the whole window
+                    joints[k] = rj.chunk(c)[lo:lo + length]
+                    valid[k] = rv.chunk(c)[lo:lo + length]
+                else:
+                    rj.read_into(joints[k], a, a + length)
+                    rv.read_into(valid[k], a, a + length)
                 labels[k] = lab[a:a + length]
         return joints, valid, labels
 

@@ -92,10 +92,16 @@ def test_read_windows_batch_and_ownership(tmp_path):
         np.testing.assert_array_equal(c.read_sequence(0)[0], seqs[0].joints)
 
 
-def test_chunk_reader_matches_zarr(tmp_path):
+@pytest.mark.parametrize("joints_codec", [
+    None,  # raw (default): preadv into the cache buffer
+    {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"},  # blosc decompress
+    {"cname": "lz4", "clevel": 5, "shuffle": "noshuffle"},  # noise is stored verbatim (memcpyed)
+])
+def test_chunk_reader_matches_zarr(tmp_path, joints_codec):
     rng = np.random.default_rng(2)
     seqs = random_sequences(rng, 20, max_len=400)
-    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=32, chunks_per_shard=8)
+    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=32, chunks_per_shard=8,
+                 joints_codec=joints_codec)
     c = open_corpus(tmp_path / "c.zarr", memory_budget=10_000)
     g = zarr.open_group(tmp_path / "c.zarr", mode="r")
     for a in rng.integers(0, c.num_frames - 50, 30):
