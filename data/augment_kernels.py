@@ -375,106 +375,17 @@ def _two_view_one(
         )
 
 
+# One batch loop compiled twice; the arguments are those of _two_view_one after the index.
 @njit(**_JIT)
-def _two_view_serial(
-    raw,
-    valid,
-    lengths,
-    perm,
-    padding_ratio,
-    min_crop,
-    radius,
-    frac,
-    pos,
-    tempo,
-    flip,
-    swap,
-    mat,
-    noise_std,
-    noise_seed,
-    jm_p,
-    jm_seed,
-    sigma,
-    axis,
-    out,
-    vout,
-):
-    for n in range(raw.shape[0]):
-        _two_view_one(
-            n,
-            raw,
-            valid,
-            lengths,
-            perm,
-            padding_ratio,
-            min_crop,
-            radius,
-            frac,
-            pos,
-            tempo,
-            flip,
-            swap,
-            mat,
-            noise_std,
-            noise_seed,
-            jm_p,
-            jm_seed,
-            sigma,
-            axis,
-            out,
-            vout,
-        )
+def _two_view_serial(*args):
+    for n in range(args[0].shape[0]):
+        _two_view_one(n, *args)
 
 
 @njit(parallel=True, **_JIT)
-def _two_view_parallel(
-    raw,
-    valid,
-    lengths,
-    perm,
-    padding_ratio,
-    min_crop,
-    radius,
-    frac,
-    pos,
-    tempo,
-    flip,
-    swap,
-    mat,
-    noise_std,
-    noise_seed,
-    jm_p,
-    jm_seed,
-    sigma,
-    axis,
-    out,
-    vout,
-):
-    for n in prange(raw.shape[0]):
-        _two_view_one(
-            n,
-            raw,
-            valid,
-            lengths,
-            perm,
-            padding_ratio,
-            min_crop,
-            radius,
-            frac,
-            pos,
-            tempo,
-            flip,
-            swap,
-            mat,
-            noise_std,
-            noise_seed,
-            jm_p,
-            jm_seed,
-            sigma,
-            axis,
-            out,
-            vout,
-        )
+def _two_view_parallel(*args):
+    for n in prange(args[0].shape[0]):
+        _two_view_one(n, *args)
 
 
 # --------------------------------------------------------------------------- standalone kernels
