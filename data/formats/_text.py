@@ -15,10 +15,12 @@ carry no data and are allowed anywhere.
 from __future__ import annotations
 
 import lzma
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from sscl.data.corpus import Sequence, Skipped
 from sscl.errors import FormatError
 
 # bytes.split() treats exactly these as whitespace
@@ -155,3 +157,21 @@ def frames_from_rows(
             line=int(row_lines[n - rest]),
         )
     return rows.reshape(n // rows_per_frame, rows_per_frame, rows.shape[1])
+
+
+def convert_files(
+    src: Path, files: list[Path], convert: Callable[[Path, str], Sequence], skip_bad: bool
+) -> Iterator[Sequence | Skipped]:
+    """``convert(path, path relative to src)`` for each file, in order.
+
+    A ``FormatError`` aborts the conversion, or with ``skip_bad`` becomes a ``Skipped`` item whose
+    reason is the error message (file, line, what was expected): nothing is dropped silently.
+    """
+    for path in files:
+        rel = str(path.relative_to(src))
+        try:
+            yield convert(path, rel)
+        except FormatError as exc:
+            if not skip_bad:
+                raise
+            yield Skipped(rel, str(exc))

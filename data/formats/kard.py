@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import frames_from_rows, parse_table, read_bytes
+from sscl.data.formats._text import convert_files, frames_from_rows, parse_table, read_bytes
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -110,18 +110,7 @@ def read(src: Path, *, skip_bad: bool = False) -> tuple[CorpusHeader, Iterator[S
         source_frame=SOURCE_FRAME,
         label_rule="trimmed clips: every frame carries the clip's activity class (aAA -> AA-1)",
     )
-    return header, _items(src, files, skip_bad)
-
-
-def _items(src: Path, files: list[Path], skip_bad: bool) -> Iterator[Sequence | Skipped]:
-    for path in files:
-        rel = str(path.relative_to(src))
-        try:
-            yield _clip(path, rel)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(rel, str(exc))
+    return header, convert_files(src, files, _clip, skip_bad)
 
 
 def _clip(path: Path, rel: str) -> Sequence:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import frames_from_rows, parse_table, read_bytes
+from sscl.data.formats._text import convert_files, frames_from_rows, parse_table, read_bytes
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -133,20 +133,10 @@ def read(
         source_frame=SOURCE_FRAME,
         label_rule="trimmed clips: every frame carries the clip's action class (aAA -> AA-1)",
     )
-    return header, _items(src, files, subset, skip_bad, zero_confidence_invalid)
+    def clip(path: Path, rel: str) -> Sequence:
+        return _clip(path, rel, subset, zero_confidence_invalid)
 
-
-def _items(
-    src: Path, files: list[Path], subset: set[str] | None, skip_bad: bool, zero_conf_invalid: bool
-) -> Iterator[Sequence | Skipped]:
-    for path in files:
-        rel = str(path.relative_to(src))
-        try:
-            yield _clip(path, rel, subset, zero_conf_invalid)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(rel, str(exc))
+    return header, convert_files(src, files, clip, skip_bad)
 
 
 def _clip(
