@@ -31,7 +31,9 @@ from sscl.data.layouts import get_layout
 FRAMES = int(os.environ.get("SSCL_BENCH_FRAMES", 300_000))
 L = 128  # window length (frames)
 N_WIN = 1500
-SHARED = Path(os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = Path(
+    os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def _motion(rng, T):

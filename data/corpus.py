@@ -277,7 +277,9 @@ class CorpusWriter:
         except TypeError as e:
             self._meta.pop()
             self._ids.discard(seq.seq_id)
-            raise CorpusError(f"sequence {seq.seq_id!r}: metadata is not JSON-serialisable ({e})")
+            raise CorpusError(
+                f"sequence {seq.seq_id!r}: metadata is not JSON-serialisable ({e})"
+            ) from e
         self._lengths.append(len(joints))
         self._buf.append((joints, valid, labels))
         self._buf_frames += len(joints)
@@ -335,7 +337,9 @@ class CorpusWriter:
         else:
             valid = np.asarray(seq.valid)
             if valid.shape != (T, V, M):
-                raise CorpusError(f"{where}: valid must be (T={T}, V={V}, M={M}), got {valid.shape}")
+                raise CorpusError(
+                    f"{where}: valid must be (T={T}, V={V}, M={M}), got {valid.shape}"
+                )
             valid = valid.astype(bool)
             bad = valid & ~np.isfinite(joints).all(axis=2)
             if bad.any():

@@ -150,7 +150,9 @@ class Corpus:
 
     def _span(self, i: int, start: int, length: int) -> tuple[int, int]:
         if not 0 <= i < self.num_sequences:
-            raise CorpusError(f"{self.path}: sequence index {i} out of range 0..{self.num_sequences - 1}")
+            raise CorpusError(
+                f"{self.path}: sequence index {i} out of range 0..{self.num_sequences - 1}"
+            )
         n = int(self.lengths[i])
         if length <= 0 or start < 0 or start + length > n:
             raise CorpusError(
@@ -246,7 +248,9 @@ class Corpus:
         idx = [i for i, m in enumerate(self.meta) if tag in m["split_tags"]]
         if not idx:
             known = sorted({t for m in self.meta for t in m["split_tags"]})
-            raise CorpusError(f"{self.path}: no sequence has split tag {tag!r}; known tags: {known}")
+            raise CorpusError(
+                f"{self.path}: no sequence has split tag {tag!r}; known tags: {known}"
+            )
         return np.asarray(idx, np.int64)
 
     def class_frame_counts(self) -> dict[str, int]:

@@ -15,7 +15,9 @@ SHARED_DATA = Path(
 def _shared_dataset(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
-        pytest.skip(f"real dataset {path} absent (a user's clone has no ../shared); set SSCL_SHARED_DATA")
+        pytest.skip(
+            f"real dataset {path} absent (a user's clone has no ../shared); set SSCL_SHARED_DATA"
+        )
     return path
 
 

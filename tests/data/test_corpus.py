@@ -41,7 +41,8 @@ def random_sequences(rng, n, persons=2, max_len=300):
         untracked = rng.random((T, 25, persons)) < 0.2
         j[np.broadcast_to(untracked[:, :, None, :], j.shape)] = 0.0
         out.append(Sequence(f"seq{i:03d}", j, f"src/{i}.txt", labels=rng.integers(-1, 3, T),
-                            subject=f"P{i % 3}", split_tags=("xsub:train" if i % 2 else "xsub:test",),
+                            subject=f"P{i % 3}",
+                            split_tags=("xsub:train" if i % 2 else "xsub:test",),
                             extra={"i": i}))
     return out
 

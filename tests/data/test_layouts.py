@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sscl.data.layouts import Layout, get_layout, layout_names, load_layout_json
 
+from sscl.data.layouts import Layout, get_layout, layout_names, load_layout_json
 from sscl.errors import LayoutError
 
 ALL = layout_names()
