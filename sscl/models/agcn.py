@@ -23,8 +23,6 @@ from sscl.models.layers import (
     TemporalConv,
     make_residual,
     mask_frames,
-    resolve_layout,
-    scale_width,
 )
 
 #: (full-width channels, temporal stride) of blocks 1..10 (METHOD.md section 3).
@@ -147,18 +145,8 @@ class AGCN(GCNBackbone):
         width: float = 1.0,
         graph_conv_impl: GraphConvFn = graph_conv,
     ) -> None:
-        layout = resolve_layout(layout)
-        in_channels = layout.channels if in_channels is None else in_channels
-        super().__init__(layout, in_channels, num_persons)
-        A_KVV = torch.from_numpy(layout.adjacency("spatial"))
-        self.block_channels = tuple(scale_width(c, width) for c, _ in AGCN_PLAN)
-        self.block_strides = tuple(s for _, s in AGCN_PLAN)
-        c_in = in_channels
-        for b, stride in enumerate(self.block_strides):
-            c_out = self.block_channels[b]
-            self.blocks.append(
-                AGCNBlock(
-                    c_in, c_out, A_KVV, stride, residual=b > 0, graph_conv_impl=graph_conv_impl
-                )
-            )
-            c_in = c_out
+        def block(c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool) -> nn.Module:
+            return AGCNBlock(c_in, c_out, A_KVV, stride, residual=residual,
+                             graph_conv_impl=graph_conv_impl)
+
+        super().__init__(layout, in_channels, num_persons, AGCN_PLAN, width, block)

@@ -205,8 +205,10 @@ def pool_joints_persons(feat_NCTV: Tensor, num_persons: int) -> Tensor:
 class GCNBackbone(nn.Module):
     """A stack of graph-convolution blocks on a normalised, person-folded skeleton batch.
 
-    Subclasses build `self.blocks` (each block: `forward(x_NCTV, mask_NT) -> x_NCTV` with the
-    stride given in `block_strides`) and set `block_channels` / `block_strides`.
+    Subclasses pass their channel/stride plan and a block factory
+    ``make_block(c_in, c_out, A_KVV, stride, residual)``; each block maps
+    ``(x_NCTV, mask_NT) -> x_NCTV`` at its stride. The first block has no residual (its input is
+    raw coordinates), as in ST-GCN and 2s-AGCN.
 
     Attributes:
         layout: the skeleton layout (V joints, adjacency).
@@ -220,14 +222,31 @@ class GCNBackbone(nn.Module):
     block_channels: tuple[int, ...]
     block_strides: tuple[int, ...]
 
-    def __init__(self, layout: Layout, in_channels: int, num_persons: int) -> None:
+    def __init__(
+        self,
+        layout: Layout | str,
+        in_channels: int | None,
+        num_persons: int,
+        plan: tuple[tuple[int, int], ...],
+        width: float,
+        make_block: Callable[[int, int, Tensor, int, bool], nn.Module],
+    ) -> None:
         super().__init__()
+        layout = resolve_layout(layout)
+        in_channels = layout.channels if in_channels is None else in_channels
         if num_persons < 1:
             raise ConfigError(f"num_persons must be >= 1, got {num_persons}")
         self.layout = layout
         self.num_persons = num_persons
         self.input_norm = InputNorm(in_channels, layout.num_joints, num_persons)
         self.blocks = nn.ModuleList()
+        A_KVV = torch.from_numpy(layout.adjacency("spatial"))
+        self.block_channels = tuple(scale_width(c, width) for c, _ in plan)
+        self.block_strides = tuple(s for _, s in plan)
+        c_in = in_channels
+        for b, (c_out, stride) in enumerate(zip(self.block_channels, self.block_strides)):
+            self.blocks.append(make_block(c_in, c_out, A_KVV, stride, b > 0))
+            c_in = c_out
 
     @property
     def time_factors(self) -> tuple[int, ...]:

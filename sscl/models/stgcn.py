@@ -21,8 +21,6 @@ from sscl.models.layers import (
     SpatialGraphConv,
     TemporalConv,
     make_residual,
-    resolve_layout,
-    scale_width,
 )
 
 #: (full-width channels, temporal stride) of blocks 1..10.
@@ -101,25 +99,8 @@ class STGCN(GCNBackbone):
         dropout: float = 0.0,
         graph_conv_impl: GraphConvFn = graph_conv,
     ) -> None:
-        layout = resolve_layout(layout)
-        in_channels = layout.channels if in_channels is None else in_channels
-        super().__init__(layout, in_channels, num_persons)
-        A_KVV = torch.from_numpy(layout.adjacency("spatial"))
-        self.block_channels = tuple(scale_width(c, width) for c, _ in STGCN_PLAN)
-        self.block_strides = tuple(s for _, s in STGCN_PLAN)
-        c_in = in_channels
-        for b, stride in enumerate(self.block_strides):
-            c_out = self.block_channels[b]
-            self.blocks.append(
-                STGCNBlock(
-                    c_in,
-                    c_out,
-                    A_KVV,
-                    stride,
-                    # ST-GCN's first block has no residual (its input is raw coordinates).
-                    residual=b > 0,
-                    graph_conv_impl=graph_conv_impl,
-                    dropout=dropout,
-                )
-            )
-            c_in = c_out
+        def block(c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool) -> nn.Module:
+            return STGCNBlock(c_in, c_out, A_KVV, stride, residual=residual,
+                              graph_conv_impl=graph_conv_impl, dropout=dropout)
+
+        super().__init__(layout, in_channels, num_persons, STGCN_PLAN, width, block)
