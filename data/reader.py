@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
+from tqdm import tqdm
 
 from sscl.data.chunks import ChunkCache, ShardedArrayReader
 from sscl.data.layouts import Layout
@@ -368,7 +369,7 @@ def _check_schema(c: Corpus, group: zarr.Group) -> None:
         raise CorpusError(f"{c.path}: " + "; ".join(problems))
 
 
-def validate(path_or_corpus: str | Corpus) -> list[str]:
+def validate(path_or_corpus: str | Corpus, progress: bool = False) -> list[str]:
     """Full content check; returns a list of problems (empty when the corpus is sound).
 
     Checks offsets monotone and covering F, lengths > 0, labels within -1..K, finite values
@@ -389,7 +390,8 @@ def validate(path_or_corpus: str | Corpus) -> list[str]:
         problems.append("duplicate sequence ids")
     step = 1 << 16
     V, C, M = c.frame_shape
-    for a in range(0, c.num_frames, step):
+    for a in tqdm(range(0, c.num_frames, step), desc="validate", unit="block", disable=not progress,
+                  leave=False):
         b = min(c.num_frames, a + step)
         joints = np.asarray(c._group["joints"][a:b])
         valid = np.asarray(c._group["valid"][a:b])

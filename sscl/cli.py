@@ -78,7 +78,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from sscl.data.corpus import validate
 
-    problems = validate(args.corpus)
+    problems = validate(args.corpus, progress=True)
     for p in problems:
         print(f"problem: {p}")
     print(f"{args.corpus}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
