@@ -305,24 +305,23 @@ class BatchSource:
         return {"x": x, "labels": np.where(mask, labels, -1).astype(np.int64), "mask": mask}
 
 
-def pack_batch(batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, tuple]:
-    """One uint8 tensor holding every array of ``batch`` (8-byte aligned), and its layout.
-
-    A worker hands a batch to the main process through shared memory, one segment per tensor;
-    one segment per batch instead of seven roughly halves the hand-off cost (bench_pipeline).
-    """
+def batch_layout(batch: dict[str, np.ndarray]) -> tuple[tuple, int]:
+    """((name, dtype, shape, byte offset) per array, total bytes), arrays 8-byte aligned."""
     layout, offset = [], 0
     for k, v in batch.items():
         layout.append((k, v.dtype.str, v.shape, offset))
         offset += -(-v.nbytes // 8) * 8
-    buf = np.empty(offset, np.uint8)
+    return tuple(layout), offset
+
+
+def pack_into(batch: dict[str, np.ndarray], layout: tuple, dest: np.ndarray) -> None:
+    """Copy every array of ``batch`` into the uint8 buffer ``dest`` at its layout offset."""
     for (_, _, _, off), v in zip(layout, batch.values()):
-        buf[off:off + v.nbytes] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
-    return torch.from_numpy(buf), tuple(layout)
+        dest[off:off + v.nbytes] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
 
 
 def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
-    """Views into ``buf`` as packed by :func:`pack_batch` (no copy)."""
+    """Views into ``buf`` as packed by :func:`pack_into` (no copy)."""
     arr = buf.numpy()
     out = {}
     for k, dtype, shape, off in layout:
@@ -331,23 +330,54 @@ def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
     return out
 
 
+def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:
+    """An upper bound of a packed batch's bytes (the size of one hand-off slot).
+
+    Args:
+        cfg: loader config.
+        frame_shape: (V, C, M) of the corpus.
+        longest: frames of the longest window (finetuning pads a batch to its longest).
+    """
+    V, C, M = frame_shape
+    B = cfg.batch_size
+    if cfg.task == "pretrain":
+        views, L = (3 if cfg.extreme else 2), cfg.augment.out_len
+        data = views * B * (C * L * V * M * 4 + L * V * M)  # float32 views + bool masks
+    else:  # x float32, labels int64, mask bool, seq and start int64
+        data = B * longest * (V * C * M * 4 + 8 + 1) + 2 * B * 8
+    return data + B * (4 + 8 + 8) + 8 * 16  # weight, index, position; alignment slack
+
+
 class _StepDataset(torch.utils.data.Dataset):
-    """Map-style dataset keyed by (epoch, step): one item is one whole batch, packed."""
+    """Map-style dataset keyed by (epoch, step, slot): one item is one whole batch.
 
-    def __init__(self, source: BatchSource):
+    With a ring (worker processes), the batch is written into ring slot ``slot`` and only its
+    layout travels back; a batch larger than a slot travels as its own packed tensor.
+    """
+
+    def __init__(self, source: BatchSource, ring: torch.Tensor | None):
         self.source = source
+        self.ring = ring
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, tuple]:
-        return pack_batch(self.source(*key))
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor | None, tuple, int]:
+        epoch, step, slot = key
+        batch = self.source(epoch, step)
+        layout, nbytes = batch_layout(batch)
+        if self.ring is not None and nbytes <= self.ring.shape[1]:
+            pack_into(batch, layout, self.ring[slot].numpy())
+            return None, layout, slot
+        buf = np.empty(nbytes, np.uint8)
+        pack_into(batch, layout, buf)
+        return torch.from_numpy(buf), layout, -1
 
 
 class _StepSampler(torch.utils.data.Sampler):
-    """Yields (epoch, step) keys; re-aimed by the loader before each epoch."""
+    """Yields (epoch, step, slot) keys; re-aimed by the loader before each epoch."""
 
     def __init__(self) -> None:
-        self.keys: list[tuple[int, int]] = []
+        self.keys: list[tuple[int, int, int]] = []
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         return iter(list(self.keys))
 
     def __len__(self) -> int:
@@ -361,23 +391,39 @@ def _worker_init(_: int) -> None:
 class TorchLoader:
     """The plain engine: a torch DataLoader with persistent spawned workers over BatchSource.
 
+    Workers write each batch into a ring of preallocated shared-memory slots and send back only
+    its layout: a DataLoader otherwise allocates a new shared-memory segment and copies every
+    batch into it, which capped the hand-off at ~530 batches/s of 1.6 MB here (bench/README.md).
+    Like the DALI engine's, a batch's tensors are therefore views valid until the next batch is
+    requested: copy (or move to the device) what must live longer. The ring holds
+    ``num_workers * prefetch + 2`` slots, more than the DataLoader ever has dispatched and not
+    yet handed out (``num_workers * prefetch``) plus the batch the caller holds. With pinned
+    memory (CUDA) batches travel as pinned tensors instead.
+
     Args:
         source: the batch source.
         cfg: loader config (workers, prefetch, pinning).
+        slot_bytes: size of one ring slot (:func:`max_batch_nbytes`).
     """
 
     engine = "torch"
 
-    def __init__(self, source: BatchSource, cfg: LoaderConfig):
+    def __init__(self, source: BatchSource, cfg: LoaderConfig, slot_bytes: int):
         self.source = source
         self._sampler = _StepSampler()
         workers = cfg.num_workers
+        pin = cfg.pin_memory and torch.cuda.is_available()
+        self._ring = None
+        if workers and not pin:
+            slots = workers * cfg.prefetch + 2
+            self._ring = torch.empty((slots, slot_bytes), dtype=torch.uint8).share_memory_()
+        self._issued = 0  # batches requested so far: the slot of the next one is issued % slots
         self._loader = torch.utils.data.DataLoader(
-            _StepDataset(source),
+            _StepDataset(source, self._ring),
             sampler=self._sampler,
             batch_size=None,
             num_workers=workers,
-            pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+            pin_memory=pin,
             worker_init_fn=_worker_init if workers else None,
             prefetch_factor=cfg.prefetch if workers else None,
             persistent_workers=workers > 0,
@@ -391,10 +437,14 @@ class TorchLoader:
     def epoch(self, epoch: int, position: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """Batches of ``epoch`` from global position ``position`` (a multiple of W*B) on."""
         first = self.source.plan(epoch).shard(self.source.rank, position).first_step
-        self._sampler.keys = [(epoch, s) for s in range(first, self.num_steps(epoch))]
+        slots = 1 if self._ring is None else self._ring.shape[0]
+        steps = range(first, self.num_steps(epoch))
+        self._sampler.keys = [(epoch, s, (self._issued + j) % slots) for j, s in enumerate(steps)]
+        self._issued += len(steps)
         with single_threaded_children():
             it = iter(self._loader)
-        return (unpack_batch(buf, layout) for buf, layout in it)
+        return (unpack_batch(buf if buf is not None else self._ring[slot], layout)
+                for buf, layout, slot in it)
 
 
 def make_loader(
@@ -440,7 +490,8 @@ def make_loader(
     groups = (corpus.offsets[windows.seq] + windows.start) // LOCALITY_BLOCK
     source = BatchSource(path, cfg, windows, rank, world_size, groups)
     if engine == "torch" or (engine == "auto" and not pipeline.dali_available()):
-        loader = TorchLoader(source, cfg)
+        longest = int(windows.length.max()) if len(windows) else 1
+        loader = TorchLoader(source, cfg, max_batch_nbytes(cfg, corpus.frame_shape, longest))
     else:
         loader = pipeline.DaliLoader(source, cfg)
     loader.windows = source.windows

@@ -216,3 +216,24 @@ def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
         assert not np.array_equal(s["key"], t["key"])
     with pytest.raises(ConfigError, match="choose one"):
         config("pretrain", strong_key=True, extreme=True)
+
+
+def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
+    from sscl.data.loader import BatchSource, _StepDataset, build_windows, unpack_batch
+    from sscl.data.reader import open_corpus
+
+    cfg = config("pretrain", num_workers=0)
+    c = open_corpus(corpus)
+    source = BatchSource(corpus, cfg, build_windows(c.lengths, cfg), 0, 1)
+    expected = source(0, 1)
+    big = torch.zeros((2, 1 << 20), dtype=torch.uint8)
+    buf, layout, slot = _StepDataset(source, big)[(0, 1, 1)]
+    assert buf is None and slot == 1  # written into the ring
+    got = unpack_batch(big[1], layout)
+    tiny = torch.zeros((2, 64), dtype=torch.uint8)
+    buf2, layout2, slot2 = _StepDataset(source, tiny)[(0, 1, 1)]
+    assert buf2 is not None and slot2 == -1 and not tiny.any()  # too big: its own tensor
+    got2 = unpack_batch(buf2, layout2)
+    for k, v in expected.items():
+        np.testing.assert_array_equal(got[k].numpy(), v)
+        np.testing.assert_array_equal(got2[k].numpy(), v)
