@@ -19,8 +19,9 @@ Batches (per rank, ``B`` = per-rank batch size):
 :func:`make_loader` picks the engine (DALI when installed) and both engines expose the same
 ``epoch(e, position) -> iterator of dict[str, torch.Tensor]`` interface and ``engine`` name.
 With either engine a batch's tensors may be views valid until the next batch is requested:
-copy (or move to the device) what must live longer. Workers run with one thread each (OpenBLAS, torch, Numba): BLAS thread pools in many processes
-oversubscribe the cores and can stall Numba's threading layer.
+copy (or move to the device) what must live longer. Workers run with one thread each
+(OpenBLAS, torch, Numba): BLAS thread pools in many processes oversubscribe the cores and can
+stall Numba's threading layer.
 """
 
 from __future__ import annotations
