@@ -17,12 +17,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from benchutil import median_time
+from benchutil import SHARED, median_time
 from numcodecs import blosc
 
 from sscl.data.corpus import CorpusHeader, Sequence, open_corpus, write_corpus
@@ -31,9 +30,6 @@ from sscl.data.layouts import get_layout
 FRAMES = int(os.environ.get("SSCL_BENCH_FRAMES", 300_000))
 L = 128  # window length (frames)
 N_WIN = 1500
-SHARED = Path(
-    os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 
 
 def _motion(rng, T):

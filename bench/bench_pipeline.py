@@ -39,6 +39,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from benchutil import SHARED
 
 from sscl.data.augment import AugmentConfig
 from sscl.data.corpus import CorpusHeader, Sequence, cache_dir, open_corpus, write_corpus
@@ -51,9 +52,6 @@ BATCHES = int(os.environ.get("SSCL_BENCH_BATCHES", 30))
 BUDGET = int(os.environ.get("SSCL_BENCH_MEMORY_BUDGET", 256 << 20))
 BATCH = 64
 RAW = 300  # frames per sample, as the feeders' (3, 300, 25, 2) memmap
-SHARED = Path(
-    os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 BENCH_CACHE = cache_dir() / "bench"
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
+
+# The real datasets beside the checkout (../shared/data), as in tests/conftest.py.
+SHARED = Path(
+    os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def median_time(fn, repeat: int = 5, number: int = 1) -> float:
