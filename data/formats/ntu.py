@@ -46,6 +46,7 @@ import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats import _ntu_tables as tables
+from sscl.data.formats._text import tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -147,32 +148,12 @@ class ParsedSkeleton:
 
 
 # bytes.split() separators; a line ends at LF (a CR before it is whitespace, so CRLF files parse)
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 # characters a number written by the Kinect tools can hold, "NaN" and "Infinity" included (the
 # released files hold NaN entries, github.com/shahroudy/NTURGB-D/issues/9); anything else is garbage
 _NUMBER_CHARS = b"0123456789eE+-.aAfFiInNtTyY \t\n\r\x0b\x0c"
 _NOT_NUMBER_CHAR = re.compile(rb"[^0-9eE+\-.aAfFiInNtTyY\s]")
 # token offsets within a joint line: x, y, z and trackingState
 _JOINT_FIELDS = np.array([0, 1, 2, 11])
-
-
-def tokens_per_line(data: bytes) -> np.ndarray:
-    """Number of whitespace-separated tokens on each LF-terminated line of `data`.
-
-    Returns:
-        (L,) int64, one entry per line (a last line without LF counts as a line).
-    """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if buf.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    space = _WHITESPACE[buf]
-    starts = ~space
-    starts[1:] &= space[:-1]
-    newlines = np.flatnonzero(buf == 10)
-    n_lines = newlines.size + (0 if buf[-1] == 10 else 1)
-    # a token starting after k newlines is on line k
-    return np.bincount(np.searchsorted(newlines, np.flatnonzero(starts)), minlength=n_lines)
 
 
 def parse_skeleton_text(text: str | bytes, path: str | Path) -> ParsedSkeleton:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats.ntu import tokens_per_line
+from sscl.data.formats._text import tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
