@@ -453,7 +453,60 @@ def two_view(
         ConfigError: a view flips and no ``flip_perm`` was given.
     """
     _check_raw(raw_NTVCM, valid_NTVM)
-    n, _, v, c, m = raw_NTVCM.shape
+    n, t = raw_NTVCM.shape[:2]
+    frames = np.ascontiguousarray(raw_NTVCM).reshape((n * t,) + raw_NTVCM.shape[2:])
+    vframes = np.ascontiguousarray(valid_NTVM).reshape((n * t,) + valid_NTVM.shape[2:])
+    rowbase = (np.arange(n, dtype=np.int64) * t)[:, None]
+    lengths = np.minimum(_i64(lengths_N), t)
+    return two_view_frames(
+        frames, vframes, rowbase, np.zeros(n, np.int64), 62, lengths, params, cfg,
+        flip_perm=flip_perm, out=out, out_valid=out_valid,
+    )
+
+
+def two_view_frames(
+    frames_FVCM: np.ndarray,
+    valid_FVM: np.ndarray,
+    rowbase_NS: np.ndarray,
+    lo_N: np.ndarray,
+    shift: int,
+    lengths_N: np.ndarray,
+    params: TwoViewParams,
+    cfg: AugmentConfig,
+    flip_perm: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    out_valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`two_view` reading every window in place from a frame table (no window copy).
+
+    Frame r of window n is row ``rowbase_NS[n, (lo_N[n] + r) >> shift] + ((lo_N[n] + r) &
+    (2**shift - 1))`` of the table: the corpus held in RAM (``shift`` large, one entry per
+    window), or a slab of cached chunks of ``2**shift`` frames
+    (``sscl.data.reader.Corpus.window_table``). The caller guarantees every row a window of
+    ``lengths_N[n]`` frames maps to exists (``Corpus.window_table`` does).
+
+    Args:
+        frames_FVCM: (F, V, C, M) float32 frame table, C-contiguous.
+        valid_FVM: (F, V, M) bool, the same rows.
+        rowbase_NS: (N, S) int64 first table row of each chunk window n touches.
+        lo_N: (N,) int64 offset of each window in its first chunk.
+        shift: log2 of the chunk length in frames (62: no chunking).
+        lengths_N: (N,) window lengths (0: all-zero, all-invalid views).
+        params, cfg, flip_perm, out, out_valid: as :func:`two_view`.
+
+    Returns:
+        (out, out_valid) as :func:`two_view`.
+    """
+    if frames_FVCM.ndim != 4 or frames_FVCM.dtype != np.float32:
+        raise ValueError(f"frames must be (F, V, C, M) float32, got {frames_FVCM.dtype} "
+                         f"{frames_FVCM.shape}")
+    f, v, c, m = frames_FVCM.shape
+    if valid_FVM.shape != (f, v, m) or valid_FVM.dtype != np.bool_:
+        raise ValueError(f"valid must be (F, V, M) = {(f, v, m)} bool, got {valid_FVM.dtype} "
+                         f"{valid_FVM.shape}")
+    if c not in (2, 3):
+        raise ValueError(f"frames must have C = 2 or 3 coordinates, got {c}")
+    n = rowbase_NS.shape[0]
     arrays = _stacked(params)
     r = arrays[0].shape[0]
     if arrays[0].shape[1] != n:
@@ -471,9 +524,12 @@ def two_view(
     out = _buffer(out, (r, n, c, cfg.out_len, v, m), np.float32, "out")
     out_valid = _buffer(out_valid, (r, n, cfg.out_len, v, m), np.bool_, "out_valid")
     args = (
-        raw_NTVCM,
-        valid_NTVM,
-        _i64(lengths_N),
+        np.ascontiguousarray(frames_FVCM),
+        np.ascontiguousarray(valid_FVM),
+        np.ascontiguousarray(_i64(rowbase_NS)),
+        np.ascontiguousarray(_i64(lo_N)),
+        int(shift),
+        np.ascontiguousarray(_i64(lengths_N)),
         perm,
         cfg.padding_ratio,
         cfg.min_crop,

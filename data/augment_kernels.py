@@ -55,7 +55,9 @@ def _mix64(z):
 @njit(**_JIT)
 def _table_normal(bits):
     """A 32-bit uniform through the interpolated inverse-CDF table."""
-    pos = np.float64(bits) * _BIN_SCALE - 0.5
+    # bits < 2**32: the signed conversion is exact and one instruction (uint64 -> float64 is a
+    # branchy sequence on x86 without AVX-512).
+    pos = np.float64(np.int64(bits)) * _BIN_SCALE - 0.5
     if pos <= 0.0:
         return NORMAL_TABLE[0]
     i = int(pos)
@@ -72,7 +74,7 @@ def _hash(seed, j):
 @njit(**_JIT)
 def _uniform(seed, k):
     """Output k of the splitmix64 stream ``seed`` as a float64 in [0, 1)."""
-    return np.float64(_hash(seed, k) >> np.uint64(11)) * _INV_2_53
+    return np.float64(np.int64(_hash(seed, k) >> np.uint64(11))) * _INV_2_53
 
 
 @njit(**_JIT)
@@ -127,9 +129,26 @@ def _mirror(q, pad, length):
 
 
 @njit(**_JIT)
+def _row(rowbase, lo, shift, mask, r):
+    """Storage row of window frame ``r``: ``rowbase[(lo + r) >> shift] + ((lo + r) & mask)``.
+
+    A window is read in place from a frame table (the corpus in RAM, or a slab of cached
+    chunks): ``rowbase`` lists the first row of each chunk the window touches, ``lo`` is the
+    window's offset in its first chunk, and chunks hold ``1 << shift`` frames. A window copied
+    into its own array is the special case ``rowbase = [first row]``, ``lo = 0``, ``shift = 62``.
+    """
+    g = lo + r
+    return rowbase[g >> shift] + (g & mask)
+
+
+@njit(**_JIT)
 def _crop_sample(
-    raw_TVCM,
-    valid_TVM,
+    frames,
+    vframes,
+    rowbase,
+    lo,
+    shift,
+    mask,
     length,
     perm,
     swap,
@@ -144,61 +163,87 @@ def _crop_sample(
     out_CLVM,
     vout_LVM,
 ):
-    """Crop + linear resize + joint permutation + person swap + linear map + noise, fused."""
+    """Crop + linear resize + joint permutation + person swap + linear map + noise, fused.
+
+    ``frames`` (F, V, C, M) float32 and ``vframes`` (F, V, M) bool are frame tables; window
+    frame r lives at row ``_row(rowbase, lo, shift, mask, r)``. Per output frame: one gather
+    pass interpolates the two source frames into a (C, V*M) scratch (flip and swap folded into
+    the gather), then branch-free loops over the V*M points apply the linear map, zero the
+    invalid points and store whole contiguous rows of ``out``; the compiler vectorises those.
+    Arithmetic is float32 (the numpy twin's float64 agrees to ~1e-6 relative).
+    """
     C, L, V, M = out_CLVM.shape
+    Q = V * M
+    out = out_CLVM.reshape((C, L, Q))
+    vout = vout_LVM.reshape((L, Q))
     if length <= 0:
-        out_CLVM[:] = 0.0
-        vout_LVM[:] = False
+        out[:] = 0.0
+        vout[:] = False
         return
     pad, start, span = _crop_window(length, frac, pos, tempo, padding_ratio, min_crop)
     scale = span / L
     three = C == 3
-    # Scalars, not array reads, in the inner loop: stores to out could alias mat in the compiler's
-    # eyes and would force reloads.
-    a00, a01, a10, a11 = mat[0, 0], mat[0, 1], mat[1, 0], mat[1, 1]
-    a02, a12, a20, a21, a22 = 0.0, 0.0, 0.0, 0.0, 0.0
+    f32 = np.float32
+    a00, a01, a10, a11 = f32(mat[0, 0]), f32(mat[0, 1]), f32(mat[1, 0]), f32(mat[1, 1])
+    a02, a12, a20, a21, a22 = f32(0.0), f32(0.0), f32(0.0), f32(0.0), f32(0.0)
     if three:
-        a02, a12, a20, a21, a22 = mat[0, 2], mat[1, 2], mat[2, 0], mat[2, 1], mat[2, 2]
-    noisy = noise_std > 0.0
+        a02, a12 = f32(mat[0, 2]), f32(mat[1, 2])
+        a20, a21, a22 = f32(mat[2, 0]), f32(mat[2, 1]), f32(mat[2, 2])
+    std = f32(noise_std)
     pm = np.arange(M)
     if swap and M == 2:
         pm[0], pm[1] = 1, 0
+    g = np.empty((3, Q), np.float32)
+    ok = np.empty(Q, np.bool_)
     for ti in range(L):
         # PyTorch F.interpolate(mode="linear", align_corners=False) source coordinate.
         src = max((ti + 0.5) * scale - 0.5, 0.0)
         i0 = int(src)
         i1 = i0 + 1 if i0 < span - 1 else i0
         w = src - i0
-        w0 = 1.0 - w
-        r0 = _mirror(start + i0, pad, length)
-        r1 = _mirror(start + i1, pad, length)
+        exact = w == 0.0
+        wf = f32(w)
+        w0f = f32(1.0 - w)
+        r0 = _row(rowbase, lo, shift, mask, _mirror(start + i0, pad, length))
+        r1 = _row(rowbase, lo, shift, mask, _mirror(start + i1, pad, length))
+        x0, x1 = frames[r0], frames[r1]
+        v0, v1 = vframes[r0], vframes[r1]
         for v in range(V):
             sv = perm[v]
             for m in range(M):
                 sm = pm[m]
-                ok = valid_TVM[r0, sv, sm] and (w == 0.0 or valid_TVM[r1, sv, sm])
-                vout_LVM[ti, v, m] = ok
-                if not ok:
-                    for c in range(C):
-                        out_CLVM[c, ti, v, m] = 0.0
-                    continue
-                x0 = w0 * raw_TVCM[r0, sv, 0, sm] + w * raw_TVCM[r1, sv, 0, sm]
-                x1 = w0 * raw_TVCM[r0, sv, 1, sm] + w * raw_TVCM[r1, sv, 1, sm]
-                x2 = 0.0
+                q = v * M + m
+                ok[q] = v0[sv, sm] and (exact or v1[sv, sm])
+                g[0, q] = w0f * x0[sv, 0, sm] + wf * x1[sv, 0, sm]
+                g[1, q] = w0f * x0[sv, 1, sm] + wf * x1[sv, 1, sm]
                 if three:
-                    x2 = w0 * raw_TVCM[r0, sv, 2, sm] + w * raw_TVCM[r1, sv, 2, sm]
-                y0 = 0.0 + a00 * x0 + a01 * x1 + a02 * x2
-                y1 = 0.0 + a10 * x0 + a11 * x1 + a12 * x2
-                y2 = 0.0 + a20 * x0 + a21 * x1 + a22 * x2
-                if noisy:
-                    z0, z1, z2 = _normal3(noise_seed, 3 * ((ti * V + v) * M + m))
-                    y0 += noise_std * z0
-                    y1 += noise_std * z1
-                    y2 += noise_std * z2
-                out_CLVM[0, ti, v, m] = y0
-                out_CLVM[1, ti, v, m] = y1
-                if three:
-                    out_CLVM[2, ti, v, m] = y2
+                    g[2, q] = w0f * x0[sv, 2, sm] + wf * x1[sv, 2, sm]
+        vrow = vout[ti]
+        for q in range(Q):
+            vrow[q] = ok[q]
+        o0, o1 = out[0, ti], out[1, ti]
+        if three:
+            o2 = out[2, ti]
+            for q in range(Q):
+                b0, b1, b2 = g[0, q], g[1, q], g[2, q]
+                keep = ok[q]
+                o0[q] = a00 * b0 + a01 * b1 + a02 * b2 if keep else f32(0.0)
+                o1[q] = a10 * b0 + a11 * b1 + a12 * b2 if keep else f32(0.0)
+                o2[q] = a20 * b0 + a21 * b1 + a22 * b2 if keep else f32(0.0)
+        else:
+            for q in range(Q):
+                b0, b1 = g[0, q], g[1, q]
+                keep = ok[q]
+                o0[q] = a00 * b0 + a01 * b1 if keep else f32(0.0)
+                o1[q] = a10 * b0 + a11 * b1 if keep else f32(0.0)
+        if std > 0.0:
+            for q in range(Q):
+                if ok[q]:
+                    z0, z1, z2 = _normal3(noise_seed, 3 * (ti * Q + q))
+                    o0[q] += std * f32(z0)
+                    o1[q] += std * f32(z1)
+                    if three:
+                        out[2, ti, q] += std * f32(z2)
 
 
 @njit(**_JIT)
@@ -274,8 +319,12 @@ def _blur_sample(out_CTVM, vout_TVM, sigma, radius):
 
 @njit(**_JIT)
 def _view_sample(
-    raw_TVCM,
-    valid_TVM,
+    frames,
+    vframes,
+    rowbase,
+    lo,
+    shift,
+    mask,
     length,
     perm,
     padding_ratio,
@@ -298,8 +347,12 @@ def _view_sample(
     ident,
 ):
     _crop_sample(
-        raw_TVCM,
-        valid_TVM,
+        frames,
+        vframes,
+        rowbase,
+        lo,
+        shift,
+        mask,
         length,
         perm if flip else ident,
         swap,
@@ -323,8 +376,11 @@ def _view_sample(
 @njit(**_JIT)
 def _two_view_one(
     n,
-    raw,
-    valid,
+    frames,
+    vframes,
+    rowbase,
+    lo,
+    shift,
     lengths,
     perm,
     padding_ratio,
@@ -345,14 +401,18 @@ def _two_view_one(
     out,
     vout,
 ):
-    """All views of sample n: the raw window is read while it is hot in cache."""
+    """All views of sample n: the source frames are read while they are hot in cache."""
     ident = np.arange(perm.shape[0])
-    length = min(lengths[n], raw.shape[1])
+    mask = (np.int64(1) << shift) - 1
     for r in range(out.shape[0]):
         _view_sample(
-            raw[n],
-            valid[n],
-            length,
+            frames,
+            vframes,
+            rowbase[n],
+            lo[n],
+            shift,
+            mask,
+            lengths[n],
             perm,
             padding_ratio,
             min_crop,
@@ -378,13 +438,13 @@ def _two_view_one(
 # One batch loop compiled twice; the arguments are those of _two_view_one after the index.
 @njit(**_JIT)
 def _two_view_serial(*args):
-    for n in range(args[0].shape[0]):
+    for n in range(args[2].shape[0]):  # args[2]: rowbase, one row per sample
         _two_view_one(n, *args)
 
 
 @njit(parallel=True, **_JIT)
 def _two_view_parallel(*args):
-    for n in prange(args[0].shape[0]):
+    for n in prange(args[2].shape[0]):
         _two_view_one(n, *args)
 
 
@@ -395,10 +455,15 @@ def _two_view_parallel(*args):
 def _crop_resize_kernel(raw, valid, lengths, frac, pos, tempo, padding_ratio, min_crop, out, vout):
     ident = np.arange(raw.shape[2])
     eye = np.eye(3)
+    base = np.zeros(1, np.int64)
     for n in range(raw.shape[0]):
         _crop_sample(
             raw[n],
             valid[n],
+            base,
+            0,
+            62,
+            (np.int64(1) << 62) - 1,
             min(lengths[n], raw.shape[1]),
             ident,
             False,

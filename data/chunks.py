@@ -5,7 +5,8 @@ window. The corpus arrays have a fixed, simple codec chain (``sharding_indexed``
 ``bytes`` + ``blosc``, index at the end with ``bytes`` + ``crc32c``; see the Zarr v3 sharding
 spec), so this module reads what it needs directly: each shard's index once, then the byte range
 of each inner chunk, decoded with numcodecs' blosc. Decoded chunks live in a byte-bounded LRU
-cache shared by the arrays of one corpus.
+of slots (:class:`SlabCache`): one preallocated slab per array, slot s of every slab holding the
+same chunk id, so a window is addressable in place as (slab, slot rows) by the Numba kernels.
 
 Local stores are read with ``os.pread`` on cached file descriptors; anything else (memory://,
 zip, object stores) through fsspec's ``cat_file``/``cat_ranges``.
@@ -27,61 +28,6 @@ _BLOSC_HEADER = 16  # c-blosc 1.x frame header
 _BLOSC_MEMCPYED = 0x02  # header flag: the payload is stored uncompressed
 
 
-class ChunkCache:
-    """Byte-bounded LRU cache of decoded chunks, keyed by (array name, chunk id)."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._d: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._free: list[np.ndarray] = []  # evicted buffers, reused to avoid fresh page faults
-        self._lock = threading.Lock()
-
-    def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A writable array to decode into: a recycled evicted chunk when one fits."""
-        with self._lock:
-            for k, arr in enumerate(self._free):
-                if arr.shape == shape and arr.dtype == dtype:
-                    arr = self._free.pop(k)
-                    arr.flags.writeable = True
-                    return arr
-        return np.empty(shape, dtype)
-
-    def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        # Lock-free hit path: OrderedDict.get and move_to_end are single C calls under the GIL
-        # (a key evicted in between just raises KeyError, a miss); only put/evict need the lock.
-        arr = self._d.get(key)
-        if arr is None:
-            self.misses += 1
-            return None
-        try:
-            self._d.move_to_end(key)
-        except KeyError:
-            return arr
-        self.hits += 1
-        return arr
-
-    def put(self, key: tuple[str, int], arr: np.ndarray) -> None:
-        with self._lock:
-            if key in self._d:
-                return
-            self._d[key] = arr
-            self.nbytes += arr.nbytes
-            while self.nbytes > self.max_bytes and len(self._d) > 1:
-                _, old = self._d.popitem(last=False)
-                self.nbytes -= old.nbytes
-                if len(self._free) < 4 and old.base is None:
-                    self._free.append(old)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._d.clear()
-            self._free.clear()
-            self.nbytes = 0
-
-
 class ShardedArrayReader:
     """Reads decoded inner chunks of one sharded corpus array.
 
@@ -91,14 +37,12 @@ class ShardedArrayReader:
         dtype: the array's numpy dtype.
         fs: an fsspec filesystem, or None for a local directory.
         root: the group's root path (local path or the fs path).
-        cache: the decoded-chunk cache.
     """
 
-    def __init__(self, name: str, meta: dict, dtype, fs, root: str, cache: ChunkCache):
+    def __init__(self, name: str, meta: dict, dtype, fs, root: str):
         self.name = name
         self.fs = fs
         self.root = root
-        self.cache = cache
         self.shape = tuple(meta["shape"])
         self.dtype = np.dtype(dtype).newbyteorder("<")
         codecs = meta["codecs"]
@@ -169,25 +113,24 @@ class ShardedArrayReader:
 
     # -- decoded chunks ----------------------------------------------------------------------
 
-    def chunk(self, c: int) -> np.ndarray:
-        """Decoded chunk ``c`` as (chunk_frames, *row_shape), read-only; cached."""
-        key = (self.name, c)
-        arr = self.cache.get(key)
-        if arr is not None:
-            return arr
+    @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        return (self.chunk_frames,) + self.row_shape
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return int(np.prod(self.chunk_shape)) * self.dtype.itemsize
+
+    def decode_into(self, c: int, arr: np.ndarray) -> None:
+        """Decode chunk ``c`` into ``arr`` (shape ``chunk_shape``, C-contiguous)."""
         with self._lock:
             shard, inner = divmod(c, self.chunks_per_shard)
             idx = self._shard_index(shard)
             off, nb = (int(v) for v in idx[inner]) if idx is not None else (_MISSING, _MISSING)
-            shape = (self.chunk_frames,) + self.row_shape
             if off == _MISSING:
-                arr = np.full(shape, self.fill, dtype=self.dtype)
+                arr[...] = self.fill
             else:
-                arr = self.cache.buffer(shape, self.dtype)
                 self._decode_into(shard, off, nb, arr)
-        arr.flags.writeable = False
-        self.cache.put(key, arr)
-        return arr
 
     def _decode_into(self, shard: int, off: int, nb: int, arr: np.ndarray) -> None:
         dest = memoryview(arr).cast("B")
@@ -214,17 +157,6 @@ class ShardedArrayReader:
         raw = self._read(shard, off, nb)
         blosc.decompress(raw, dest)
 
-    def read_into(self, out: np.ndarray, start: int, stop: int) -> None:
-        """Copy frames [start, stop) into ``out`` (length stop - start)."""
-        cf = self.chunk_frames
-        c0, c1 = start // cf, (stop - 1) // cf
-        pos = 0
-        for c in range(c0, c1 + 1):
-            a = max(start, c * cf) - c * cf
-            b = min(stop, (c + 1) * cf) - c * cf
-            out[pos:pos + b - a] = self.chunk(c)[a:b]
-            pos += b - a
-
     def raw_chunk_bytes(self, c: int) -> bytes:
         """Encoded bytes of chunk ``c`` (benchmarks measure the bare decode cost with these)."""
         shard, inner = divmod(c, self.chunks_per_shard)
@@ -242,3 +174,123 @@ class ShardedArrayReader:
             self.close()
         except Exception:
             pass
+
+
+class SlabCache:
+    """LRU of decoded chunks in preallocated slabs, shared by the arrays of one corpus.
+
+    Each array (``joints``, ``valid``) gets one slab of ``num_slots`` chunks; slot s of every
+    slab holds the same chunk id, so one lookup serves a window's joints and validity. Chunks
+    are loaded on demand and the least recently used one is overwritten when the slots are full;
+    the slabs are allocated on first use and never grow, so decoded data never exceeds
+    ``max_bytes`` (or one slot, when a slot is larger).
+
+    A slot view stays valid until a later call loads enough other chunks to evict it:
+    :meth:`slots` touches every chunk of a request before it loads any missing one, so the
+    chunks of one request never evict each other as long as they fit (``len(chunks) <=
+    num_slots``). Not for concurrent use from several threads (one cache per process).
+
+    Args:
+        readers: {array name: reader}; all must have the same ``chunk_frames``.
+        max_bytes: decoded bytes for all slabs together.
+    """
+
+    def __init__(self, readers: dict[str, ShardedArrayReader], max_bytes: int):
+        frames = {r.chunk_frames for r in readers.values()}
+        if len(frames) != 1:
+            raise CorpusError(f"corpus arrays have different chunk lengths {sorted(frames)}; "
+                              "rewrite the corpus with sscl.data.corpus.write_corpus")
+        self.readers = readers
+        self.chunk_frames = frames.pop()
+        self.slot_nbytes = sum(r.chunk_nbytes for r in readers.values())
+        self.max_bytes = int(max_bytes)
+        self.num_slots = max(1, self.max_bytes // self.slot_nbytes)
+        self.hits = 0
+        self.misses = 0
+        self._slabs: dict[str, np.ndarray] | None = None
+        self._slot_of: OrderedDict[int, int] = OrderedDict()  # chunk -> slot, LRU first
+
+    @property
+    def nbytes(self) -> int:
+        """Decoded bytes currently held."""
+        return len(self._slot_of) * self.slot_nbytes
+
+    def slab(self, name: str) -> np.ndarray:
+        """(num_slots, chunk_frames, *row) array of ``name``; row ``slot * chunk_frames + i`` of
+        its first-axis-flattened view is frame i of the chunk in ``slot``."""
+        if self._slabs is None:
+            self._slabs = {
+                n: np.empty((self.num_slots,) + r.chunk_shape, r.dtype)
+                for n, r in self.readers.items()
+            }
+            for slab in self._slabs.values():
+                # Touch every page now (about 0.3 s per GiB, once per process): otherwise the
+                # first pass over the slots pays a page fault per 4 KiB inside the read path.
+                slab.fill(0)
+        return self._slabs[name]
+
+    def _load(self, c: int) -> int:
+        if len(self._slot_of) < self.num_slots:
+            slot = len(self._slot_of)
+        else:
+            _, slot = self._slot_of.popitem(last=False)
+        self._slot_of[c] = -1  # not usable until decoded: a failed decode leaves no stale entry
+        try:
+            for name, reader in self.readers.items():
+                reader.decode_into(c, self.slab(name)[slot])
+        except BaseException:
+            del self._slot_of[c]
+            raise
+        self._slot_of[c] = slot
+        self.misses += 1
+        return slot
+
+    def slot(self, c: int) -> int:
+        """Slot holding chunk ``c`` (loaded if needed)."""
+        slot = self._slot_of.get(c)
+        if slot is None:
+            return self._load(c)
+        self._slot_of.move_to_end(c)
+        self.hits += 1
+        return slot
+
+    def slots(self, chunks: np.ndarray) -> np.ndarray:
+        """Slots of distinct chunk ids ``chunks``, all resident together on return.
+
+        Raises:
+            ValueError: more chunks than slots (the caller reads them some other way).
+        """
+        chunks = [int(c) for c in chunks]
+        if len(chunks) > self.num_slots:
+            raise ValueError(f"{len(chunks)} chunks requested at once but the cache has "
+                             f"{self.num_slots} slots")
+        get, touch = self._slot_of.get, self._slot_of.move_to_end
+        out = np.empty(len(chunks), np.int64)
+        missing = []
+        for k, c in enumerate(chunks):  # touch the hits first: loading misses cannot evict them
+            slot = get(c)
+            if slot is None:
+                missing.append(k)
+            else:
+                touch(c)
+                out[k] = slot
+        self.hits += len(chunks) - len(missing)
+        for k in missing:
+            out[k] = self._load(chunks[k])
+        return out
+
+    def read_into(self, outs: dict[str, np.ndarray], start: int, stop: int) -> None:
+        """Copy frames [start, stop) of each named array into ``outs[name]``."""
+        cf = self.chunk_frames
+        pos = 0
+        for c in range(start // cf, (stop - 1) // cf + 1):
+            a = max(start, c * cf) - c * cf
+            b = min(stop, (c + 1) * cf) - c * cf
+            slot = self.slot(c)
+            for name, out in outs.items():
+                out[pos:pos + b - a] = self.slab(name)[slot, a:b]
+            pos += b - a
+
+    def clear(self) -> None:
+        """Forget every chunk (the slabs stay allocated)."""
+        self._slot_of.clear()

@@ -248,10 +248,13 @@ class BatchSource:
         positions, items, weights = self.shard(epoch).batch(step)
         starts = self.windows.resolve_starts(items, positions, self.cfg.seed, epoch)
         lengths = self.windows.length[items]
-        joints, valid, labels = self._read(self.windows.seq[items], starts, lengths)
         if self.cfg.task == "pretrain":
-            out = self._pretrain(joints, valid, lengths, positions, epoch)
+            # The augmentation gathers its frames from the corpus (or its chunk cache) in
+            # place: no raw window is copied.
+            table = self.corpus.window_table(self.windows.seq[items], starts, lengths)
+            out = self._pretrain(table, lengths, positions, epoch)
         else:
+            joints, valid, labels = self._read(self.windows.seq[items], starts, lengths)
             out = self._finetune(joints, valid, labels, lengths)
             out["seq"] = self.windows.seq[items].astype(np.int64)
             out["start"] = starts.astype(np.int64)
@@ -284,7 +287,7 @@ class BatchSource:
             j[i, :t], v[i, :t], lab[i, :t] = a, b, c
         return j, v, lab
 
-    def _pretrain(self, joints, valid, lengths, positions, epoch) -> dict[str, np.ndarray]:
+    def _pretrain(self, table, lengths, positions, epoch) -> dict[str, np.ndarray]:
         cfg = self.cfg
         params = augment.params_for(
             cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme or cfg.strong_key
@@ -292,8 +295,9 @@ class BatchSource:
         if cfg.strong_key:
             params = augment.TwoViewParams(query=params.query, key=params.extreme)
         flip = self.corpus.layout.flip_permutation() if self.corpus.layout.flip_pairs else None
-        views, valid_views = augment.two_view(
-            joints, valid, lengths, params, cfg.augment, flip_perm=flip
+        views, valid_views = augment.two_view_frames(
+            table.joints, table.valid, table.rowbase, table.lo, table.shift, lengths, params,
+            cfg.augment, flip_perm=flip,
         )
         out = {}
         for name, view, view_valid in zip(("query", "key", "extreme"), views, valid_views):

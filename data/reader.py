@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
-from sscl.data.chunks import ChunkCache, ShardedArrayReader
+from sscl.data.chunks import ShardedArrayReader, SlabCache
 from sscl.data.layouts import Layout
 from sscl.errors import CorpusError
 
@@ -64,6 +64,27 @@ def _open_store(path: str):
     return s, None, os.path.abspath(s)
 
 
+@dataclass(frozen=True)
+class WindowTable:
+    """Windows addressed in place: frame r of window n is row
+    ``rowbase[n, (lo[n] + r) >> shift] + ((lo[n] + r) & (2**shift - 1))`` of ``joints`` /
+    ``valid`` (see ``sscl.data.augment.two_view_frames``).
+
+    Attributes:
+        joints: (F, V, C, M) float32 frame table (the corpus in RAM, or the cache's slab).
+        valid: (F, V, M) bool.
+        rowbase: (N, S) int64 first row of each chunk a window touches.
+        lo: (N,) int64 offset of each window in its first chunk.
+        shift: log2 of the chunk length (62: rows are contiguous per window).
+    """
+
+    joints: np.ndarray
+    valid: np.ndarray
+    rowbase: np.ndarray
+    lo: np.ndarray
+    shift: int
+
+
 @dataclass
 class Corpus:
     """An opened corpus. Use :func:`open_corpus`.
@@ -99,7 +120,7 @@ class Corpus:
     _joints: np.ndarray | None = field(default=None, repr=False)
     _valid: np.ndarray | None = field(default=None, repr=False)
     _readers: dict = field(default_factory=dict, repr=False)
-    cache: ChunkCache | None = field(default=None, repr=False)
+    cache: SlabCache | None = field(default=None, repr=False)
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -141,11 +162,11 @@ class Corpus:
             self._joints = np.ascontiguousarray(self._group["joints"][:])
             self._valid = np.ascontiguousarray(self._group["valid"][:])
             return
-        self.cache = ChunkCache(self.memory_budget)
         for name in ("joints", "valid"):
             arr = self._group[name]
             self._readers[name] = ShardedArrayReader(
-                name, arr.metadata.to_dict(), arr.dtype, self._fs, self._root, self.cache)
+                name, arr.metadata.to_dict(), arr.dtype, self._fs, self._root)
+        self.cache = SlabCache(self._readers, self.memory_budget)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -169,8 +190,7 @@ class Corpus:
             joints[...] = self._joints[a:b]
             valid[...] = self._valid[a:b]
         else:
-            self._readers["joints"].read_into(joints, a, b)
-            self._readers["valid"].read_into(valid, a, b)
+            self.cache.read_into({"joints": joints, "valid": valid}, a, b)
 
     def read_window(self, i: int, start: int, length: int):
         """Frames [start, start + length) of sequence ``i``.
@@ -229,18 +249,82 @@ class Corpus:
                 valid[k] = Vd[a:a + length]
                 labels[k] = lab[a:a + length]
         else:
-            rj, rv = self._readers["joints"], self._readers["valid"]
-            cf = rj.chunk_frames
+            cache = self.cache
+            sj, sv = cache.slab("joints"), cache.slab("valid")
+            cf = cache.chunk_frames
             for k, a in enumerate(firsts):
                 c, lo = divmod(a, cf)
                 if lo + length <= cf:  # the common case: one chunk holds the whole window
-                    joints[k] = rj.chunk(c)[lo:lo + length]
-                    valid[k] = rv.chunk(c)[lo:lo + length]
+                    slot = cache.slot(c)
+                    joints[k] = sj[slot, lo:lo + length]
+                    valid[k] = sv[slot, lo:lo + length]
                 else:
-                    rj.read_into(joints[k], a, a + length)
-                    rv.read_into(valid[k], a, a + length)
+                    cache.read_into({"joints": joints[k], "valid": valid[k]}, a, a + length)
                 labels[k] = lab[a:a + length]
         return joints, valid, labels
+
+    def window_table(self, seq_idx, starts, lengths) -> WindowTable:
+        """Windows addressed in place, for kernels that gather their frames themselves.
+
+        In RAM the table is the corpus itself. Chunked, the chunks the windows touch are made
+        resident together in the cache's slabs and the table is those slabs: nothing is
+        copied. When the cache has fewer slots than the batch touches chunks, the windows are
+        copied into a table of their own instead (same result, one copy).
+
+        Args:
+            seq_idx: (N,) sequence indices.
+            starts: (N,) start frames within each sequence.
+            lengths: (N,) window lengths (or one length for all); each window must fit.
+
+        Returns:
+            A :class:`WindowTable`, valid until the next read from this corpus.
+
+        Raises:
+            CorpusError: a window does not fit inside its sequence.
+        """
+        seq_idx = np.asarray(seq_idx, np.int64)
+        starts = np.asarray(starts, np.int64)
+        n = len(seq_idx)
+        lengths = np.broadcast_to(np.asarray(lengths, np.int64), (n,))
+        bad = (seq_idx < 0) | (seq_idx >= self.num_sequences)
+        if bad.any():
+            self._span(int(seq_idx[np.argmax(bad)]), 0, 1)
+        bad = (starts < 0) | (starts + lengths > self.lengths[seq_idx]) | (lengths <= 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            self._span(int(seq_idx[k]), int(starts[k]), int(lengths[k]))
+        firsts = self.offsets[seq_idx] + starts
+        V, C, M = self.frame_shape
+        if self._joints is not None:
+            return WindowTable(self._joints, self._valid, firsts[:, None],
+                               np.zeros(n, np.int64), 62)
+        cache = self.cache
+        cf = cache.chunk_frames
+        if n and cf & (cf - 1) == 0:
+            c0 = firsts // cf
+            c1 = (firsts + lengths - 1) // cf  # last chunk each window touches
+            span = int((c1 - c0).max()) + 1
+            ids = np.minimum(c0[:, None] + np.arange(span)[None, :], c1[:, None])
+            uniq, inverse = np.unique(ids, return_inverse=True)
+            if len(uniq) <= cache.num_slots:
+                slots = cache.slots(uniq)
+                return WindowTable(
+                    cache.slab("joints").reshape((-1, V, C, M)),
+                    cache.slab("valid").reshape((-1, V, M)),
+                    (slots * cf)[inverse.reshape(ids.shape)],
+                    firsts - c0 * cf,
+                    int(cf).bit_length() - 1,
+                )
+        lmax = int(lengths.max()) if n else 1
+        joints = np.zeros((n, lmax, V, C, M), np.float32)
+        valid = np.zeros((n, lmax, V, M), bool)
+        for k in range(n):
+            t = int(lengths[k])
+            a, b = int(firsts[k]), int(firsts[k]) + t
+            self._copy_frames(a, b, joints[k, :t], valid[k, :t])
+        return WindowTable(joints.reshape((-1, V, C, M)), valid.reshape((-1, V, M)),
+                           (np.arange(n, dtype=np.int64) * lmax)[:, None],
+                           np.zeros(n, np.int64), 62)
 
     # -- selections --------------------------------------------------------------------------
 

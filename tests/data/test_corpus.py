@@ -107,9 +107,50 @@ def test_chunk_reader_matches_zarr(tmp_path, joints_codec):
     g = zarr.open_group(tmp_path / "c.zarr", mode="r")
     for a in rng.integers(0, c.num_frames - 50, 30):
         out = np.empty((50, 25, 3, 2), np.float32)
-        c._readers["joints"].read_into(out, int(a), int(a) + 50)
+        out_v = np.empty((50, 25, 2), bool)
+        c.cache.read_into({"joints": out, "valid": out_v}, int(a), int(a) + 50)
         np.testing.assert_array_equal(out, g["joints"][a:a + 50])
-    assert c.cache.nbytes <= 10_000 + 32 * 25 * 3 * 2 * 4  # bounded by the budget (+1 chunk)
+        np.testing.assert_array_equal(out_v, g["valid"][a:a + 50])
+    assert c.cache.num_slots == 1  # a slot (32 frames of joints + valid) exceeds the budget
+    assert c.cache.nbytes <= 32 * 25 * 2 * (3 * 4 + 1)  # bounded by one slot
+
+
+def _table_windows(t, n, length):
+    """Materialise windows of a WindowTable by its row formula (the kernels' addressing)."""
+    r = np.arange(length)[None, :]
+    g = t.lo[:, None] + r
+    rows = np.take_along_axis(t.rowbase, g >> t.shift, axis=1) + (g & ((1 << t.shift) - 1))
+    return t.joints[rows], t.valid[rows]
+
+
+@pytest.mark.parametrize("budget", [None, 2_000_000, 1_000])  # in RAM, slab cache, copy fallback
+def test_window_table_addresses_the_same_frames_as_read_windows(tmp_path, budget):
+    rng = np.random.default_rng(4)
+    seqs = random_sequences(rng, 30, max_len=300)
+    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=32, chunks_per_shard=4)
+    c = open_corpus(tmp_path / "c.zarr", memory_budget=budget)
+    assert c.in_ram is (budget is None)
+    for length in (1, 20, 70):  # within a chunk, across two, across three or more
+        ok = np.flatnonzero(c.lengths >= length)
+        seq = rng.choice(ok, 12)
+        starts = np.array([rng.integers(0, c.lengths[i] - length + 1) for i in seq])
+        t = c.window_table(seq, starts, length)
+        # in place (no copy) except when the cache cannot hold the batch's chunks at once
+        assert t.shift == {None: 62, 2_000_000: 5, 1_000: 62}[budget]
+        joints, valid = _table_windows(t, len(seq), length)
+        want_j, want_v, _ = c.read_windows(seq, starts, length)
+        np.testing.assert_array_equal(joints, want_j)
+        np.testing.assert_array_equal(valid, want_v)
+    # per-window lengths: every window maps its own frames
+    lengths = np.minimum(c.lengths[:5], 40)
+    t = c.window_table(np.arange(5), np.zeros(5, np.int64), lengths)
+    for k in range(5):
+        j, v = _table_windows(
+            type(t)(t.joints, t.valid, t.rowbase[k:k + 1], t.lo[k:k + 1], t.shift), 1,
+            int(lengths[k]))
+        np.testing.assert_array_equal(j[0], c.read_window(k, 0, int(lengths[k]))[0])
+    with pytest.raises(CorpusError, match="does not fit"):
+        c.window_table([0], [int(c.lengths[0])], 1)
 
 
 def test_metadata_summary_and_splits(tmp_path):
