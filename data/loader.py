@@ -290,10 +290,9 @@ class BatchSource:
     def _pretrain(self, table, lengths, positions, epoch) -> dict[str, np.ndarray]:
         cfg = self.cfg
         params = augment.params_for(
-            cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme or cfg.strong_key
+            cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme,
+            strong_key=cfg.strong_key,
         )
-        if cfg.strong_key:
-            params = augment.TwoViewParams(query=params.query, key=params.extreme)
         flip = self.corpus.layout.flip_permutation() if self.corpus.layout.flip_pairs else None
         views, valid_views = augment.two_view_frames(
             table.joints, table.valid, table.rowbase, table.lo, table.shift, lengths, params,
