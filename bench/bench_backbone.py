@@ -27,7 +27,7 @@ import torch
 from benchutil import median_time
 from torch.utils.flop_counter import FlopCounterMode
 
-from sscl.kernels import backend, graph_conv, graph_conv_ref
+from sscl.kernels import backend, graph_conv, graph_conv_mix_first, graph_conv_ref
 from sscl.models.agcn import AGCN
 
 N = int(os.environ.get("SSCL_BENCH_N", "8"))
@@ -44,20 +44,10 @@ def aggregate_first(x, weight, bias, adjacency):
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
-def mix_first(x, weight, bias, adjacency):
-    """Unfused: 1x1 conv to K*C' channels (K-times-larger tensor), then aggregate over joints."""
-    K, C_out, C = weight.shape
-    xw = torch.nn.functional.conv2d(x, weight.reshape(K * C_out, C, 1, 1))
-    xw = xw.view(x.shape[0], K, C_out, x.shape[2], x.shape[3])
-    adj = "kvw" if adjacency.dim() == 3 else "nkvw"
-    y = torch.einsum(f"nkotv,{adj}->notw", xw, adjacency)
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
-
-
 BASELINES = {
     "einsum_ref": graph_conv_ref,
     "aggregate_first": aggregate_first,
-    "mix_first": mix_first,
+    "mix_first": graph_conv_mix_first,
 }
 
 

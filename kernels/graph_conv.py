@@ -18,12 +18,14 @@ TF32 unless `torch.backends.cuda.matmul.allow_tf32` is set.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
 from sscl.errors import SsclError
 from sscl.kernels import build
-from sscl.kernels.reference import graph_conv_ref
+from sscl.kernels.reference import graph_conv_mix_first, graph_conv_ref
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -238,3 +240,25 @@ def graph_conv(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: Tensor
         GraphConvInputError: a shape, dtype or device does not match (the message names it).
     """
     return torch.ops.sscl.graph_conv(x, weight, bias, adjacency)
+
+
+CUDA_IMPL_ENV = "SSCL_GRAPH_CONV_CUDA"
+
+
+def graph_conv_auto(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: Tensor) -> Tensor:
+    """The models' default: the fastest measured implementation for x's device.
+
+    CPU (and anything but CUDA): the fused op, :func:`graph_conv` (1.4-2.7x the best unfused
+    formulation here, bench/bench_graph_conv.py). CUDA: the unfused mix-first formulation
+    (`graph_conv_mix_first`, cuDNN + cuBLAS), because the fused CUDA kernel, correct to the
+    oracle, measured 0.10-0.34x of it on an H200 and a whole AGCN training step 0.58x (fp32)
+    and 0.76x (bf16) (bench/gpu_check.py, bench/README.md). Set ``SSCL_GRAPH_CONV_CUDA=fused``
+    to run the fused CUDA kernel anyway (it does not save the K-fold intermediate for
+    backward, so it needs less activation memory).
+
+    Same arguments, result and errors as :func:`graph_conv`.
+    """
+    if x.is_cuda and os.environ.get(CUDA_IMPL_ENV, "").strip().lower() != "fused":
+        check_inputs(x, weight, bias, adjacency)
+        return graph_conv_mix_first(x, weight, bias, adjacency)
+    return graph_conv(x, weight, bias, adjacency)

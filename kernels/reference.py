@@ -37,3 +37,22 @@ def graph_conv_ref(
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y
+
+
+def graph_conv_mix_first(
+    x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: Tensor
+) -> Tensor:
+    """Unfused formulation of ST-GCN / 2s-AGCN code: a 1x1 convolution to K*C' channels (the
+    K-times-larger intermediate), then aggregation over joints per subset.
+
+    Same arguments and result as :func:`graph_conv_ref`. On CUDA this runs as cuDNN/cuBLAS
+    calls (tensor cores, TF32 as torch's settings allow) and is what `graph_conv_auto` uses
+    there (see `sscl.kernels.graph_conv.graph_conv_auto`); on the CPU it is a speed baseline.
+    """
+    n, _, t, v = x.shape
+    k, c_out, c = weight.shape
+    xw = torch.nn.functional.conv2d(x, weight.reshape(k * c_out, c, 1, 1))
+    xw = xw.view(n, k, c_out, t, v)
+    adj = "kvw" if adjacency.dim() == 3 else "nkvw"
+    y = torch.einsum(f"nkotv,{adj}->notw", xw, adjacency)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from sscl.data.layouts import Layout
-from sscl.kernels import graph_conv
+from sscl.kernels import graph_conv_auto
 from sscl.models.layers import (
     GCNBackbone,
     GraphConvFn,
@@ -130,8 +130,10 @@ class AGCN(GCNBackbone):
         in_channels: coordinates per joint; None takes the layout's (3, or 2 for COCO-17).
         num_persons: M person slots per sample, folded into the batch.
         width: channel multiplier (1.0: 64..256; 0.25: 16..64).
-        graph_conv_impl: the spatial graph convolution; `sscl.kernels.graph_conv` (fused) by
-            default, `sscl.kernels.graph_conv_ref` for the einsum oracle.
+        graph_conv_impl: the spatial graph convolution; by default
+            `sscl.kernels.graph_conv_auto` (the fused op on the CPU, the faster unfused
+            formulation on CUDA), `sscl.kernels.graph_conv` to force the fused op,
+            `sscl.kernels.graph_conv_ref` for the einsum oracle.
 
     Forward: see `GCNBackbone.forward` (input (N, C, T, V, M); block features
     (N * M, C_b, ceil(T / f_b), V) with f = 1, 2, 2, 2, 4, 4, 4, 8, 8, 8).
@@ -143,7 +145,7 @@ class AGCN(GCNBackbone):
         in_channels: int | None = None,
         num_persons: int = 1,
         width: float = 1.0,
-        graph_conv_impl: GraphConvFn = graph_conv,
+        graph_conv_impl: GraphConvFn = graph_conv_auto,
     ) -> None:
         def block(c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool) -> nn.Module:
             return AGCNBlock(c_in, c_out, A_KVV, stride, residual=residual,

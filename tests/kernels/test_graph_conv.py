@@ -277,3 +277,32 @@ def test_cuda_parity(per_sample):
             assert rel_err(gf, ge) <= 2 * rel_err(gr, ge) + 1e-6
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert graph_conv(*args).dtype == torch.bfloat16
+
+
+def test_graph_conv_auto_is_the_fused_op_on_cpu_and_mix_first_agrees():
+    from sscl.kernels import graph_conv_auto, graph_conv_mix_first
+
+    g = torch.Generator().manual_seed(3)
+    x, w, b = (torch.randn(*s, generator=g, dtype=torch.float64)
+               for s in ((2, 5, 7, 25), (3, 4, 5), (4,)))
+    for a in (torch.rand(3, 25, 25, generator=g, dtype=torch.float64),
+              torch.rand(2, 3, 25, 25, generator=g, dtype=torch.float64)):
+        want = graph_conv_ref(x, w, b, a)
+        torch.testing.assert_close(graph_conv_mix_first(x, w, b, a), want)
+        torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
+    with pytest.raises(GraphConvInputError):
+        graph_conv_auto(x, w[:, :, :3], b, a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graph_conv_auto_on_cuda_matches_the_oracle(monkeypatch):
+    from sscl.kernels import graph_conv_auto
+
+    g = torch.Generator().manual_seed(4)
+    x, w, b, a = (torch.randn(*s, generator=g, dtype=torch.float64).cuda()
+                  for s in ((2, 8, 9, 25), (3, 6, 8), (6,), (3, 25, 25)))
+    want = graph_conv_ref(x, w, b, a)
+    torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
+    monkeypatch.setenv("SSCL_GRAPH_CONV_CUDA", "fused")
+    torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
