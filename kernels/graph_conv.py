@@ -259,6 +259,11 @@ def graph_conv_auto(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: T
     Same arguments, result and errors as :func:`graph_conv`.
     """
     if x.is_cuda and os.environ.get(CUDA_IMPL_ENV, "").strip().lower() != "fused":
+        if torch.is_autocast_enabled("cuda"):
+            # As the fused op's autocast kernel: every argument in the autocast dtype.
+            dt = torch.get_autocast_dtype("cuda")
+            x, weight, adjacency = x.to(dt), weight.to(dt), adjacency.to(dt)
+            bias = None if bias is None else bias.to(dt)
         check_inputs(x, weight, bias, adjacency)
         return graph_conv_mix_first(x, weight, bias, adjacency)
     return graph_conv(x, weight, bias, adjacency)
