@@ -252,10 +252,11 @@ class Corpus:
             cache = self.cache
             sj, sv = cache.slab("joints"), cache.slab("valid")
             cf = cache.chunk_frames
+            slot_of = cache.slot  # bound once: this loop runs per window
             for k, a in enumerate(firsts):
                 c, lo = divmod(a, cf)
                 if lo + length <= cf:  # the common case: one chunk holds the whole window
-                    slot = cache.slot(c)
+                    slot = slot_of(c)
                     joints[k] = sj[slot, lo:lo + length]
                     valid[k] = sv[slot, lo:lo + length]
                 else:
