@@ -335,6 +335,59 @@ def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
     return out
 
 
+def pretrain_row_layout(
+    cfg: LoaderConfig, frame_shape: tuple[int, int, int]
+) -> tuple[tuple[tuple[str, str, tuple[int, ...], int], ...], int]:
+    """Per-sample byte layout of a pretraining batch packed one row per sample.
+
+    Args:
+        cfg: a pretraining loader config.
+        frame_shape: (V, C, M) of the corpus.
+
+    Returns:
+        ((key, dtype, per-sample shape, byte offset in the row) per key in ``batch_keys``
+        order, row bytes); every field starts on an 8-byte boundary.
+    """
+    V, C, M = frame_shape
+    L = cfg.augment.out_len
+    fields = {"weight": ("<f4", ()), "index": ("<i8", ()), "position": ("<i8", ())}
+    for view in ("query", "key", "extreme"):
+        fields[view] = ("<f4", (C, L, V, M))
+        fields[f"{view}_valid"] = ("|b1", (L, V, M))
+    layout, offset = [], 0
+    for key in batch_keys(cfg):
+        dtype, shape = fields[key]
+        layout.append((key, dtype, shape, offset))
+        offset += -(-int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize // 8) * 8
+    return tuple(layout), offset
+
+
+def pack_rows(batch: dict[str, np.ndarray], row_layout: tuple, row_bytes: int) -> np.ndarray:
+    """(B, row_bytes) uint8: sample b's fields side by side in row b (one array to hand off)."""
+    b = len(batch["weight"])
+    out = np.empty((b, row_bytes), np.uint8)
+    for key, dtype, shape, off in row_layout:
+        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        src = np.ascontiguousarray(batch[key], dtype=dtype).reshape(b, -1).view(np.uint8)
+        out[:, off:off + n] = src
+    return out
+
+
+def unpack_rows(rows: torch.Tensor, row_layout: tuple) -> dict[str, torch.Tensor]:
+    """Views into a (B, row_bytes) uint8 tensor packed by :func:`pack_rows` (no copy; the
+    views are strided by the row, not contiguous)."""
+    b = rows.shape[0]
+    out = {}
+    for key, dtype, shape, off in row_layout:
+        dt = _TORCH_DTYPES[dtype]
+        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        out[key] = rows[:, off:off + n].view(dt).view((b, *shape))
+    return out
+
+
+_TORCH_DTYPES = {"<f4": torch.float32, "<i8": torch.int64, "|b1": torch.bool}
+
+
 def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:
     """An upper bound of a packed batch's bytes (the size of one hand-off slot).
 
@@ -498,6 +551,6 @@ def make_loader(
         longest = int(windows.length.max()) if len(windows) else 1
         loader = TorchLoader(source, cfg, max_batch_nbytes(cfg, corpus.frame_shape, longest))
     else:
-        loader = pipeline.DaliLoader(source, cfg)
+        loader = pipeline.DaliLoader(source, cfg, corpus.frame_shape)
     loader.windows = source.windows
     return loader
