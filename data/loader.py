@@ -27,6 +27,8 @@ stall Numba's threading layer.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,7 +73,11 @@ class LoaderConfig:
             AimCLR feeder's two-view mode. Excludes ``extreme``.
         pin_memory: pin batches when CUDA is available (torch engine).
         memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
-            default); bounds a worker's RSS on corpora larger than it.
+            default); bounds a worker's private memory on corpora larger than it.
+        map_joints: on a corpus larger than ``memory_budget``, memory-map the raw joints
+            (``sscl.data.open_corpus``): pages come from the page cache, shared by the workers,
+            and windows are read in place. False reads through each worker's chunk cache
+            (every decoded byte inside the budget).
         locality: training order. 0: windows shuffled uniformly. k > 0: block-local shuffle:
             blocks of ``LOCALITY_BLOCK`` corpus frames in random order, k consecutive blocks
             interleaved, so on a corpus larger than ``memory_budget`` each worker decodes a
@@ -98,6 +104,7 @@ class LoaderConfig:
     strong_key: bool = False
     pin_memory: bool = True
     memory_budget: int | None = None
+    map_joints: bool = True
     locality: int = 0
 
     def __post_init__(self) -> None:
@@ -219,7 +226,9 @@ class BatchSource:
         if self._corpus is None:
             from sscl.data.corpus import open_corpus
 
-            self._corpus = open_corpus(self.path, memory_budget=self.cfg.memory_budget)
+            self._corpus = open_corpus(
+                self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints
+            )
         return self._corpus
 
     def plan(self, epoch: int) -> EpochPlan:
@@ -328,11 +337,21 @@ def pack_into(batch: dict[str, np.ndarray], layout: tuple, dest: np.ndarray) -> 
 def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
     """Views into ``buf`` as packed by :func:`pack_into` (no copy)."""
     arr = buf.numpy()
-    out = {}
+    # Layouts that crossed a process boundary may hold lists (a DataLoader converts sequences).
+    key = tuple((k, d, tuple(sh), int(off)) for k, d, sh, off in layout)
+    return {k: torch.from_numpy(arr[a:b].view(dt).reshape(shape))
+            for k, dt, shape, a, b in _spans(key)}
+
+
+@functools.lru_cache(maxsize=64)
+def _spans(layout: tuple) -> tuple:
+    """(name, numpy dtype, shape, first byte, end byte) per array of a layout (runs per batch in
+    the training process: computed once per distinct layout)."""
+    out = []
     for k, dtype, shape, off in layout:
-        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        out[k] = torch.from_numpy(arr[off:off + n].view(dtype).reshape(shape))
-    return out
+        dt = np.dtype(dtype)
+        out.append((k, dt, tuple(shape), off, off + math.prod(shape) * dt.itemsize))
+    return tuple(out)
 
 
 def pretrain_row_layout(

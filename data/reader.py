@@ -1,15 +1,21 @@
 """Reading a skeleton corpus: whole sequences and random windows, fast.
 
 The reader is built around chunks, not calls: zarr's per-call overhead (1-4 ms here) would
-dominate reading one window. Two modes, picked by the memory budget:
+dominate reading one window. Three modes (``Corpus.mode``), picked by the memory budget:
 
-- **in RAM**: when ``joints`` + ``valid`` fit the budget, both arrays are decoded once (a single
+- **in-RAM**: when ``joints`` + ``valid`` fit the budget, both arrays are decoded once (a single
   zarr read each) and windows are plain numpy slice copies.
+- **mapped**: otherwise, when the joints are stored raw in a local store and ``map_joints`` is
+  on (the default), the joints are one read-only array over the memory-mapped shard files
+  (``sscl.data.mapping``: page-cache pages shared by all processes, nothing copied) and the
+  valid masks (1/12 of the size) are decoded in RAM, if they fit the budget.
 - **chunked**: otherwise windows are assembled from decoded 1024-frame chunks held in a
-  byte-bounded LRU cache (``sscl.data.chunks``), read straight from the shard files.
+  byte-bounded LRU of slots (``sscl.data.chunks``), read straight from the shard files; every
+  decoded byte stays inside the budget.
 
 ``labels``, offsets, lengths and metadata are always in RAM (2 bytes a frame).
-Every array returned is a fresh copy the caller owns.
+Every array ``read_*`` returns is a fresh copy the caller owns; ``window_table`` addresses
+windows in place.
 
 The corpus is validated once when opened (schema, shapes, offsets; HOUSE_STYLE "validate once
 at the boundary"); ``validate`` runs the full content check (finite values, zeros where invalid,
@@ -120,6 +126,8 @@ class Corpus:
     _joints: np.ndarray | None = field(default=None, repr=False)
     _valid: np.ndarray | None = field(default=None, repr=False)
     _readers: dict = field(default_factory=dict, repr=False)
+    _mapped: object = field(default=None, repr=False)  # MappedFrames in the mapped mode
+    map_joints: bool = True
     cache: SlabCache | None = field(default=None, repr=False)
 
     # -- sizes -------------------------------------------------------------------------------
@@ -145,14 +153,24 @@ class Corpus:
 
     @property
     def in_ram(self) -> bool:
-        return self._joints is not None
+        """Joints and valid masks decoded in this process's memory."""
+        return self.mode == "in-RAM"
+
+    @property
+    def mode(self) -> str:
+        """``"in-RAM"``, ``"mapped"`` (joints memory-mapped from the raw shards, valid masks
+        decoded in RAM) or ``"chunked"`` (both through the chunk cache)."""
+        if self._joints is None:
+            return "chunked"
+        return "mapped" if self._mapped is not None else "in-RAM"
 
     def __getstate__(self):
         # Picklable for worker processes: reopen lazily there, never ship decoded arrays.
-        return {"path": self.path, "memory_budget": self.memory_budget}
+        return {"path": self.path, "memory_budget": self.memory_budget, "map": self.map_joints}
 
     def __setstate__(self, state):
-        other = open_corpus(state["path"], memory_budget=state["memory_budget"])
+        other = open_corpus(state["path"], memory_budget=state["memory_budget"],
+                            map_joints=state.get("map", True))
         self.__dict__.update(other.__dict__)
 
     # -- mode --------------------------------------------------------------------------------
@@ -166,6 +184,15 @@ class Corpus:
             arr = self._group[name]
             self._readers[name] = ShardedArrayReader(
                 name, arr.metadata.to_dict(), arr.dtype, self._fs, self._root)
+        V, _, M = self.frame_shape
+        if self.map_joints and self.num_frames * V * M <= self.memory_budget:
+            from sscl.data.mapping import map_frames
+
+            mapped = map_frames(self._readers["joints"])
+            if mapped is not None:
+                self._joints, self._mapped = mapped.frames, mapped
+                self._valid = np.ascontiguousarray(self._group["valid"][:])
+                return
         self.cache = SlabCache(self._readers, self.memory_budget)
 
     # -- reading -----------------------------------------------------------------------------
@@ -240,6 +267,9 @@ class Corpus:
         if np.any(bad):
             k = int(np.argmax(bad))
             self._span(int(seq_idx[k]), int(starts[k]), length)
+        if self._mapped is not None:
+            self._mapped.ensure(self.offsets[seq_idx] + starts,
+                                self.offsets[seq_idx] + starts + length - 1)
         firsts = (self.offsets[seq_idx] + starts).tolist()
         lab = self.labels
         if self._joints is not None:
@@ -296,6 +326,8 @@ class Corpus:
             self._span(int(seq_idx[k]), int(starts[k]), int(lengths[k]))
         firsts = self.offsets[seq_idx] + starts
         V, C, M = self.frame_shape
+        if self._mapped is not None:
+            self._mapped.ensure(firsts, firsts + lengths - 1)
         if self._joints is not None:
             return WindowTable(self._joints, self._valid, firsts[:, None],
                                np.zeros(n, np.int64), 62)
@@ -385,7 +417,9 @@ class Corpus:
         return "\n".join(lines)
 
 
-def open_corpus(path: str | os.PathLike, *, memory_budget: int | None = None) -> Corpus:
+def open_corpus(
+    path: str | os.PathLike, *, memory_budget: int | None = None, map_joints: bool = True
+) -> Corpus:
     """Open a corpus and check its schema.
 
     Args:
@@ -393,6 +427,11 @@ def open_corpus(path: str | os.PathLike, *, memory_budget: int | None = None) ->
             (``memory://``, ``s3://``, ...).
         memory_budget: bytes the reader may hold decoded (default 2 GiB or
             ``$SSCL_MEMORY_BUDGET``). A corpus whose joints + valid fit is loaded whole.
+        map_joints: for a corpus larger than the budget, memory-map raw joints from a local
+            store (``sscl.data.mapping``; the valid masks, 1/12 of the size, are decoded if
+            they fit the budget) instead of reading both through the chunk cache. The mapped
+            pages are the shared page cache, not this process's memory; False keeps every
+            decoded byte inside the budget.
 
     Raises:
         CorpusError: not a corpus, incomplete (an interrupted write), or inconsistent.
@@ -423,6 +462,7 @@ def open_corpus(path: str | os.PathLike, *, memory_budget: int | None = None) ->
         labels=np.asarray(group["labels"][:], np.int16),
         meta=meta["sequences"], skipped=meta["skipped"], attrs=attrs,
         memory_budget=_budget(memory_budget), _group=group, _fs=fs, _root=root,
+        map_joints=map_joints,
     )
     _check_schema(c, group)
     c._setup_mode()

@@ -309,3 +309,53 @@ def test_validate_finds_corruption(tmp_path):
     g["lengths"][0] = g["lengths"][0] + 1
     assert any("offsets" in p for p in validate(dest))
     shutil.rmtree(dest)
+
+
+def test_mapped_mode_reads_what_the_chunk_cache_reads(tmp_path):
+    # 64 frames x 8 chunks x 600 bytes: shards of whole pages, so the raw joints can be mapped.
+    rng = np.random.default_rng(5)
+    seqs = random_sequences(rng, 40, max_len=300)
+    write_corpus(tmp_path / "c.zarr", header(), seqs, chunk_frames=64, chunks_per_shard=8)
+    mapped = open_corpus(tmp_path / "c.zarr", memory_budget=1_000_000)  # valid masks fit
+    chunked = open_corpus(tmp_path / "c.zarr", memory_budget=1_000_000, map_joints=False)
+    assert (mapped.mode, chunked.mode) == ("mapped", "chunked")
+    assert not mapped.in_ram and not mapped._joints.flags.writeable
+    assert pickle.loads(pickle.dumps(mapped)).mode == "mapped"
+    ok = np.flatnonzero(mapped.lengths >= 50)
+    seq = rng.choice(ok, 30)
+    starts = np.array([rng.integers(0, mapped.lengths[i] - 49) for i in seq])
+    for a, b in zip(mapped.read_windows(seq, starts, 50), chunked.read_windows(seq, starts, 50)):
+        np.testing.assert_array_equal(a, b)
+    t = mapped.window_table(seq, starts, 50)
+    j, v = _table_windows(t, len(seq), 50)
+    want_j, want_v, _ = chunked.read_windows(seq, starts, 50)
+    np.testing.assert_array_equal(j, want_j)
+    np.testing.assert_array_equal(v, want_v)
+    # The mapping lives as long as any array over it, not as long as the corpus object.
+    frames = t.joints
+    del mapped, t
+    import gc
+
+    gc.collect()
+    assert np.array_equal(frames[int(chunked.offsets[seq[0]] + starts[0])], want_j[0, 0])
+
+
+@pytest.mark.parametrize("why", ["compressed", "omitted_chunk", "unaligned_shards"])
+def test_mapped_mode_falls_back_to_the_chunk_cache(tmp_path, why):
+    rng = np.random.default_rng(6)
+    seqs = random_sequences(rng, 20, max_len=300)
+    kw = {"chunk_frames": 64, "chunks_per_shard": 8}
+    if why == "compressed":
+        kw["joints_codec"] = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
+    elif why == "omitted_chunk":  # an all-zero chunk is not stored (zarr skips fill chunks)
+        zeros = np.zeros((200, 25, 3, 2), np.float32)
+        seqs.insert(0, Sequence("zeros", zeros, "src/z.txt", valid=np.zeros((200, 25, 2), bool)))
+    else:
+        kw = {"chunk_frames": 32, "chunks_per_shard": 4}  # 76,800-byte shards: not whole pages
+    write_corpus(tmp_path / "c.zarr", header(), seqs, **kw)
+    c = open_corpus(tmp_path / "c.zarr", memory_budget=1_000_000)
+    assert c.num_frames * 25 * 2 <= 1_000_000 < c.decoded_nbytes  # valid fits, joints do not
+    assert c.mode == "chunked"
+    g = zarr.open_group(tmp_path / "c.zarr", mode="r")
+    j, _, _ = c.read_windows([1, 2], [0, 0], 1)
+    np.testing.assert_array_equal(j[0, 0], g["joints"][int(c.offsets[1])])

@@ -262,3 +262,19 @@ def test_pretrain_rows_pack_and_unpack_every_field(extreme):
     for key, arr in batch.items():
         assert out[key].dtype == torch.from_numpy(arr).dtype
         np.testing.assert_array_equal(out[key].numpy(), arr)
+
+
+@pytest.mark.parametrize("task", ["pretrain", "finetune"])
+def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
+    from sscl.data.corpus import open_corpus
+
+    budget = 50_000  # valid masks (41.5 kB) fit, joints + valid (540 kB) do not
+    assert open_corpus(corpus, memory_budget=budget).mode == "mapped"
+    assert open_corpus(corpus, memory_budget=budget, map_joints=False).mode == "chunked"
+    got = {
+        m: collect(make_loader(corpus, config(task, num_workers=0, memory_budget=budget,
+                                              map_joints=m, window_mode="dense"),
+                               engine="torch"), 1)
+        for m in (True, False)
+    }
+    assert_same(got[True], got[False])
