@@ -5,9 +5,9 @@ batched matmul over every point, and Gaussian noise, run after either engine's i
 whatever device the batch lives on. The ops are torch twins of ``sscl.data.augment``'s
 ``linear_transform`` and ``gaussian_noise`` (tested against their numpy references on the CPU),
 so a view augmented here equals the one the workers would have made, up to float32 rounding:
-the noise uses the same splitmix64 counter hash and inverse-CDF table (``augment``'s), computed
-in int64 (two's-complement wrap-around gives the uint64 bits; right shifts are masked to be
-logical).
+the noise uses the same splitmix64 counter hash and normal quantile table (``augment``'s),
+computed in int64 (two's-complement wrap-around gives the uint64 bits; right shifts are masked
+to be logical).
 
 Typical use after the iterator (parameters from ``augment.params_for(seed, epoch,
 batch["position"], cfg)``, i.e. from (seed, epoch, global index) as everywhere else)::
@@ -65,21 +65,17 @@ def linear_transform(
 def _normals(seed_N1: torch.Tensor, points: int, channels: int) -> torch.Tensor:
     """(N, channels, points) float64 standard normals, as ``augment.gaussian_noise`` makes them.
 
-    Normal ``3p + c`` (channel c of point p) is the low (even) or high (odd) 32-bit half of
-    splitmix64 output ``(3p + c) >> 1``, mapped through augment's inverse-CDF table with linear
-    interpolation (clipped at the outer bin centres).
+    Normal ``3p + c`` (channel c of point p) is 16-bit field c (bits 16c .. 16c + 15) of
+    splitmix64 output p, an index into augment's 65,536-entry table of normal quantiles at bin
+    centres (so clipped at +-4.32 sigma).
     """
     dev = seed_N1.device
-    table = torch.from_numpy(augment_kernels.NORMAL_TABLE).to(dev)
-    bins = table.numel()
-    k = torch.arange(3 * points, device=dev, dtype=torch.int64)[None, :]
-    z = _mix64(seed_N1 + ((k >> 1) + 1) * _i64(_GOLDEN))
-    bits = torch.where((k & 1).bool(), _shr(z, 32), z & 0xFFFFFFFF)
-    pos = bits.to(torch.float64) * (bins / 2.0**32) - 0.5
-    i = pos.to(torch.int64).clamp(0, bins - 2)
-    val = table[i] + (pos - i) * (table[i + 1] - table[i])
-    val = torch.where(pos <= 0.0, table[0], torch.where(pos >= bins - 1, table[-1], val))
-    return val.reshape(-1, points, 3).transpose(1, 2)[:, :channels]
+    table = torch.from_numpy(augment_kernels.NORMAL_TABLE).to(dev, torch.float64)
+    p = torch.arange(points, device=dev, dtype=torch.int64)[None, :, None]
+    z = _mix64(seed_N1[:, :, None] + (p + 1) * _i64(_GOLDEN))  # (N, points, 1)
+    shift = torch.tensor([0, 16, 32], device=dev, dtype=torch.int64)[:channels]
+    idx = (z >> shift) & 0xFFFF  # fields below bit 48: the arithmetic shift is harmless
+    return table[idx].transpose(1, 2)
 
 
 def gaussian_noise(x_NCTVM: torch.Tensor, valid_NTVM: torch.Tensor, std_N, seed_N) -> torch.Tensor:

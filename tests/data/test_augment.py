@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from sscl.data import augment as A
 from sscl.data import augment_ops
+from sscl.data.augment_kernels import NORMAL_TABLE, _normal, _normal3
 from sscl.data.layouts import Layout, get_layout
 from sscl.errors import ConfigError
 
@@ -333,9 +334,38 @@ def test_blur_keeps_a_constant_signal_and_gaps():
 
 
 def test_noise_draws_are_standard_normal():
-    z = augment_ops._normals_ref(np.array([12345], np.uint64), 40000)[0].ravel()
-    assert abs(z.mean()) < 0.02 and abs(z.std() - 1.0) < 0.02
-    assert abs(np.mean(np.abs(z) > 1.96) - 0.05) < 0.01
+    # About 1e6 draws from the Numba kernel (x = 0, std = 1 leaves the normals themselves).
+    n, c, t, v, m = 16, 3, 280, 25, 3
+    x = np.zeros((n, c, t, v, m), np.float32)
+    seeds = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x1234567)
+    z_NCP = A.gaussian_noise(x, np.ones((n, t, v, m), bool), np.ones(n), seeds).reshape(n, c, -1)
+    z = z_NCP.astype(np.float64).ravel()
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1.0) < 0.005
+    quantiles = ((-1.96, 0.025), (-1.0, 0.158655), (0.0, 0.5), (1.0, 0.841345), (2.576, 0.995))
+    for q, p_below in quantiles:
+        assert abs(np.mean(z < q) - p_below) < 0.002, q
+    # Clipped at the outer bin centres (+-4.32 sigma), every 16-bit index reachable.
+    bound = float(NORMAL_TABLE[-1])
+    assert 4.3 < bound < 4.35 and NORMAL_TABLE[0] == -bound
+    assert np.abs(z).max() <= bound and np.unique(z).size > 60000
+    # The three channels of a point (fields of one hash) and neighbouring points are
+    # uncorrelated: a repeated or overlapping field would show here.
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert abs(np.corrcoef(z_NCP[:, a].ravel(), z_NCP[:, b].ravel())[0, 1]) < 0.01
+    assert abs(np.corrcoef(z_NCP[:, 0, 1:].ravel(), z_NCP[:, 0, :-1].ravel())[0, 1]) < 0.01
+    ref = augment_ops._normals_ref(seeds[:2], 1000)
+    np.testing.assert_array_equal(z_NCP[:2, :, :1000], ref.astype(np.float32))
+
+
+def test_normal3_is_three_consecutive_normals():
+    # Counter-based: _normal3(seed, k) == (_normal(seed, k + i) for i < 3) for every k % 3,
+    # both equal to the numpy twin's normal k.
+    for seed in (np.uint64(0), np.uint64(2**64 - 1), np.uint64(987654321)):
+        ref = augment_ops._normals_ref(np.array([seed]), 40)[0].T.ravel()
+        for k in range(100):
+            want = tuple(_normal(seed, k + i) for i in range(3))
+            assert _normal3(seed, k) == want
+            assert want[0] == ref[k]
 
 
 def test_joint_mask_invalidates_whole_joints():

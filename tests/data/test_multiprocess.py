@@ -17,7 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ["torch"] + (["dali"] if importlib.util.find_spec("nvidia.dali") is not None else [])
+# find_spec("nvidia.dali") raises, not returns None, when no nvidia.* package is installed.
+DALI_INSTALLED = (
+    importlib.util.find_spec("nvidia") is not None
+    and importlib.util.find_spec("nvidia.dali") is not None
+)
+ENGINES = ["torch"] + (["dali"] if DALI_INSTALLED else [])
 BATCH = 3  # per rank; the one-process run uses 2 * BATCH
 
 

@@ -13,7 +13,11 @@ from sscl.data.layouts import get_layout
 from sscl.data.loader import LoaderConfig, batch_keys, make_loader
 from sscl.errors import ConfigError
 
-DALI_INSTALLED = importlib.util.find_spec("nvidia.dali") is not None
+# find_spec("nvidia.dali") raises, not returns None, when no nvidia.* package is installed.
+DALI_INSTALLED = (
+    importlib.util.find_spec("nvidia") is not None
+    and importlib.util.find_spec("nvidia.dali") is not None
+)
 LENGTHS = [30, 80, 200, 12, 120, 61, 45, 90, 33, 150]
 
 
