@@ -395,16 +395,12 @@ def pack_rows(batch: dict[str, np.ndarray], row_layout: tuple, row_bytes: int) -
 def unpack_rows(rows: torch.Tensor, row_layout: tuple) -> dict[str, torch.Tensor]:
     """Views into a (B, row_bytes) uint8 tensor packed by :func:`pack_rows` (no copy; the
     views are strided by the row, not contiguous)."""
-    b = rows.shape[0]
-    out = {}
-    for key, dtype, shape, off in row_layout:
-        dt = _TORCH_DTYPES[dtype]
-        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        out[key] = rows[:, off:off + n].view(dt).view((b, *shape))
-    return out
+    arr = rows.numpy()
+    b = arr.shape[0]
+    return {k: torch.from_numpy(arr[:, lo:hi].view(dt).reshape((b, *shape)))
+            for k, dt, shape, lo, hi in _spans(row_layout)}
 
 
-_TORCH_DTYPES = {"<f4": torch.float32, "<i8": torch.int64, "|b1": torch.bool}
 
 
 def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:
