@@ -401,8 +401,6 @@ def unpack_rows(rows: torch.Tensor, row_layout: tuple) -> dict[str, torch.Tensor
             for k, dt, shape, lo, hi in _spans(row_layout)}
 
 
-
-
 def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:
     """An upper bound of a packed batch's bytes (the size of one hand-off slot).
 
