@@ -252,8 +252,16 @@ class BatchSource:
     def num_steps(self, epoch: int) -> int:
         return self.plan(epoch).num_steps
 
-    def __call__(self, epoch: int, step: int) -> dict[str, np.ndarray]:
-        """The batch of global step ``step`` of ``epoch`` for this rank."""
+    def __call__(self, epoch: int, step: int, dest: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+        """The batch of global step ``step`` of ``epoch`` for this rank.
+
+        Args:
+            epoch, step: which batch.
+            dest: optional uint8 buffer (pretraining only) of at least
+                :func:`pretrain_batch_layout` bytes: the batch is computed straight into it
+                (the returned arrays are views into ``dest``), so handing it off copies nothing.
+        """
         positions, items, weights = self.shard(epoch).batch(step)
         starts = self.windows.resolve_starts(items, positions, self.cfg.seed, epoch)
         lengths = self.windows.length[items]
@@ -261,7 +269,16 @@ class BatchSource:
             # The augmentation gathers its frames from the corpus (or its chunk cache) in
             # place: no raw window is copied.
             table = self.corpus.window_table(self.windows.seq[items], starts, lengths)
-            out = self._pretrain(table, lengths, positions, epoch)
+            views = None
+            if dest is not None:
+                layout, _ = pretrain_batch_layout(self.cfg, self.corpus.frame_shape)
+                views = unpack_numpy(dest, layout)
+            out = self._pretrain(table, lengths, positions, epoch, views)
+            if views is not None:
+                views["weight"][:] = weights
+                views["index"][:] = items
+                views["position"][:] = positions
+                return views
         else:
             joints, valid, labels = self._read(self.windows.seq[items], starts, lengths)
             out = self._finetune(joints, valid, labels, lengths)
@@ -296,7 +313,7 @@ class BatchSource:
             j[i, :t], v[i, :t], lab[i, :t] = a, b, c
         return j, v, lab
 
-    def _pretrain(self, table, lengths, positions, epoch) -> dict[str, np.ndarray]:
+    def _pretrain(self, table, lengths, positions, epoch, views=None) -> dict[str, np.ndarray]:
         cfg = self.cfg
         params = augment.params_for(
             cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme,
@@ -306,6 +323,8 @@ class BatchSource:
         views, valid_views = augment.two_view_frames(
             table.joints, table.valid, table.rowbase, table.lo, table.shift, lengths, params,
             cfg.augment, flip_perm=flip,
+            out=None if views is None else views["_views"],
+            out_valid=None if views is None else views["_valid"],
         )
         out = {}
         for name, view, view_valid in zip(("query", "key", "extreme"), views, valid_views):
@@ -381,6 +400,41 @@ def pretrain_row_layout(
     return tuple(layout), offset
 
 
+def pretrain_batch_layout(cfg: LoaderConfig, frame_shape: tuple[int, int, int]
+                          ) -> tuple[tuple[tuple[str, str, tuple[int, ...], int], ...], int]:
+    """The packed layout (as :func:`batch_layout`) of every pretraining batch of ``cfg``.
+
+    The views lie side by side as one (R, B, C, L, V, M) block and their masks as one
+    (R, B, L, V, M) block, so the augmentation kernel writes straight into a hand-off buffer.
+    """
+    V, C, M = frame_shape
+    B, L = cfg.batch_size, cfg.augment.out_len
+    names = ("query", "key", "extreme") if cfg.extreme else ("query", "key")
+    view, mask = B * C * L * V * M * 4, B * L * V * M
+    layout = [(n, "<f4", (B, C, L, V, M), r * view) for r, n in enumerate(names)]
+    off = len(names) * view
+    layout += [(f"{n}_valid", "|b1", (B, L, V, M), off + r * mask) for r, n in enumerate(names)]
+    off += -(-len(names) * mask // 8) * 8
+    for name, dtype in (("weight", "<f4"), ("index", "<i8"), ("position", "<i8")):
+        layout.append((name, dtype, (B,), off))
+        off += -(-B * np.dtype(dtype).itemsize // 8) * 8
+    return tuple(layout), off
+
+
+def unpack_numpy(buf: np.ndarray, layout: tuple) -> dict[str, np.ndarray]:
+    """Numpy views into the uint8 ``buf`` for a :func:`pretrain_batch_layout` layout, plus
+    ``_views`` / ``_valid``: the whole view and mask blocks (the kernel's output buffers)."""
+    out = {k: buf[a:b].view(dt).reshape(shape) for k, dt, shape, a, b in _spans(layout)}
+    r = sum(1 for k, *_ in layout if k in ("query", "key", "extreme"))
+    first, first_valid = out["query"], out["query_valid"]
+    out["_views"] = buf[layout[0][3]:layout[0][3] + r * first.nbytes].view(np.float32).reshape(
+        (r,) + first.shape)
+    a = layout[r][3]
+    out["_valid"] = buf[a:a + r * first_valid.nbytes].view(np.bool_).reshape(
+        (r,) + first_valid.shape)
+    return out
+
+
 def pack_rows(batch: dict[str, np.ndarray], row_layout: tuple, row_bytes: int) -> np.ndarray:
     """(B, row_bytes) uint8: sample b's fields side by side in row b (one array to hand off)."""
     b = len(batch["weight"])
@@ -432,7 +486,14 @@ class _StepDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor | None, tuple, int]:
         epoch, step, slot = key
-        batch = self.source(epoch, step)
+        source = self.source
+        if self.ring is not None and source.cfg.task == "pretrain":
+            layout, nbytes = pretrain_batch_layout(source.cfg, source.corpus.frame_shape)
+            if nbytes <= self.ring.shape[1]:
+                # Computed straight into the shared slot: nothing to copy.
+                source(epoch, step, dest=self.ring[slot].numpy())
+                return None, layout, slot
+        batch = source(epoch, step)
         layout, nbytes = batch_layout(batch)
         if self.ring is not None and nbytes <= self.ring.shape[1]:
             pack_into(batch, layout, self.ring[slot].numpy())

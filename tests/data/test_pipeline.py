@@ -282,3 +282,22 @@ def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
         for m in (True, False)
     }
     assert_same(got[True], got[False])
+
+
+@pytest.mark.parametrize("views", ["strong_key", "extreme"])
+def test_pretrain_batch_computed_into_a_buffer_equals_the_returned_batch(corpus, views):
+    from sscl.data.loader import pretrain_batch_layout
+
+    loader = make_loader(corpus, config("pretrain", num_workers=0, **{views: True}),
+                         engine="torch")
+    src = loader.source
+    layout, nbytes = pretrain_batch_layout(src.cfg, src.corpus.frame_shape)
+    buf = np.full(nbytes + 5, 0xAB, np.uint8)  # stale bytes must all be overwritten
+    for step in range(src.num_steps(2)):
+        want = src(2, step)
+        got = src(2, step, dest=buf)
+        assert set(got) >= set(want)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+            assert np.shares_memory(got[k], buf)
+        buf[:] = 0xAB
