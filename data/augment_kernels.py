@@ -272,25 +272,6 @@ def _blur_sample(out_CTVM, vout_TVM, sigma, radius):
     g = np.empty(2 * radius + 1, np.float32)
     for k in range(-radius, radius + 1):
         g[k + radius] = math.exp(-(k * k) / (2.0 * sigma * sigma))
-    # The denominator (the weight of the in-range valid taps) is shared by the channels; with
-    # every point valid (the common case) it depends on t only.
-    den = np.zeros((T, Q), np.float32)
-    if ok.all():
-        for t in range(T):
-            d = np.float32(0.0)
-            for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
-                d += g[k + radius] * np.float32(1.0)
-            den[t, :] = d
-    else:
-        vm = np.empty((T, Q), np.float32)
-        for t in range(T):
-            for q in range(Q):
-                vm[t, q] = 1.0 if ok[t, q] else 0.0
-        for t in range(T):
-            for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
-                gk = g[k + radius]
-                for q in range(Q):
-                    den[t, q] += gk * vm[t + k, q]
     # All channels side by side in one row per frame: longer inner loops vectorise better.
     CQ = C * Q
     src = np.empty((T, CQ), np.float32)
@@ -299,15 +280,59 @@ def _blur_sample(out_CTVM, vout_TVM, sigma, radius):
             for q in range(Q):
                 src[t, c * Q + q] = x[c, t, q]
     num = np.empty(CQ, np.float32)
+    if ok.all():
+        # The common case: every point valid, so the denominator depends on t only. The first
+        # tap initialises the accumulator and the division is one reciprocal per frame.
+        for t in range(T):
+            lo, hi = max(-radius, -t), min(radius, T - 1 - t)
+            g0 = g[lo + radius]
+            r0 = src[t + lo]
+            for j in range(CQ):
+                num[j] = g0 * r0[j]
+            d = g0
+            for k in range(lo + 1, hi + 1):
+                gk = g[k + radius]
+                d += gk
+                rk = src[t + k]
+                for j in range(CQ):
+                    num[j] += gk * rk[j]
+            inv = np.float32(1.0) / d
+            for c in range(C):
+                xr = x[c, t]
+                for q in range(Q):
+                    xr[q] = num[c * Q + q] * inv
+        return
+    # Some points invalid: the denominator (the weight of the in-range valid taps) is per
+    # point, shared by the channels.
+    vm = np.empty((T, Q), np.float32)
     for t in range(T):
-        num[:] = 0.0
+        for q in range(Q):
+            vm[t, q] = 1.0 if ok[t, q] else 0.0
+    den = np.zeros((T, Q), np.float32)
+    for t in range(T):
         for k in range(max(-radius, -t), min(radius, T - 1 - t) + 1):
             gk = g[k + radius]
-            for j in range(CQ):
-                num[j] += gk * src[t + k, j]
-        for c in range(C):
             for q in range(Q):
-                x[c, t, q] = num[c * Q + q] / den[t, q] if ok[t, q] else np.float32(0.0)
+                den[t, q] += gk * vm[t + k, q]
+    inv = np.empty(Q, np.float32)
+    for t in range(T):
+        lo, hi = max(-radius, -t), min(radius, T - 1 - t)
+        g0 = g[lo + radius]
+        r0 = src[t + lo]
+        for j in range(CQ):
+            num[j] = g0 * r0[j]
+        for k in range(lo + 1, hi + 1):
+            gk = g[k + radius]
+            rk = src[t + k]
+            for j in range(CQ):
+                num[j] += gk * rk[j]
+        # A valid point's own tap is valid, so its denominator is > 0; invalid points get 0.
+        for q in range(Q):
+            inv[q] = np.float32(1.0) / den[t, q] if ok[t, q] else np.float32(0.0)
+        for c in range(C):
+            xr = x[c, t]
+            for q in range(Q):
+                xr[q] = num[c * Q + q] * inv[q]
 
 
 @njit(**_JIT)
