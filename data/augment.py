@@ -68,6 +68,7 @@ from sscl.data.augment_kernels import (
     _stream,
     _two_view_parallel,
     _two_view_serial,
+    _view_params_kernel,
 )
 from sscl.data.augment_ops import (  # noqa: F401  (re-exported)
     _buffer,
@@ -255,7 +256,35 @@ _SEEDS_PER_VIEW = 2
 
 
 def _view_from_draws(u: np.ndarray, z: np.ndarray, cfg: AugmentConfig, extreme: bool) -> ViewParams:
-    """Map uniforms u (N, 18) in [0, 1) and raw 64-bit words z (N, 2) to one view's parameters."""
+    """Map uniforms u (N, 18) in [0, 1) and raw 64-bit words z (N, 2) to one view's parameters
+    (compiled: ``_view_params_kernel``; numpy twin: :func:`_view_from_draws_ref`)."""
+    n = u.shape[0]
+    lo, hi = cfg.crop_range
+    rot = np.radians(np.asarray(cfg.extreme_rotate_deg if extreme else cfg.rotate_deg, np.float64))
+    s0, s1 = cfg.blur_sigma
+    out = ViewParams(
+        crop_frac=np.empty(n), crop_pos=np.empty(n), tempo=np.empty(n, np.int64),
+        flip=np.empty(n, np.bool_), swap=np.empty(n, np.bool_), mat=np.empty((n, 3, 3)),
+        noise_std=np.empty(n), noise_seed=np.empty(n, np.uint64), joint_mask_p=np.empty(n),
+        joint_seed=np.empty(n, np.uint64), blur_sigma=np.empty(n), axis=np.empty(n, np.int64),
+    )
+    _view_params_kernel(
+        np.ascontiguousarray(u, np.float64), np.ascontiguousarray(z, np.uint64),
+        float(lo), float(hi), rot, float(cfg.shear),
+        float(cfg.extreme_flip_prob if extreme else cfg.flip_prob), float(cfg.swap_prob),
+        float(cfg.tempo_2x_prob), bool(extreme), float(cfg.noise_prob), float(cfg.noise_std),
+        float(cfg.blur_prob), float(s0), float(s1), float(cfg.axis_mask_prob),
+        float(cfg.joint_mask_p),
+        out.crop_frac, out.crop_pos, out.tempo, out.flip, out.swap, out.mat, out.noise_std,
+        out.noise_seed, out.joint_mask_p, out.joint_seed, out.blur_sigma, out.axis,
+    )
+    return out
+
+
+def _view_from_draws_ref(
+    u: np.ndarray, z: np.ndarray, cfg: AugmentConfig, extreme: bool
+) -> ViewParams:
+    """Numpy twin of :func:`_view_from_draws` (vectorised over the batch)."""
     n = u.shape[0]
     lo, hi = cfg.crop_range
     rot = np.radians(np.asarray(cfg.extreme_rotate_deg if extreme else cfg.rotate_deg))

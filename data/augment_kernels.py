@@ -689,3 +689,58 @@ def _stream(base: np.ndarray, k: np.ndarray) -> np.ndarray:
     """splitmix64 outputs k (broadcast) of the streams seeded with base (uint64 arrays)."""
     with np.errstate(over="ignore"):
         return _mix64_np(base + (k.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
+
+
+# --------------------------------------------------------------------------- view parameters
+
+
+@njit(**_JIT)
+def _view_params_kernel(
+    u, z, lo, hi, rot, shear, flip_p, swap_p, tempo_p, extreme, noise_prob, noise_std,
+    blur_prob, s0, s1, axis_prob, jm_p,
+    crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
+):
+    """One view's parameters from uniforms u (N, 18) and words z (N, 2): the compiled twin of
+    ``augment._view_from_draws_ref`` (same formulas, one pass per sample)."""
+    for n in range(u.shape[0]):
+        un = u[n]
+        crop_frac[n] = lo + (hi - lo) * un[0]
+        crop_pos[n] = un[1]
+        tempo[n] = 2 if un[2] < tempo_p else 1
+        flip[n] = un[3] < flip_p
+        swap[n] = un[4] < swap_p
+        ax = (2.0 * un[5] - 1.0) * rot[0]
+        ay = (2.0 * un[6] - 1.0) * rot[1]
+        az = (2.0 * un[7] - 1.0) * rot[2]
+        cx, sx = math.cos(ax), math.sin(ax)
+        cy, sy = math.cos(ay), math.sin(ay)
+        cz, sz = math.cos(az), math.sin(az)
+        r = np.empty((3, 3))
+        r[0, 0], r[0, 1], r[0, 2] = cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx
+        r[1, 0], r[1, 1], r[1, 2] = sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx
+        r[2, 0], r[2, 1], r[2, 2] = -sy, cy * sx, cy * cx
+        s = np.eye(3)
+        s[0, 1] = (2.0 * un[8] - 1.0) * shear
+        s[1, 0] = (2.0 * un[9] - 1.0) * shear
+        s[2, 0] = (2.0 * un[10] - 1.0) * shear
+        s[0, 2] = (2.0 * un[11] - 1.0) * shear
+        s[1, 2] = (2.0 * un[12] - 1.0) * shear
+        s[2, 1] = (2.0 * un[13] - 1.0) * shear
+        for i in range(3):
+            for j in range(3):
+                mat[n, i, j] = r[i, 0] * s[0, j] + r[i, 1] * s[1, j] + r[i, 2] * s[2, j]
+        nseed[n] = z[n, 0]
+        jseed[n] = z[n, 1]
+        if extreme:
+            nstd[n] = noise_std if un[14] < noise_prob else 0.0
+            bsig[n] = s0 + (s1 - s0) * un[16] if un[15] < blur_prob else 0.0
+            if un[17] < axis_prob:
+                axis[n] = min(int(3.0 * un[17] / axis_prob), 2)
+            else:
+                axis[n] = -1
+            jmp[n] = jm_p
+        else:
+            nstd[n] = 0.0
+            bsig[n] = 0.0
+            axis[n] = -1
+            jmp[n] = 0.0

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import fields
 
 import numba
 import numpy as np
@@ -540,3 +541,22 @@ def test_parallel_kernel_does_not_stall_beside_blas_threads_or_after_fork(tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["ok", "workqueue"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), extreme=st.booleans(),
+       axis_p=st.sampled_from([0.0, 0.5, 1.0]))
+def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
+    cfg = A.AugmentConfig(rotate_deg=(10.0, 20.0, 5.0), flip_prob=0.3, swap_prob=0.4,
+                          tempo_2x_prob=0.5, joint_mask_p=0.1, axis_mask_prob=axis_p)
+    rng = np.random.default_rng(seed)
+    u = rng.random((n, 18))
+    z = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
+    got, want = A._view_from_draws(u, z, cfg, extreme), A._view_from_draws_ref(u, z, cfg, extreme)
+    for f in fields(want):
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        assert a.dtype == b.dtype and a.shape == b.shape, f.name
+        if f.name == "mat":
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f.name)
