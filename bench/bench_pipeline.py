@@ -34,7 +34,9 @@ Run: ``pytest bench/bench_pipeline.py -s``.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -47,7 +49,14 @@ import torch
 from benchutil import SHARED
 
 from sscl.data.augment import AugmentConfig
-from sscl.data.corpus import CorpusHeader, Sequence, cache_dir, open_corpus, write_corpus
+from sscl.data.corpus import (
+    JOINTS_CODEC,
+    CorpusHeader,
+    Sequence,
+    cache_dir,
+    open_corpus,
+    write_corpus,
+)
 from sscl.data.layouts import get_layout
 from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
 
@@ -84,10 +93,25 @@ def _synthetic(dest: Path, frames: int) -> None:
     write_corpus(dest, header, sequences())
 
 
+def _fresh(dest: Path) -> bool:
+    """A cached bench corpus exists and was written with the current joints codec (a corpus
+    written under an older default would silently measure another storage format)."""
+    if not dest.exists():
+        return False
+    meta = json.loads((dest / "joints" / "zarr.json").read_text())
+    inner = [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]]
+    if (JOINTS_CODEC is None) == (inner == ["bytes"]):
+        return True
+    shutil.rmtree(dest)
+    stale_feeder = dest.with_suffix(".feeder.npy")
+    stale_feeder.unlink(missing_ok=True)
+    return False
+
+
 @pytest.fixture(scope="module")
 def synthetic_corpus() -> str:
     dest = BENCH_CACHE / f"pipeline-synthetic-{FRAMES}.zarr"
-    if not dest.exists():
+    if not _fresh(dest):
         BENCH_CACHE.mkdir(parents=True, exist_ok=True)
         _synthetic(dest, FRAMES)
     return str(dest)
@@ -99,7 +123,7 @@ def msrc12_corpus() -> str:
     if not src.is_dir():
         pytest.skip(f"real dataset {src} absent; set SSCL_SHARED_DATA")
     dest = BENCH_CACHE / "msrc12.zarr"
-    if not dest.exists():
+    if not _fresh(dest):
         try:
             from sscl.data.formats import convert
         except ImportError as e:
