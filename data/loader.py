@@ -373,33 +373,6 @@ def _spans(layout: tuple) -> tuple:
     return tuple(out)
 
 
-def pretrain_row_layout(
-    cfg: LoaderConfig, frame_shape: tuple[int, int, int]
-) -> tuple[tuple[tuple[str, str, tuple[int, ...], int], ...], int]:
-    """Per-sample byte layout of a pretraining batch packed one row per sample.
-
-    Args:
-        cfg: a pretraining loader config.
-        frame_shape: (V, C, M) of the corpus.
-
-    Returns:
-        ((key, dtype, per-sample shape, byte offset in the row) per key in ``batch_keys``
-        order, row bytes); every field starts on an 8-byte boundary.
-    """
-    V, C, M = frame_shape
-    L = cfg.augment.out_len
-    fields = {"weight": ("<f4", ()), "index": ("<i8", ()), "position": ("<i8", ())}
-    for view in ("query", "key", "extreme"):
-        fields[view] = ("<f4", (C, L, V, M))
-        fields[f"{view}_valid"] = ("|b1", (L, V, M))
-    layout, offset = [], 0
-    for key in batch_keys(cfg):
-        dtype, shape = fields[key]
-        layout.append((key, dtype, shape, offset))
-        offset += -(-int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize // 8) * 8
-    return tuple(layout), offset
-
-
 def pretrain_batch_layout(cfg: LoaderConfig, frame_shape: tuple[int, int, int]
                           ) -> tuple[tuple[tuple[str, str, tuple[int, ...], int], ...], int]:
     """The packed layout (as :func:`batch_layout`) of every pretraining batch of ``cfg``.
@@ -418,41 +391,23 @@ def pretrain_batch_layout(cfg: LoaderConfig, frame_shape: tuple[int, int, int]
     for name, dtype in (("weight", "<f4"), ("index", "<i8"), ("position", "<i8")):
         layout.append((name, dtype, (B,), off))
         off += -(-B * np.dtype(dtype).itemsize // 8) * 8
-    return tuple(layout), off
+    order = {k: i for i, k in enumerate(batch_keys(cfg))}  # batches list keys in this order
+    return tuple(sorted(layout, key=lambda e: order[e[0]])), off
 
 
 def unpack_numpy(buf: np.ndarray, layout: tuple) -> dict[str, np.ndarray]:
     """Numpy views into the uint8 ``buf`` for a :func:`pretrain_batch_layout` layout, plus
     ``_views`` / ``_valid``: the whole view and mask blocks (the kernel's output buffers)."""
     out = {k: buf[a:b].view(dt).reshape(shape) for k, dt, shape, a, b in _spans(layout)}
-    r = sum(1 for k, *_ in layout if k in ("query", "key", "extreme"))
+    offset = {k: off for k, _, _, off in layout}
+    r = sum(1 for k in offset if k in ("query", "key", "extreme"))
     first, first_valid = out["query"], out["query_valid"]
-    out["_views"] = buf[layout[0][3]:layout[0][3] + r * first.nbytes].view(np.float32).reshape(
-        (r,) + first.shape)
-    a = layout[r][3]
+    a = offset["query"]
+    out["_views"] = buf[a:a + r * first.nbytes].view(np.float32).reshape((r,) + first.shape)
+    a = offset["query_valid"]
     out["_valid"] = buf[a:a + r * first_valid.nbytes].view(np.bool_).reshape(
         (r,) + first_valid.shape)
     return out
-
-
-def pack_rows(batch: dict[str, np.ndarray], row_layout: tuple, row_bytes: int) -> np.ndarray:
-    """(B, row_bytes) uint8: sample b's fields side by side in row b (one array to hand off)."""
-    b = len(batch["weight"])
-    out = np.empty((b, row_bytes), np.uint8)
-    for key, dtype, shape, off in row_layout:
-        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        src = np.ascontiguousarray(batch[key], dtype=dtype).reshape(b, -1).view(np.uint8)
-        out[:, off:off + n] = src
-    return out
-
-
-def unpack_rows(rows: torch.Tensor, row_layout: tuple) -> dict[str, torch.Tensor]:
-    """Views into a (B, row_bytes) uint8 tensor packed by :func:`pack_rows` (no copy; the
-    views are strided by the row, not contiguous)."""
-    arr = rows.numpy()
-    b = arr.shape[0]
-    return {k: torch.from_numpy(arr[:, lo:hi].view(dt).reshape((b, *shape)))
-            for k, dt, shape, lo, hi in _spans(row_layout)}
 
 
 def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:

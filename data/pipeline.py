@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from sscl.data.loader import (
@@ -36,10 +37,9 @@ from sscl.data.loader import (
     LoaderConfig,
     batch_keys,
     limit_threads,
-    pack_rows,
-    pretrain_row_layout,
+    pretrain_batch_layout,
     single_threaded_children,
-    unpack_rows,
+    unpack_batch,
 )
 
 
@@ -64,8 +64,9 @@ class DaliCallback:
         keys: output names, in the order the pipeline declares them.
         first_epoch: the epoch DALI's ``epoch_idx`` 0 stands for.
         first_step: the resume step inside ``first_epoch``.
-        rows: ``(row layout, row bytes)`` to return the batch as ONE (B, row bytes) uint8
-            output (:func:`sscl.data.loader.pack_rows`), or None for one output per key.
+        packed: ``(layout, bytes)`` of :func:`sscl.data.loader.pretrain_batch_layout` to return
+            the whole batch as ONE uint8 sample (computed straight into a buffer), or None for
+            one output per key.
     """
 
     def __init__(
@@ -74,13 +75,13 @@ class DaliCallback:
         keys: tuple[str, ...],
         first_epoch: int,
         first_step: int,
-        rows: tuple | None = None,
+        packed: tuple | None = None,
     ):
         self.source = source
         self.keys = keys
         self.first_epoch = first_epoch
         self.first_step = first_step
-        self.rows = rows
+        self.packed = packed
         self._threads_limited = False  # only ever set inside a DALI worker process
 
     def __call__(self, info) -> tuple:
@@ -91,9 +92,13 @@ class DaliCallback:
         step = info.iteration + (self.first_step if info.epoch_idx == 0 else 0)
         if step >= self.source.num_steps(epoch):
             raise StopIteration
+        if self.packed is not None:
+            # A fresh buffer per batch: DALI may still read the previous one after this call
+            # returns (reusing one buffer measurably corrupted batches).
+            buf = np.empty((1, self.packed[1]), np.uint8)
+            self.source(epoch, step, dest=buf[0])
+            return (buf,)
         batch = self.source(epoch, step)
-        if self.rows is not None:
-            return (pack_rows(batch, *self.rows),)
         return tuple(batch[k] for k in self.keys)
 
 
@@ -103,10 +108,12 @@ class DaliLoader:
     The pipeline (and its spawned workers) lives across epochs while they are consumed in
     order; asking for another epoch or a mid-epoch position rebuilds it from that point.
 
-    Pretraining batches (fixed shapes) travel as one packed (B, row bytes) uint8 output, unpacked
-    into strided views in the training process: DALI's per-output cost in the training process
-    (copy into its buffers, then into torch) was the engine's bottleneck with seven outputs.
-    Finetuning batches (padded to each batch's longest window) travel as one output per key.
+    A pretraining batch (fixed shapes) travels as ONE DALI sample: a uint8 buffer in the
+    :func:`~sscl.data.loader.pretrain_batch_layout` layout that the worker computes straight into,
+    unpacked into views in the training process. DALI's per-output and per-sample work in the
+    training process (bookkeeping, copies into its buffers and into torch) was this engine's
+    bottleneck with seven outputs of 64 samples. Finetuning batches (padded to each batch's
+    longest window) travel as one output per key, B samples each.
 
     Args:
         source: the batch source.
@@ -120,8 +127,10 @@ class DaliLoader:
         self.source = source
         self.cfg = cfg
         self.keys = batch_keys(cfg)
-        self.rows = pretrain_row_layout(cfg, frame_shape) if cfg.task == "pretrain" else None
-        self.outputs = ("packed",) if self.rows is not None else self.keys
+        self.packed = (
+            pretrain_batch_layout(cfg, frame_shape) if cfg.task == "pretrain" else None
+        )
+        self.outputs = ("packed",) if self.packed is not None else self.keys
         self._iter = None
         # (epoch, position) the live pipeline continues at; None when it must be rebuilt (also
         # after an epoch left unfinished: DALI resets only at an epoch's end).
@@ -135,11 +144,11 @@ class DaliLoader:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         first = self.source.plan(epoch).shard(self.source.rank, position).first_step
-        callback = DaliCallback(self.source, self.keys, epoch, first, self.rows)
+        callback = DaliCallback(self.source, self.keys, epoch, first, self.packed)
         cfg = self.cfg
 
         @pipeline_def(
-            batch_size=cfg.batch_size,
+            batch_size=1 if self.packed is not None else cfg.batch_size,
             num_threads=1,
             device_id=None,
             py_num_workers=max(1, cfg.num_workers),
@@ -181,8 +190,8 @@ class DaliLoader:
 
     def _batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         for out in self._iter:
-            if self.rows is not None:
-                yield unpack_rows(out[0]["packed"], self.rows[0])
+            if self.packed is not None:
+                yield unpack_batch(out[0]["packed"][0], self.packed[0])
             else:
                 yield out[0]
         self._next = (epoch + 1, 0)

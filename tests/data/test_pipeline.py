@@ -243,31 +243,6 @@ def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
         np.testing.assert_array_equal(got2[k].numpy(), v)
 
 
-@pytest.mark.parametrize("extreme", [False, True])
-def test_pretrain_rows_pack_and_unpack_every_field(extreme):
-    from sscl.data.loader import pack_rows, pretrain_row_layout, unpack_rows
-
-    cfg = config("pretrain", extreme=extreme)
-    layout, row = pretrain_row_layout(cfg, (17, 2, 1))  # 2-D joints: odd sizes, alignment
-    assert row % 8 == 0 and all(off % 8 == 0 for *_, off in layout)
-    rng = np.random.default_rng(0)
-    b, L = 5, cfg.augment.out_len
-    batch = {}
-    for key, dtype, shape, _ in layout:
-        if dtype == "|b1":
-            batch[key] = rng.random((b, *shape)) > 0.5
-        else:
-            batch[key] = (rng.standard_normal((b, *shape)) * 100).astype(dtype)
-    assert batch["query"].shape == (b, 2, L, 17, 1)
-    rows = pack_rows(batch, layout, row)
-    assert rows.shape == (b, row) and rows.dtype == np.uint8
-    out = unpack_rows(torch.from_numpy(rows), layout)
-    assert list(out) == list(batch_keys(cfg))
-    for key, arr in batch.items():
-        assert out[key].dtype == torch.from_numpy(arr).dtype
-        np.testing.assert_array_equal(out[key].numpy(), arr)
-
-
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
     from sscl.data.corpus import open_corpus
