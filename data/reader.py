@@ -239,6 +239,23 @@ class Corpus:
         """The whole sequence ``i``: joints (T,V,C,M), valid (T,V,M), labels (T,)."""
         return self.read_window(i, 0, int(self.lengths[i]))
 
+    def _first_frames(self, seq_idx: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+                      ) -> np.ndarray:
+        """Corpus frame of each window's first frame, after checking every window fits (the
+        first bad one raises, as :meth:`_span` words it); in the mapped mode the shards the
+        windows touch get their page tables filled."""
+        bad = (seq_idx < 0) | (seq_idx >= self.num_sequences)
+        if bad.any():
+            self._span(int(seq_idx[np.argmax(bad)]), 0, 1)
+        bad = (starts < 0) | (starts + lengths > self.lengths[seq_idx]) | (lengths <= 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            self._span(int(seq_idx[k]), int(starts[k]), int(lengths[k]))
+        firsts = self.offsets[seq_idx] + starts
+        if self._mapped is not None:
+            self._mapped.ensure(firsts, firsts + lengths - 1)
+        return firsts
+
     def read_windows(self, seq_idx, starts, length: int, out=None):
         """A batch of equal-length windows.
 
@@ -260,17 +277,7 @@ class Corpus:
                    np.empty((n, length), np.int16))
         joints, valid, labels = out
         # Check every window at once; the copy loop below then does nothing but copy.
-        bad_seq = (seq_idx < 0) | (seq_idx >= self.num_sequences)
-        if bad_seq.any():
-            self._span(int(seq_idx[np.argmax(bad_seq)]), 0, length)
-        bad = (starts < 0) | (starts + length > self.lengths[seq_idx]) | (length <= 0)
-        if np.any(bad):
-            k = int(np.argmax(bad))
-            self._span(int(seq_idx[k]), int(starts[k]), length)
-        if self._mapped is not None:
-            self._mapped.ensure(self.offsets[seq_idx] + starts,
-                                self.offsets[seq_idx] + starts + length - 1)
-        firsts = (self.offsets[seq_idx] + starts).tolist()
+        firsts = self._first_frames(seq_idx, starts, np.full(n, length, np.int64)).tolist()
         lab = self.labels
         if self._joints is not None:
             J, Vd = self._joints, self._valid
@@ -317,17 +324,8 @@ class Corpus:
         starts = np.asarray(starts, np.int64)
         n = len(seq_idx)
         lengths = np.broadcast_to(np.asarray(lengths, np.int64), (n,))
-        bad = (seq_idx < 0) | (seq_idx >= self.num_sequences)
-        if bad.any():
-            self._span(int(seq_idx[np.argmax(bad)]), 0, 1)
-        bad = (starts < 0) | (starts + lengths > self.lengths[seq_idx]) | (lengths <= 0)
-        if bad.any():
-            k = int(np.argmax(bad))
-            self._span(int(seq_idx[k]), int(starts[k]), int(lengths[k]))
-        firsts = self.offsets[seq_idx] + starts
+        firsts = self._first_frames(seq_idx, starts, lengths)
         V, C, M = self.frame_shape
-        if self._mapped is not None:
-            self._mapped.ensure(firsts, firsts + lengths - 1)
         if self._joints is not None:
             return WindowTable(self._joints, self._valid, firsts[:, None],
                                np.zeros(n, np.int64), 62)
