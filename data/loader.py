@@ -214,6 +214,7 @@ class BatchSource:
         self.groups = groups
         self._corpus = None
         self._plan: tuple[int, Any] | None = None
+        self._packed: tuple | None = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -252,6 +253,12 @@ class BatchSource:
     def num_steps(self, epoch: int) -> int:
         return self.plan(epoch).num_steps
 
+    def packed_layout(self) -> tuple:
+        """(layout, bytes) of every pretraining batch packed (:func:`pretrain_batch_layout`)."""
+        if self._packed is None:
+            self._packed = pretrain_batch_layout(self.cfg, self.corpus.frame_shape)
+        return self._packed
+
     def __call__(self, epoch: int, step: int, dest: np.ndarray | None = None
                  ) -> dict[str, np.ndarray]:
         """The batch of global step ``step`` of ``epoch`` for this rank.
@@ -271,8 +278,7 @@ class BatchSource:
             table = self.corpus.window_table(self.windows.seq[items], starts, lengths)
             views = None
             if dest is not None:
-                layout, _ = pretrain_batch_layout(self.cfg, self.corpus.frame_shape)
-                views = unpack_numpy(dest, layout)
+                views = unpack_numpy(dest, self.packed_layout()[0])
             out = self._pretrain(table, lengths, positions, epoch, views)
             if views is not None:
                 views["weight"][:] = weights
@@ -443,7 +449,7 @@ class _StepDataset(torch.utils.data.Dataset):
         epoch, step, slot = key
         source = self.source
         if self.ring is not None and source.cfg.task == "pretrain":
-            layout, nbytes = pretrain_batch_layout(source.cfg, source.corpus.frame_shape)
+            layout, nbytes = source.packed_layout()
             if nbytes <= self.ring.shape[1]:
                 # Computed straight into the shared slot: nothing to copy.
                 source(epoch, step, dest=self.ring[slot].numpy())
