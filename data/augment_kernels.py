@@ -14,7 +14,10 @@ from statistics import NormalDist
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -121,6 +124,48 @@ def _mirror(q, pad, length):
 # --------------------------------------------------------------------------- per-sample steps
 
 
+@intrinsic
+def _prefetch(typingctx, table, row, col):
+    """Hint the CPU to fetch ``table[row, col]``'s cache line (LLVM ``prefetch``: read, keep in
+    all cache levels). No effect on results, so it has no numpy twin; ``row`` must be in range.
+    """
+    if not (isinstance(table, types.Array) and table.ndim == 2
+            and isinstance(row, types.Integer) and isinstance(col, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]],
+                                       wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(table, row, col), codegen
+
+
+# Output frames the crop prefetches ahead: the rows of a random window are cold (a batch's
+# windows are scattered over the corpus), and the gather of one frame does too little work for
+# out-of-order execution to overlap the next frame's misses. Measured: see _crop_sample.
+_AHEAD = 6
+
+
+@njit(**_JIT)
+def _prefetch_rows(flat, vflat, r0, r1):
+    """Prefetch the cache lines of table rows r0 and r1 (joints and valid flags)."""
+    n = flat.shape[1]
+    for k in range(0, n, 16):  # 16 float32 per 64-byte line
+        _prefetch(flat, r0, k)
+        _prefetch(flat, r1, k)
+    _prefetch(vflat, r0, 0)
+    _prefetch(vflat, r1, 0)
+
+
+
+
 @njit(**_JIT)
 def _row(rowbase, lo, shift, mask, r):
     """Storage row of window frame ``r``: ``rowbase[(lo + r) >> shift] + ((lo + r) & mask)``.
@@ -159,11 +204,17 @@ def _crop_sample(
     """Crop + linear resize + joint permutation + person swap + linear map + noise, fused.
 
     ``frames`` (F, V, C, M) float32 and ``vframes`` (F, V, M) bool are frame tables; window
-    frame r lives at row ``_row(rowbase, lo, shift, mask, r)``. Per output frame: one gather
-    pass interpolates the two source frames into a (C, V*M) scratch (flip and swap folded into
-    the gather), then branch-free loops over the V*M points apply the linear map, zero the
-    invalid points and store whole contiguous rows of ``out``; the compiler vectorises those.
-    Arithmetic is float32 (the numpy twin's float64 agrees to ~1e-6 relative).
+    frame r lives at row ``_row(rowbase, lo, shift, mask, r)``. Per output frame: the two source
+    rows are interpolated whole (contiguous, vectorised), then one pass over the V*M output
+    points gathers each point's channels from that row (flip and swap folded into per-sample
+    offsets), applies the linear map, zeroes invalid points and stores contiguous rows of
+    ``out``. The rows ``_AHEAD`` output frames on are prefetched. Arithmetic is float32 (the
+    numpy twin's float64 agrees to ~1e-6 relative).
+
+    Measured against the previous gather (two rows read point by point), one core, the
+    composed two-view op on 60 different batches of 64 windows in turn (best of 12 rounds):
+    NTU-25x2 synthetic 4.6 -> 3.1 ms a batch, MSRC-12 2.1 -> 1.5 ms; the prefetch alone gave
+    4.6 -> 3.6 and 2.1 -> 1.6.
     """
     C, L, V, M = out_CLVM.shape
     Q = V * M
@@ -186,9 +237,30 @@ def _crop_sample(
     pm = np.arange(M)
     if swap and M == 2:
         pm[0], pm[1] = 1, 0
-    g = np.empty((3, Q), np.float32)
-    ok = np.empty(Q, np.bool_)
-    for ti in range(L):
+    K = Q * C
+    row = np.empty(K, np.float32)
+    base = np.empty(Q, np.int64)  # offset of output point q's channel 0 in a raw row
+    vbase = np.empty(Q, np.int64)  # its index in a raw valid row
+    for v in range(V):
+        for m in range(M):
+            base[v * M + m] = perm[v] * C * M + pm[m]
+            vbase[v * M + m] = perm[v] * M + pm[m]
+    flat = frames.reshape((frames.shape[0], Q * C))
+    vflat = vframes.reshape((vframes.shape[0], Q))
+    for ti in range(-_AHEAD, L):
+        tp = ti + _AHEAD
+        if tp < L:
+            sp = max((tp + 0.5) * scale - 0.5, 0.0)
+            p0 = int(sp)
+            p1 = p0 + 1 if p0 < span - 1 else p0
+            _prefetch_rows(
+                flat,
+                vflat,
+                _row(rowbase, lo, shift, mask, _mirror(start + p0, pad, length)),
+                _row(rowbase, lo, shift, mask, _mirror(start + p1, pad, length)),
+            )
+        if ti < 0:
+            continue
         # PyTorch F.interpolate(mode="linear", align_corners=False) source coordinate.
         src = max((ti + 0.5) * scale - 0.5, 0.0)
         i0 = int(src)
@@ -199,39 +271,37 @@ def _crop_sample(
         w0f = f32(1.0 - w)
         r0 = _row(rowbase, lo, shift, mask, _mirror(start + i0, pad, length))
         r1 = _row(rowbase, lo, shift, mask, _mirror(start + i1, pad, length))
-        x0, x1 = frames[r0], frames[r1]
-        v0, v1 = vframes[r0], vframes[r1]
-        for v in range(V):
-            sv = perm[v]
-            for m in range(M):
-                sm = pm[m]
-                q = v * M + m
-                ok[q] = v0[sv, sm] and (exact or v1[sv, sm])
-                g[0, q] = w0f * x0[sv, 0, sm] + wf * x1[sv, 0, sm]
-                g[1, q] = w0f * x0[sv, 1, sm] + wf * x1[sv, 1, sm]
-                if three:
-                    g[2, q] = w0f * x0[sv, 2, sm] + wf * x1[sv, 2, sm]
+        # Interpolate the two raw rows whole (contiguous: vectorised), then gather each
+        # output point's channels from that row (flip and swap are in ``base``).
+        x0, x1 = flat[r0], flat[r1]
+        for k in range(K):
+            row[k] = w0f * x0[k] + wf * x1[k]
+        v0, v1 = vflat[r0], vflat[r1]
         vrow = vout[ti]
-        for q in range(Q):
-            vrow[q] = ok[q]
         o0, o1 = out[0, ti], out[1, ti]
         if three:
             o2 = out[2, ti]
             for q in range(Q):
-                b0, b1, b2 = g[0, q], g[1, q], g[2, q]
-                keep = ok[q]
+                s = vbase[q]
+                keep = v0[s] and (exact or v1[s])
+                vrow[q] = keep
+                b = base[q]
+                b0, b1, b2 = row[b], row[b + M], row[b + 2 * M]
                 o0[q] = a00 * b0 + a01 * b1 + a02 * b2 if keep else f32(0.0)
                 o1[q] = a10 * b0 + a11 * b1 + a12 * b2 if keep else f32(0.0)
                 o2[q] = a20 * b0 + a21 * b1 + a22 * b2 if keep else f32(0.0)
         else:
             for q in range(Q):
-                b0, b1 = g[0, q], g[1, q]
-                keep = ok[q]
+                s = vbase[q]
+                keep = v0[s] and (exact or v1[s])
+                vrow[q] = keep
+                b = base[q]
+                b0, b1 = row[b], row[b + M]
                 o0[q] = a00 * b0 + a01 * b1 if keep else f32(0.0)
                 o1[q] = a10 * b0 + a11 * b1 if keep else f32(0.0)
         if std > 0.0:
             for q in range(Q):
-                if ok[q]:
+                if vrow[q]:
                     z0, z1, z2 = _normal3(noise_seed, 3 * (ti * Q + q))
                     o0[q] += std * f32(z0)
                     o1[q] += std * f32(z1)
