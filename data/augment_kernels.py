@@ -827,3 +827,35 @@ def _view_params_kernel(
             bsig[n] = 0.0
             axis[n] = -1
             jmp[n] = 0.0
+
+
+@njit(**_JIT)
+def _batch_params_kernel(
+    seed, epoch, idx, slots, extreme, rot, flip_p, lo, hi, shear, swap_p, tempo_p, noise_prob,
+    noise_std, blur_prob, s0, s1, axis_prob, jm_p,
+    crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
+):
+    """Every view's parameters of a batch, stacked (R, N), in one compiled pass: the draws of
+    ``augment.params_for`` (sample key = hash chain of seed, epoch and index; view r reads
+    words ``slots[r] * 20 ..`` of the key's stream) mapped by :func:`_view_params_kernel`.
+    ``augment._stacked(augment.params_for(...))`` is the oracle."""
+    n_views, n = slots.shape[0], idx.shape[0]
+    e = _hash(_hash(seed, 0), epoch)
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        keys[i] = _hash(e, idx[i])
+    u = np.empty((n, 18))
+    z = np.empty((n, 2), np.uint64)
+    for r in range(n_views):
+        base = slots[r] * 20
+        for i in range(n):
+            for j in range(18):
+                u[i, j] = _uniform(keys[i], base + j)
+            z[i, 0] = _hash(keys[i], base + 18)
+            z[i, 1] = _hash(keys[i], base + 19)
+        _view_params_kernel(
+            u, z, lo, hi, rot[r], shear, flip_p[r], swap_p, tempo_p, extreme[r], noise_prob,
+            noise_std, blur_prob, s0, s1, axis_prob, jm_p,
+            crop_frac[r], crop_pos[r], tempo[r], flip[r], swap[r], mat[r], nstd[r], nseed[r],
+            jmp[r], jseed[r], bsig[r], axis[r],
+        )

@@ -321,7 +321,7 @@ class BatchSource:
 
     def _pretrain(self, table, lengths, positions, epoch, views=None) -> dict[str, np.ndarray]:
         cfg = self.cfg
-        params = augment.params_for(
+        params = augment.stacked_params_for(
             cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme,
             strong_key=cfg.strong_key,
         )

@@ -460,6 +460,29 @@ def test_params_for_is_a_function_of_seed_epoch_index():
     np.testing.assert_array_equal(whole[:, 2], alone[:, 0])
 
 
+@PROPS
+@given(
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 2**40),
+    st.lists(st.integers(0, 2**62), min_size=0, max_size=40),
+    st.sampled_from(["two", "extreme", "strong_key"]),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+)
+def test_stacked_params_for_equals_params_for(seed, epoch, idx, views, p, q):
+    cfg = A.AugmentConfig(
+        flip_prob=p, swap_prob=q, tempo_2x_prob=q, noise_prob=p, blur_prob=q, axis_mask_prob=p,
+        rotate_deg=(10.0, 20.0, 30.0), extreme_rotate_deg=(5.0, 45.0, 90.0), joint_mask_p=q,
+    )
+    kw = {"extreme": views == "extreme", "strong_key": views == "strong_key"}
+    idx = np.array(idx, np.int64)
+    want = A.stack_params(A.params_for(seed, epoch, idx, cfg, **kw))
+    got = A.stacked_params_for(seed, epoch, idx, cfg, **kw)
+    for name, a, b in zip(A.StackedParams._fields, got, want, strict=True):
+        assert a.dtype == b.dtype and a.flags.c_contiguous, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def test_param_distributions_follow_the_config():
     cfg = A.AugmentConfig(crop_range=(0.6, 0.9), tempo_2x_prob=0.5)
     p = A.params_for(1, 0, np.arange(4000), cfg, extreme=True)

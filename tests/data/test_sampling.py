@@ -113,6 +113,23 @@ def test_pretrain_windows_stay_inside_their_sequence(lengths, raw, mode, stride,
     assert np.array_equal(np.bincount(ws.seq, minlength=lengths.size), expect)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 5000), min_size=1, max_size=30),
+    st.integers(1, 300),
+    st.integers(-(2**70), 2**70),
+    st.integers(0, 2**40),
+    st.integers(0, 2**62),
+)
+def test_resolve_starts_equals_its_numpy_twin(lengths, raw, seed, epoch, offset):
+    ws = pretrain_windows(np.array(lengths), raw, "dense", stride=max(raw // 2, 1))
+    items = np.arange(len(ws))[::-1].copy()
+    positions = items + offset
+    got = ws.resolve_starts(items, positions, seed, epoch)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, ws.resolve_starts_ref(items, positions, seed, epoch))
+
+
 def test_dense_windows_are_stratified():
     ws = pretrain_windows(np.array([1000]), 100, "dense", stride=250)
     assert len(ws) == 4
