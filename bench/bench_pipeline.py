@@ -234,18 +234,25 @@ def _interleaved(iterators: dict[str, object]) -> dict[str, list[float]]:
         for _ in range(WARMUP):
             next(it)
     rates: dict[str, list[float]] = {name: [] for name in iterators}
+    me = psutil.Process()
     for _ in range(ROUNDS):
         for name, it in iterators.items():
             # Untimed batches first: the workers wake up and the prefetched batches (handed
             # out at once) are drained, so the window measures the sustained rate.
             for _ in range(WARMUP):
                 next(it)
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), sum(me.cpu_times()[:2])
             n, k = 0, 0
             while k < BATCHES or time.perf_counter() - t < WINDOW_S:
                 n, k = n + _count(next(it)), k + 1
             rates[name].append(n / (time.perf_counter() - t))
+            MAIN_CPU.setdefault(name, []).append((sum(me.cpu_times()[:2]) - cpu) / k)
     return rates
+
+
+# Training-process CPU seconds per batch of each loader in the last _interleaved call (all its
+# threads: the loader's hand-off work, which competes with the workers for the machine's cores).
+MAIN_CPU: dict[str, list[float]] = {}
 
 
 def _baseline_iter(corpus_path: str):
@@ -317,6 +324,7 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
         for e in engines:
             its[e], modes[e] = _ours_iter(corpus_path, e, views, locality, map_joints)
         base_pids = {w.pid for w in its["base"]._workers}
+        MAIN_CPU.clear()
         with PeakWorkerRss() as rss:
             rates = _interleaved(its)
         del its
@@ -335,5 +343,7 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
                 f"({', '.join(f'{x:.1f}' for x in per_round)}); {np.median(r):.0f} vs "
                 f"{np.median(base):.0f} samples/s, {WORKERS} workers, corpus {modes[engine]}, "
                 f"peak worker RSS {peak / 2**20:.0f} MiB (private {private / 2**20:.0f} MiB; "
-                "the rest is shared file pages)",
+                "the rest is shared file pages); training-process CPU per batch "
+                f"{np.median(MAIN_CPU[engine]) * 1e3:.2f} ms (baseline "
+                f"{np.median(MAIN_CPU['base']) * 1e3:.2f} ms)",
             )
