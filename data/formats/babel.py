@@ -183,9 +183,15 @@ def frame_labels(
     return labels
 
 
-def _load_entries(babel_dir: Path, splits: list[str]) -> list[tuple[str, str, dict, Path]]:
-    """(split, sid, entry, json path) for every entry, validated, ordered by split then sid."""
+def _load_entries(
+    babel_dir: Path, splits: list[str], skip_bad: bool = False
+) -> tuple[list[tuple[str, str, dict, Path]], list[Skipped]]:
+    """(split, sid, entry, json path) for every entry, validated, ordered by split then sid;
+    with ``skip_bad`` a malformed entry is returned as a :class:`Skipped` record instead of
+    raising (an unreadable split file or a duplicated sid still raises: nothing sensible to
+    convert around)."""
     out: list[tuple[str, str, dict, Path]] = []
+    bad: list[Skipped] = []
     seen: dict[str, Path] = {}
     for split in splits:
         path = babel_dir / f"{split}.json"
@@ -201,14 +207,22 @@ def _load_entries(babel_dir: Path, splits: list[str]) -> list[tuple[str, str, di
             raise FormatError(path, "expected a JSON object keyed by babel_sid")
         for sid in sorted(data, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s)):
             entry = data[sid]
-            _check_entry(entry, sid, path)
             if sid in seen:
                 raise FormatError(
                     path, f"babel_sid {sid} is also in {seen[sid]}; expected each sequence once"
                 )
             seen[sid] = path
+            try:
+                _check_entry(entry, sid, path)
+            except FormatError as exc:
+                if not skip_bad:
+                    raise
+                feat_p = entry.get("feat_p") if isinstance(entry, dict) else None
+                name = feat_p if isinstance(feat_p, str) else f"{path.name}:{sid}"
+                bad.append(Skipped(name, f"malformed entry: {exc}"))
+                continue
             out.append((split, sid, entry, path))
-    return out
+    return out, bad
 
 
 def _check_entry(entry: object, sid: str, path: Path) -> None:
@@ -340,8 +354,10 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         The header and a generator with one Sequence or Skipped per json entry.
 
     Raises:
-        FormatError: missing/invalid json files or options; lazily (without skip_bad) an
-            unreadable npz, a wrong joint count or non-finite values.
+        FormatError: missing/unreadable json files, a duplicated babel_sid or bad options;
+            without skip_bad also a malformed entry (up front) and, lazily, an unreadable npz,
+            a wrong joint count or non-finite values. With skip_bad those become Skipped
+            records (malformed entries first), counted in the conversion report.
     """
     src = Path(src)
     if not src.is_dir():
@@ -358,7 +374,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     if subset is not None and int(subset) not in SUBSETS:
         raise FormatError(babel_dir, f"--subset must be 1, 2 or 3, got {subset!r}")
     splits = [s.strip() for s in str(options.get("splits") or "train,val").split(",") if s.strip()]
-    entries = _load_entries(babel_dir, splits)
+    entries, bad_entries = _load_entries(babel_dir, splits, skip_bad)
     fps_map: dict[str, float] = {}
     if options.get("fps_json"):
         fps_path = Path(options["fps_json"])
@@ -408,6 +424,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     )
 
     def generate() -> Iterator[Sequence | Skipped]:
+        yield from bad_entries
         for split, sid, entry, _ in entries:
             feat_p = entry["feat_p"]
             if entry.get("frame_ann") is None:

@@ -545,6 +545,25 @@ def test_babel_other_layouts_fps_json_and_errors(tmp_path):
         babel.read(tmp_path / "j", babel=str(tmp_path / "b"))
 
 
+def test_babel_skip_bad_skips_a_malformed_entry_and_converts_the_rest(tmp_path):
+    rng = np.random.default_rng(RNG_SEED + 23)
+    W.write_joint_npz(tmp_path / "j" / "A/A/1/a_poses.npz", _f32(rng, 60, 52, 3), 60.0)
+    good = W.babel_entry(1, "A/A/1/a_poses.npz", 1.0, [(0, 1, ["x"])])
+    bad_times = W.babel_entry(2, "A/A/2/b_poses.npz", 1.0, [(0.8, 0.2, ["y"])])  # ends first
+    W.write_babel_json(tmp_path / "b" / "train.json", [good, bad_times])
+    (tmp_path / "b" / "val.json").write_text('{"9": {"feat_p": 3}}')  # feat_p not a string
+    with pytest.raises(FormatError, match="entry 2: frame_ann label 0 ends"):
+        babel.read(tmp_path / "j", babel=str(tmp_path / "b"))
+    header, items = babel.read(tmp_path / "j", babel=str(tmp_path / "b"), skip_bad=True)
+    seqs, skipped = _collect(items)
+    assert [s.seq_id for s in seqs] == ["babel_1"]
+    assert header.class_names == ("x",)  # classes of the converted entries only
+    reasons = {k.source_file: k.reason for k in skipped}
+    assert len(skipped) == 2, skipped
+    assert "ends (0.2) before it starts" in reasons["A/A/2/b_poses.npz"]
+    assert "entry 9" in reasons["val.json:9"]
+
+
 def test_babel_subsample_rule_matches_babel_for_integer_rates():
     for fps in (30, 60, 120, 90, 240):
         np.testing.assert_array_equal(
