@@ -253,24 +253,16 @@ class TwoViewParams:
         )
 
 
-class StackedParams(NamedTuple):
-    """The views' parameters stacked as the composed kernel takes them: every
-    :class:`ViewParams` field as one C-contiguous (R, N) array (``mat`` (R, N, 3, 3)), view r
-    in :attr:`TwoViewParams.views` order. :func:`stacked_params_for` computes it directly;
-    :func:`stack_params` converts a :class:`TwoViewParams`."""
-
-    crop_frac: np.ndarray
-    crop_pos: np.ndarray
-    tempo: np.ndarray
-    flip: np.ndarray
-    swap: np.ndarray
-    mat: np.ndarray
-    noise_std: np.ndarray
-    noise_seed: np.ndarray
-    joint_mask_p: np.ndarray
-    joint_seed: np.ndarray
-    blur_sigma: np.ndarray
-    axis: np.ndarray
+# One C-contiguous (R, N) array per ViewParams field (``mat`` (R, N, 3, 3)), view r in
+# TwoViewParams.views order: what the composed kernel takes. Built from ViewParams' fields so the
+# two cannot drift apart.
+StackedParams = NamedTuple(  # noqa: UP014 (field names come from ViewParams)
+    "StackedParams", [(f.name, np.ndarray) for f in fields(ViewParams)]
+)
+StackedParams.__doc__ = (
+    "The views' parameters stacked as the composed kernel takes them: every ViewParams field "
+    "as one (R, N) array. stacked_params_for computes it; stack_params converts TwoViewParams."
+)
 
 
 _DRAWS_PER_VIEW = 18  # uniforms per view consumed by _view_from_draws

@@ -326,26 +326,15 @@ def _taps(acc, flat, base, step, g, radius, lo, hi):
 
     With ``flat`` a (T, W) array raveled and ``step = W``, ``acc`` of n * W elements receives
     the convolution of n consecutive frames from frame base // W on, in one long contiguous
-    loop per pass (W-element rows, W = V*M = 20 to 50 here, vectorise poorly). Four taps per
-    pass: one load and store of ``acc`` per four multiply-adds.
+    loop per pass (W-element rows, W = V*M = 20 to 50 here, vectorise poorly). After the first
+    tap, four taps per pass: one load and store of ``acc`` per four multiply-adds.
     """
     n = acc.shape[0]
-    k = lo
-    if hi - k >= 3:
-        ga, gb = g[k + radius], g[k + 1 + radius]
-        gc, gd = g[k + 2 + radius], g[k + 3 + radius]
-        o = base + k * step
-        ra, rb = flat[o : o + n], flat[o + step : o + step + n]
-        rc, rd = flat[o + 2 * step : o + 2 * step + n], flat[o + 3 * step : o + 3 * step + n]
-        for j in range(n):
-            acc[j] = (ga * ra[j] + gb * rb[j]) + (gc * rc[j] + gd * rd[j])
-        k += 4
-    else:
-        ga, o = g[k + radius], base + k * step
-        ra = flat[o : o + n]
-        for j in range(n):
-            acc[j] = ga * ra[j]
-        k += 1
+    ga, o = g[lo + radius], base + lo * step
+    ra = flat[o : o + n]
+    for j in range(n):
+        acc[j] = ga * ra[j]
+    k = lo + 1
     while hi - k >= 3:
         ga, gb = g[k + radius], g[k + 1 + radius]
         gc, gd = g[k + 2 + radius], g[k + 3 + radius]
