@@ -164,13 +164,26 @@ class WindowSet:
 
         Returns:
             (N,) int64 start frames.
+
+        Raises:
+            IndexError: a window index outside the set.
+            ValueError: items and positions of different shapes.
         """
         items = np.ascontiguousarray(items, np.int64)
+        positions = np.ascontiguousarray(positions, np.int64)
+        if items.shape != positions.shape or items.ndim != 1:
+            raise ValueError(f"items {items.shape} and positions {positions.shape} must be equal "
+                             "(N,) arrays")
+        if items.size and (items.min() < 0 or items.max() >= len(self)):
+            bad = items[(items < 0) | (items >= len(self))][0]
+            raise IndexError(f"window {bad} out of range: the set has {len(self)} windows")
         out = np.empty(items.shape[0], np.int64)
         _starts_kernel(
             np.uint64(_stream_key(seed, epoch, STREAM_WINDOW)),
-            np.ascontiguousarray(positions, np.int64), items,
-            np.ascontiguousarray(self.start, np.int64), np.ascontiguousarray(self.span, np.int64),
+            positions,
+            items,
+            np.ascontiguousarray(self.start, np.int64),
+            np.ascontiguousarray(self.span, np.int64),
             out,
         )
         return out

@@ -130,6 +130,16 @@ def test_resolve_starts_equals_its_numpy_twin(lengths, raw, seed, epoch, offset)
     np.testing.assert_array_equal(got, ws.resolve_starts_ref(items, positions, seed, epoch))
 
 
+def test_resolve_starts_rejects_bad_items():
+    ws = pretrain_windows(np.array([500, 80]), 50)
+    with pytest.raises(IndexError, match="window 2 out of range: the set has 2 windows"):
+        ws.resolve_starts(np.array([0, 2]), np.array([0, 1]), 0, 0)
+    with pytest.raises(IndexError, match="window -1"):
+        ws.resolve_starts(np.array([-1]), np.array([0]), 0, 0)
+    with pytest.raises(ValueError, match="must be equal"):
+        ws.resolve_starts(np.array([0, 1]), np.array([0]), 0, 0)
+
+
 def test_dense_windows_are_stratified():
     ws = pretrain_windows(np.array([1000]), 100, "dense", stride=250)
     assert len(ws) == 4
