@@ -78,6 +78,10 @@ class LoaderConfig:
             (``sscl.data.open_corpus``): pages come from the page cache, shared by the workers,
             and windows are read in place. False reads through each worker's chunk cache
             (every decoded byte inside the budget).
+        dali_group: pretraining, DALI engine: batches per DALI sample. DALI's own work in the
+            training process (scheduling a worker task, receiving its shared-memory batch, the
+            pipeline run and the PyTorch plugin) is paid once per sample, so grouping divides
+            it (measured: see ``sscl.data.pipeline``). Changes no batch, only the hand-off.
         locality: training order. 0: windows shuffled uniformly. k > 0: block-local shuffle:
             blocks of ``LOCALITY_BLOCK`` corpus frames in random order, k consecutive blocks
             interleaved, so on a corpus larger than ``memory_budget`` each worker decodes a
@@ -105,9 +109,14 @@ class LoaderConfig:
     pin_memory: bool = True
     memory_budget: int | None = None
     map_joints: bool = True
+    dali_group: int = 4
     locality: int = 0
 
     def __post_init__(self) -> None:
+        if self.dali_group < 1:
+            raise ConfigError(
+                f"loader.dali_group must be >= 1 (batches per DALI sample), got {self.dali_group}"
+            )
         if self.extreme and self.strong_key:
             raise ConfigError(
                 "loader.extreme and loader.strong_key are both set; strong_key puts the extreme "

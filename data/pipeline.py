@@ -65,8 +65,11 @@ class DaliCallback:
         first_epoch: the epoch DALI's ``epoch_idx`` 0 stands for.
         first_step: the resume step inside ``first_epoch``.
         packed: ``(layout, bytes)`` of :func:`sscl.data.loader.pretrain_batch_layout` to return
-            the whole batch as ONE uint8 sample (computed straight into a buffer), or None for
-            one output per key.
+            batches packed into ONE uint8 sample (computed straight into a buffer), or None for
+            one output per key (one batch per call).
+        group: with ``packed``, batches per sample: iteration i of an epoch carries steps
+            ``i * group ..`` (fewer in the epoch's last), each at a multiple of
+            :func:`packed_stride`.
     """
 
     def __init__(
@@ -76,12 +79,14 @@ class DaliCallback:
         first_epoch: int,
         first_step: int,
         packed: tuple | None = None,
+        group: int = 1,
     ):
         self.source = source
         self.keys = keys
         self.first_epoch = first_epoch
         self.first_step = first_step
         self.packed = packed
+        self.group = group if packed is not None else 1
         self._threads_limited = False  # only ever set inside a DALI worker process
 
     def __call__(self, info) -> tuple:
@@ -89,17 +94,28 @@ class DaliCallback:
             limit_threads()
             self._threads_limited = True
         epoch = self.first_epoch + info.epoch_idx
-        step = info.iteration + (self.first_step if info.epoch_idx == 0 else 0)
-        if step >= self.source.num_steps(epoch):
+        step = info.iteration * self.group + (self.first_step if info.epoch_idx == 0 else 0)
+        total = self.source.num_steps(epoch)
+        if step >= total:
             raise StopIteration
         if self.packed is not None:
-            # A fresh buffer per batch: DALI may still read the previous one after this call
+            nbytes = self.packed[1]
+            stride = packed_stride(nbytes)
+            k = min(self.group, total - step)
+            # A fresh buffer per call: DALI may still read the previous one after this call
             # returns (reusing one buffer measurably corrupted batches).
-            buf = np.empty((1, self.packed[1]), np.uint8)
-            self.source(epoch, step, dest=buf[0])
+            buf = np.empty((1, k * stride), np.uint8)
+            for j in range(k):
+                self.source(epoch, step + j, dest=buf[0, j * stride : j * stride + nbytes])
             return (buf,)
         batch = self.source(epoch, step)
         return tuple(batch[k] for k in self.keys)
+
+
+def packed_stride(nbytes: int) -> int:
+    """Offset between consecutive packed batches in one DALI sample: ``nbytes`` rounded up to
+    64 bytes (a cache line; every array of a batch keeps its alignment)."""
+    return -(-nbytes // 64) * 64
 
 
 class DaliLoader:
@@ -108,12 +124,15 @@ class DaliLoader:
     The pipeline (and its spawned workers) lives across epochs while they are consumed in
     order; asking for another epoch or a mid-epoch position rebuilds it from that point.
 
-    A pretraining batch (fixed shapes) travels as ONE DALI sample: a uint8 buffer in the
-    :func:`~sscl.data.loader.pretrain_batch_layout` layout that the worker computes straight into,
-    unpacked into views in the training process. DALI's per-output and per-sample work in the
-    training process (bookkeeping, copies into its buffers and into torch) was this engine's
-    bottleneck with seven outputs of 64 samples. Finetuning batches (padded to each batch's
-    longest window) travel as one output per key, B samples each.
+    Pretraining batches (fixed shapes) travel ``cfg.dali_group`` at a time as ONE DALI sample:
+    a uint8 buffer holding each batch in the :func:`~sscl.data.loader.pretrain_batch_layout`
+    layout (at multiples of :func:`packed_stride`), which the worker computes straight into and
+    the training process unpacks into views. DALI's per-output, per-sample and per-iteration
+    work in the training process (bookkeeping, scheduling the worker task, copies into its
+    buffers, the plugin) was this engine's bottleneck: with seven outputs of 64 samples, then
+    with one batch per iteration (0.54-0.83 ms of training-process CPU a batch against 0.23-0.39
+    for the torch engine; grouping 4 batches: see bench/README.md). Finetuning batches (padded
+    to each batch's longest window) travel one batch per iteration, one output per key.
 
     Args:
         source: the batch source.
@@ -131,6 +150,7 @@ class DaliLoader:
             pretrain_batch_layout(cfg, frame_shape) if cfg.task == "pretrain" else None
         )
         self.outputs = ("packed",) if self.packed is not None else self.keys
+        self.group = cfg.dali_group if self.packed is not None else 1
         self._iter = None
         # (epoch, position) the live pipeline continues at; None when it must be rebuilt (also
         # after an epoch left unfinished: DALI resets only at an epoch's end).
@@ -144,7 +164,7 @@ class DaliLoader:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
         first = self.source.plan(epoch).shard(self.source.rank, position).first_step
-        callback = DaliCallback(self.source, self.keys, epoch, first, self.packed)
+        callback = DaliCallback(self.source, self.keys, epoch, first, self.packed, self.group)
         cfg = self.cfg
 
         @pipeline_def(
@@ -164,10 +184,12 @@ class DaliLoader:
                     parallel=True,
                     batch=True,
                     batch_info=True,
-                    # Batches computed ahead by the worker pool. DALI's default (1) keeps one
-                    # batch in flight, so with 2 workers each sat idle half the time (measured:
-                    # 0.46 of a core each); this gives every worker `prefetch` batches.
-                    prefetch_queue_depth=max(1, cfg.num_workers) * cfg.prefetch,
+                    # Samples computed ahead by the worker pool. DALI's default (1) keeps one
+                    # in flight, so with 2 workers each sat idle half the time (measured: 0.46 of
+                    # a core each); this gives every worker `prefetch` batches (at least one
+                    # sample).
+                    prefetch_queue_depth=max(1, cfg.num_workers)
+                    * max(1, -(-cfg.prefetch // self.group)),
                 )
             )
 
@@ -189,9 +211,14 @@ class DaliLoader:
         return self._batches(epoch)
 
     def _batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        if self.packed is not None:
+            layout, nbytes = self.packed
+            stride = packed_stride(nbytes)
         for out in self._iter:
             if self.packed is not None:
-                yield unpack_batch(out[0]["packed"][0], self.packed[0])
+                buf = out[0]["packed"][0]
+                for j in range(buf.shape[0] // stride):
+                    yield unpack_batch(buf[j * stride : j * stride + nbytes], layout)
             else:
                 yield out[0]
         self._next = (epoch + 1, 0)

@@ -119,6 +119,25 @@ def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
     assert_same(collect(dali, 3, position=2 * cfg.batch_size), full[2:])
 
 
+@pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
+@pytest.mark.parametrize("group", [1, 3, 64])
+def test_dali_group_changes_no_batch(corpus, group):
+    """Several batches per DALI sample (the last one of an epoch partial, resumes starting
+    mid-group) hand out exactly the batches of the plain loader, in order."""
+    cfg = config("pretrain", shuffle=True, dali_group=group)
+    dali = make_loader(corpus, cfg, engine="dali")
+    plain = make_loader(corpus, config("pretrain", shuffle=True, num_workers=0), engine="torch")
+    steps = dali.num_steps(0)
+    assert steps % 3 and steps < 64  # groups of 3 end partial; one group of 64 holds the epoch
+    for epoch in (0, 1):
+        assert_same(collect(dali, epoch), collect(plain, epoch))
+    full = collect(plain, 2)
+    for skip in (1, 2):
+        assert_same(collect(dali, 2, position=skip * cfg.batch_size), full[skip:])
+    with pytest.raises(ConfigError, match="dali_group must be >= 1"):
+        config("pretrain", dali_group=0)
+
+
 @pytest.mark.skipif(DALI_INSTALLED, reason="DALI installed: the auto engine is tested above")
 def test_auto_engine_falls_back_to_torch_without_dali(corpus):
     assert make_loader(corpus, config("pretrain", num_workers=0), engine="auto").engine == "torch"
