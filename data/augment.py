@@ -269,28 +269,42 @@ _DRAWS_PER_VIEW = 18  # uniforms per view consumed by _view_from_draws
 _SEEDS_PER_VIEW = 2
 
 
+def _kernel_cfg(cfg: AugmentConfig) -> tuple[float, ...]:
+    """The settings shared by every view, in the view-parameter kernels' argument order."""
+    lo, hi = cfg.crop_range
+    s0, s1 = cfg.blur_sigma
+    return tuple(float(x) for x in (
+        lo, hi, cfg.shear, cfg.swap_prob, cfg.tempo_2x_prob, cfg.noise_prob, cfg.noise_std,
+        cfg.blur_prob, s0, s1, cfg.axis_mask_prob, cfg.joint_mask_p,
+    ))
+
+
+def _view_cfg(cfg: AugmentConfig, extreme: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per view: (R, 3) rotation ranges in radians and (R,) flip probabilities."""
+    rot = np.radians(np.array(
+        [cfg.extreme_rotate_deg if e else cfg.rotate_deg for e in extreme], np.float64
+    ))
+    return rot, np.array([cfg.extreme_flip_prob if e else cfg.flip_prob for e in extreme])
+
+
+def _empty_params(shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Output arrays of the view-parameter kernels, in ``ViewParams`` field order."""
+    f, i, b, u = np.float64, np.int64, np.bool_, np.uint64
+    dtypes = (f, f, i, b, b, f, f, u, f, u, f, i)
+    return tuple(
+        np.empty(shape + ((3, 3) if name == "mat" else ()), dt)
+        for name, dt in zip(StackedParams._fields, dtypes, strict=True)
+    )
+
+
 def _view_from_draws(u: np.ndarray, z: np.ndarray, cfg: AugmentConfig, extreme: bool) -> ViewParams:
     """Map uniforms u (N, 18) in [0, 1) and raw 64-bit words z (N, 2) to one view's parameters
     (compiled: ``_view_params_kernel``; numpy twin: :func:`_view_from_draws_ref`)."""
-    n = u.shape[0]
-    lo, hi = cfg.crop_range
-    rot = np.radians(np.asarray(cfg.extreme_rotate_deg if extreme else cfg.rotate_deg, np.float64))
-    s0, s1 = cfg.blur_sigma
-    out = ViewParams(
-        crop_frac=np.empty(n), crop_pos=np.empty(n), tempo=np.empty(n, np.int64),
-        flip=np.empty(n, np.bool_), swap=np.empty(n, np.bool_), mat=np.empty((n, 3, 3)),
-        noise_std=np.empty(n), noise_seed=np.empty(n, np.uint64), joint_mask_p=np.empty(n),
-        joint_seed=np.empty(n, np.uint64), blur_sigma=np.empty(n), axis=np.empty(n, np.int64),
-    )
+    rot, flip_p = _view_cfg(cfg, (extreme,))
+    out = ViewParams(*_empty_params((u.shape[0],)))
     _view_params_kernel(
-        np.ascontiguousarray(u, np.float64), np.ascontiguousarray(z, np.uint64),
-        float(lo), float(hi), rot, float(cfg.shear),
-        float(cfg.extreme_flip_prob if extreme else cfg.flip_prob), float(cfg.swap_prob),
-        float(cfg.tempo_2x_prob), bool(extreme), float(cfg.noise_prob), float(cfg.noise_std),
-        float(cfg.blur_prob), float(s0), float(s1), float(cfg.axis_mask_prob),
-        float(cfg.joint_mask_p),
-        out.crop_frac, out.crop_pos, out.tempo, out.flip, out.swap, out.mat, out.noise_std,
-        out.noise_seed, out.joint_mask_p, out.joint_seed, out.blur_sigma, out.axis,
+        np.ascontiguousarray(u, np.float64), np.ascontiguousarray(z, np.uint64), bool(extreme),
+        rot[0], float(flip_p[0]), *_kernel_cfg(cfg), *(getattr(out, f.name) for f in fields(out)),
     )
     return out
 
@@ -312,7 +326,8 @@ def _view_from_draws_ref(
         blur_sigma = np.where(u[:, 15] < cfg.blur_prob, s0 + (s1 - s0) * u[:, 16], 0.0)
         # u < p picks the mask; u / p is then uniform in [0, 1) and picks the axis.
         hit = u[:, 17] < cfg.axis_mask_prob
-        scaled = 3.0 * u[:, 17] / cfg.axis_mask_prob if cfg.axis_mask_prob > 0 else np.zeros(n)
+        with np.errstate(over="ignore"):  # u / p overflows only where u >= p (no hit)
+            scaled = np.where(hit, 3.0 * u[:, 17] / max(cfg.axis_mask_prob, 1e-300), 0.0)
         which = np.minimum(scaled.astype(np.int64), 2)
         axis = np.where(hit, which, -1)
         jm = np.full(n, cfg.joint_mask_p)
@@ -385,6 +400,20 @@ def sample_keys(seed: int, epoch: int, global_indices: np.ndarray) -> np.ndarray
     return _stream(np.broadcast_to(e, idx.shape), idx.astype(np.int64))
 
 
+def _slots(extreme: bool, strong_key: bool) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """Stream slot of each view (slot r: words r*20 .. r*20+19 of a sample's stream) and
+    whether it takes the extreme recipe. strong_key keeps the extreme view's slot (2) for the
+    key, so its draws equal the extreme view of ``extreme=True``."""
+    if extreme and strong_key:
+        raise ConfigError("extreme and strong_key exclude each other: strong_key puts the "
+                          "extreme recipe on the key view, extreme adds a third view")
+    if extreme:
+        return (0, 1, 2), (False, False, True)
+    if strong_key:
+        return (0, 2), (False, True)
+    return (0, 1), (False, False)
+
+
 def params_for(
     seed: int,
     epoch: int,
@@ -396,8 +425,9 @@ def params_for(
     """Per-sample parameters determined by (seed, epoch, global index) alone.
 
     Sample i's draws are outputs 0, 1, ... of a splitmix64 stream keyed by
-    ``sample_keys(seed, epoch, i)``: vectorised over the batch (no Generator per sample), and
-    independent of the batch composition, the rank and the number of processes.
+    ``sample_keys(seed, epoch, i)``: no Generator per sample, and independent of the batch
+    composition, the rank and the number of processes. Computed by :func:`stacked_params_for`
+    (each view's arrays are rows of its stacked arrays); numpy twin: :func:`params_for_ref`.
 
     Args:
         seed: run seed.
@@ -407,23 +437,36 @@ def params_for(
         extreme: also make the extreme view.
         strong_key: return (query, extreme) as (query, key): the extreme recipe on the key
             view, equal to ``TwoViewParams(p.query, p.extreme)`` of ``extreme=True`` without
-            building the unused key view.
+            building the unused key view. Excludes ``extreme``.
 
     Returns:
         TwoViewParams with arrays of length N.
+
+    Raises:
+        ConfigError: both ``extreme`` and ``strong_key``.
     """
+    stacked = stacked_params_for(seed, epoch, global_indices, cfg, extreme, strong_key)
+    views = [ViewParams(*(a[r] for a in stacked)) for r in range(stacked.flip.shape[0])]
+    return TwoViewParams(views[0], views[1], views[2] if extreme else None)
+
+
+def params_for_ref(
+    seed: int,
+    epoch: int,
+    global_indices: np.ndarray,
+    cfg: AugmentConfig,
+    extreme: bool = False,
+    strong_key: bool = False,
+) -> TwoViewParams:
+    """Numpy twin of :func:`params_for` (vectorised hashing, :func:`_view_from_draws_ref`)."""
+    slots, ext = _slots(extreme, strong_key)
     keys = sample_keys(seed, epoch, global_indices)[:, None]
-    r = 3 if extreme or strong_key else 2
     per = _DRAWS_PER_VIEW + _SEEDS_PER_VIEW
-    words = _stream(keys, np.arange(r * per, dtype=np.int64)[None, :]).reshape(-1, r, per)
+    words = _stream(keys, np.arange(3 * per, dtype=np.int64)[None, :]).reshape(-1, 3, per)
     u = (words[..., :_DRAWS_PER_VIEW] >> np.uint64(11)).astype(np.float64) * _INV_2_53
     z = words[..., _DRAWS_PER_VIEW:]
-    if strong_key:
-        return TwoViewParams(
-            _view_from_draws(u[:, 0], z[:, 0], cfg, False),
-            _view_from_draws(u[:, 2], z[:, 2], cfg, True),
-        )
-    return _params_from_draws(u, z, cfg, extreme)
+    views = [_view_from_draws_ref(u[:, r], z[:, r], cfg, e) for r, e in zip(slots, ext)]
+    return TwoViewParams(views[0], views[1], views[2] if extreme else None)
 
 
 def rotation_matrices(angles_N3: np.ndarray) -> np.ndarray:
@@ -490,45 +533,20 @@ def stacked_params_for(
     extreme: bool = False,
     strong_key: bool = False,
 ) -> StackedParams:
-    """``stack_params(params_for(...))`` in one compiled pass (the batch loader's path).
+    """:func:`params_for`'s parameters stacked as the composed kernel takes them (the batch
+    loader's path): the hash chain, the uniforms and the view formulas in one compiled pass
+    (``_batch_params_kernel``). Numpy building the views and then stacking them cost ~220 us a
+    batch of 64, a sixth of the composed kernel's time on MSRC-12; this costs ~67 us.
 
-    :func:`params_for` builds each view with a dozen numpy calls on batch-sized arrays, then
-    stacking copies them again: ~220 us a batch of 64, a sixth of the composed kernel's time
-    on MSRC-12. Here the hash chain, the uniforms and the view formulas run in one kernel
-    (``_batch_params_kernel``) writing the stacked arrays: the same values, bit for bit (tested
-    against :func:`params_for`).
-
-    Args and semantics: as :func:`params_for`.
+    Args, semantics and errors: as :func:`params_for`.
     """
+    slots, ext = _slots(extreme, strong_key)
     idx = np.ascontiguousarray(np.asarray(global_indices), np.int64)
-    n = idx.shape[0]
-    if extreme:
-        slots, ext = (0, 1, 2), (False, False, True)
-    elif strong_key:
-        slots, ext = (0, 2), (False, True)
-    else:
-        slots, ext = (0, 1), (False, False)
-    r = len(slots)
-    rot = np.radians(np.array(
-        [cfg.extreme_rotate_deg if e else cfg.rotate_deg for e in ext], np.float64
-    ))
-    flip_p = np.array([cfg.extreme_flip_prob if e else cfg.flip_prob for e in ext], np.float64)
-    out = StackedParams(
-        crop_frac=np.empty((r, n)), crop_pos=np.empty((r, n)), tempo=np.empty((r, n), np.int64),
-        flip=np.empty((r, n), np.bool_), swap=np.empty((r, n), np.bool_),
-        mat=np.empty((r, n, 3, 3)), noise_std=np.empty((r, n)),
-        noise_seed=np.empty((r, n), np.uint64), joint_mask_p=np.empty((r, n)),
-        joint_seed=np.empty((r, n), np.uint64), blur_sigma=np.empty((r, n)),
-        axis=np.empty((r, n), np.int64),
-    )
-    lo, hi = cfg.crop_range
-    s0, s1 = cfg.blur_sigma
+    rot, flip_p = _view_cfg(cfg, ext)
+    out = StackedParams(*_empty_params((len(slots), idx.shape[0])))
     _batch_params_kernel(
         np.uint64(seed % 2**64), np.int64(epoch % 2**63), idx, np.array(slots, np.int64),
-        np.array(ext), rot, flip_p, float(lo), float(hi), float(cfg.shear), float(cfg.swap_prob),
-        float(cfg.tempo_2x_prob), float(cfg.noise_prob), float(cfg.noise_std),
-        float(cfg.blur_prob), float(s0), float(s1), float(cfg.axis_mask_prob),
-        float(cfg.joint_mask_p), *out,
+        np.array(ext), rot, flip_p, *_kernel_cfg(cfg), *out,
     )
     return out
 

@@ -768,12 +768,13 @@ def _stream(base: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 @njit(**_JIT)
 def _view_params_kernel(
-    u, z, lo, hi, rot, shear, flip_p, swap_p, tempo_p, extreme, noise_prob, noise_std,
+    u, z, extreme, rot, flip_p, lo, hi, shear, swap_p, tempo_p, noise_prob, noise_std,
     blur_prob, s0, s1, axis_prob, jm_p,
     crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
 ):
     """One view's parameters from uniforms u (N, 18) and words z (N, 2): the compiled twin of
-    ``augment._view_from_draws_ref`` (same formulas, one pass per sample)."""
+    ``augment._view_from_draws_ref`` (same formulas, one pass per sample). The arguments after
+    ``flip_p`` are ``augment._kernel_cfg``'s, then the outputs in ``ViewParams`` field order."""
     for n in range(u.shape[0]):
         un = u[n]
         crop_frac[n] = lo + (hi - lo) * un[0]
@@ -824,10 +825,10 @@ def _batch_params_kernel(
     noise_std, blur_prob, s0, s1, axis_prob, jm_p,
     crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
 ):
-    """Every view's parameters of a batch, stacked (R, N), in one compiled pass: the draws of
-    ``augment.params_for`` (sample key = hash chain of seed, epoch and index; view r reads
-    words ``slots[r] * 20 ..`` of the key's stream) mapped by :func:`_view_params_kernel`.
-    ``augment._stacked(augment.params_for(...))`` is the oracle."""
+    """Every view's parameters of a batch, stacked (R, N), in one compiled pass: sample key =
+    hash chain of seed, epoch and index; view r reads words ``slots[r] * 20 ..`` of the key's
+    stream, mapped by :func:`_view_params_kernel` (``extreme``, ``rot``, ``flip_p`` per view).
+    ``augment.params_for_ref`` is the numpy oracle."""
     n_views, n = slots.shape[0], idx.shape[0]
     e = _hash(_hash(seed, 0), epoch)
     keys = np.empty(n, np.uint64)
@@ -843,7 +844,7 @@ def _batch_params_kernel(
             z[i, 0] = _hash(keys[i], base + 18)
             z[i, 1] = _hash(keys[i], base + 19)
         _view_params_kernel(
-            u, z, lo, hi, rot[r], shear, flip_p[r], swap_p, tempo_p, extreme[r], noise_prob,
+            u, z, extreme[r], rot[r], flip_p[r], lo, hi, shear, swap_p, tempo_p, noise_prob,
             noise_std, blur_prob, s0, s1, axis_prob, jm_p,
             crop_frac[r], crop_pos[r], tempo[r], flip[r], swap[r], mat[r], nstd[r], nseed[r],
             jmp[r], jseed[r], bsig[r], axis[r],
