@@ -43,3 +43,15 @@ class FormatError(SsclError, ValueError):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class CheckpointError(SsclError, ValueError):
+    """A checkpoint is missing, damaged, or does not fit the model or config it is loaded into."""
+
+
+class RunDirError(SsclError, FileExistsError):
+    """A run directory exists and neither --resume nor --overwrite was given."""
+
+
+class NonFiniteError(SsclError, FloatingPointError):
+    """Too many consecutive training steps had a non-finite loss or gradient."""

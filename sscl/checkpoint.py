@@ -1,0 +1,260 @@
+"""Checkpoints: safetensors and JSON only, written atomically, the last k kept.
+
+A checkpoint is a directory ``<run>/checkpoints/step-<S>/`` holding
+
+- ``model.safetensors``: every tensor of the training module's state dict (query and key
+  encoders, heads, both queues and their pointers, BN statistics);
+- ``optimizer.safetensors`` + the optimizer's non-tensor state in ``state.json``;
+- ``rng-rank<r>.safetensors``: each rank's torch (CPU and CUDA) generator state;
+- ``state.json``: step, epoch, position, scaler, skipped steps, the resolved config, the code
+  version, and the non-tensor parts of the optimizer and of the numpy/python generators.
+
+Nothing is ever unpickled: tensors come back through safetensors, everything else through
+JSON. Writes go into ``step-<S>.tmp-<pid>/`` (each file written, flushed and fsynced), then the
+directory is renamed into place and its parent fsynced: a checkpoint under its final name is
+complete, whatever moment the process died at. ``SSCL_FAULT=<point>`` kills the process with
+SIGKILL at a named point of the write (``after_weights``, ``after_optimizer``,
+``before_rename``) so tests can show that the previous checkpoint survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from sscl.errors import CheckpointError
+
+FORMAT = 1
+FAULT_POINTS = ("after_weights", "after_optimizer", "before_rename")
+
+
+def fault(point: str) -> None:
+    """Die here (SIGKILL) if ``SSCL_FAULT`` names this point: the fault-injection hook."""
+    if os.environ.get("SSCL_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary name, fsync, rename, fsync the folder."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------- optimizer <-> safetensors/JSON
+
+
+def optimizer_to_parts(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors (safetensors) and JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in state["state"].items():
+        for k, v in per_param.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{idx}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_parts(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    for idx, d in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(d)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's generator states: torch (tensors) and numpy/python (JSON)."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    py = random.getstate()
+    return tensors, {
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "python": [py[0], list(py[1]), py[2]],
+    }
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    v, state, g = meta["python"]
+    random.setstate((v, tuple(state), g))
+
+
+# ---------------------------------------------------------------- the checkpoint directory
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint (everything on the CPU).
+
+    Attributes:
+        path: its directory.
+        model: the training module's state dict.
+        optimizer: an ``optimizer.load_state_dict`` argument.
+        state: the JSON state (step, epoch, position, config, ...).
+        rng: (tensors, meta) of this rank, or None when the checkpoint has no file for it.
+    """
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    optimizer: dict | None
+    state: dict
+    rng: tuple[dict[str, torch.Tensor], dict] | None
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"step-{step:08d}"
+
+
+def write_rank_files(tmp: Path, rank: int) -> None:
+    """Each rank's own part (its generator states) into the checkpoint being written."""
+    tensors, meta = rng_state()
+    _write(tmp / f"rng-rank{rank}.safetensors",
+           st_save(tensors, metadata={"meta": json.dumps(meta)}))
+
+
+def begin(root: Path, step: int) -> Path:
+    """The temporary directory of the checkpoint of ``step`` (created; shared by all ranks)."""
+    tmp = Path(root) / f"step-{step:08d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_main(tmp: Path, model_state: dict[str, torch.Tensor], optimizer_state: dict | None,
+               state: dict) -> None:
+    """The main process's part: weights, optimizer, JSON state."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+    _write(tmp / "model.safetensors", st_save(tensors))
+    fault("after_weights")
+    state = dict(state, format=FORMAT, time=time.time())
+    if optimizer_state is not None:
+        opt_tensors, opt_meta = optimizer_to_parts(optimizer_state)
+        _write(tmp / "optimizer.safetensors", st_save(opt_tensors))
+        state["optimizer"] = opt_meta
+    fault("after_optimizer")
+    _write(tmp / "state.json", json.dumps(state, indent=1).encode())
+
+
+def commit(tmp: Path, final: Path, keep_last: int) -> None:
+    """Rename the finished temporary directory into place; drop checkpoints beyond k."""
+    fsync_dir(tmp)
+    fault("before_rename")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    for old in list_checkpoints(final.parent)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first (temporary directories excluded)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        name = p.name
+        if p.is_dir() and name.startswith("step-") and name[5:].isdigit():
+            out.append(p)
+    return sorted(out, key=lambda p: int(p.name[5:]))
+
+
+def stale_temporaries(root: Path) -> list[Path]:
+    root = Path(root)
+    return sorted(p for p in root.glob("step-*.tmp")) if root.is_dir() else []
+
+
+def load(path: Path, rank: int = 0) -> Checkpoint:
+    """Load a checkpoint directory (no unpickling).
+
+    Raises:
+        CheckpointError: a missing or damaged file, named.
+    """
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        model = st_load((path / "model.safetensors").read_bytes())
+        opt = None
+        if "optimizer" in state:
+            opt = optimizer_from_parts(
+                st_load((path / "optimizer.safetensors").read_bytes()), state["optimizer"])
+        rng = None
+        rng_file = path / f"rng-rank{rank}.safetensors"
+        if rng_file.exists():
+            from safetensors import safe_open
+
+            with safe_open(str(rng_file), framework="pt") as f:
+                meta = json.loads(f.metadata()["meta"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            rng = (tensors, meta)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"checkpoint {path} is incomplete: {e.filename} is missing") from None
+    except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is damaged: {type(e).__name__}: {e}") from None
+    if state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format {state.get('format')!r}; this sscl reads {FORMAT}")
+    return Checkpoint(path, model, opt, state, rng)
+
+
+def latest(root: Path, rank: int = 0) -> tuple[Checkpoint | None, list[str]]:
+    """The newest loadable checkpoint under ``root`` and a note per damaged newer one."""
+    notes = []
+    for p in reversed(list_checkpoints(root)):
+        try:
+            return load(p, rank), notes
+        except CheckpointError as e:
+            notes.append(str(e))
+    return None, notes

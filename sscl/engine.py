@@ -1,0 +1,371 @@
+"""The pretraining loop on Accelerate: one visible loop (HOUSE_STYLE.md), features where they
+happen.
+
+Per optimizer step: ``accumulate`` micro-batches (moved to the device at once: the loader's
+tensors are views valid until the next batch), forward under the precision's autocast, backward
+(no gradient sync but on the last micro-batch), a non-finite guard agreed by all ranks, gradient
+clipping, the optimizer step at the schedule's learning rate, then the key encoder's EMA update.
+The learning rate is a pure function of the step (``lr_at``), so nothing about the schedule can
+drift on resume.
+
+Checkpoints (``sscl.checkpoint``) are taken at optimizer-step boundaries when ``run.checkpoint_
+every_s`` seconds passed (rank 0 decides and broadcasts, so every rank joins the write) or every
+``run.checkpoint_every_steps`` steps, and at the end. A resumed run restores weights, key
+encoder, queues, optimizer, scaler, RNG states and the loader's (epoch, position), so on the CPU
+with ``run.deterministic`` it ends bitwise identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from sscl import checkpoint as ckpt
+from sscl import config as config_mod
+from sscl.builders import build_pretrainer, code_version, open_training_corpus
+from sscl.config import Config, OptimConfig
+from sscl.errors import CheckpointError, NonFiniteError
+from sscl.runtime import RunDir
+
+log = logging.getLogger("sscl")
+
+# Config sections that must match a checkpoint's (anything else may change on resume).
+RESUME_FIXED = ("model", "pretrain")
+# Loader fields that change samples or their order (the rest: workers, prefetch, memory only).
+LOADER_FIXED = ("batch_size", "raw_length", "window_mode", "dense_stride", "augment",
+                "extreme", "strong_key", "locality", "shuffle", "normalize")
+
+
+@dataclass
+class TrainState:
+    """Where the run is: the JSON part of every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # global sample index of the next batch in ``epoch``
+    skipped: int = 0  # steps skipped by the non-finite guard
+    last_loss: float = float("nan")
+    knn: dict = field(default_factory=dict)  # step -> kNN top-1
+
+
+def lr_at(optim: OptimConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based)."""
+    epoch_f = step / steps_per_epoch
+    warm = optim.warmup_epochs * steps_per_epoch
+    if warm > 0 and step < warm:
+        return optim.lr * (step + 1) / warm
+    if optim.schedule == "step":
+        return optim.lr * optim.gamma ** sum(epoch_f >= m for m in optim.milestones)
+    if optim.schedule == "cosine":
+        progress = (step - warm) / max(1.0, total_steps - warm)
+        return optim.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return optim.lr
+
+
+def make_optimizer(optim: OptimConfig, params) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if optim.name == "sgd":
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum,
+                               weight_decay=optim.weight_decay, nesterov=optim.nesterov)
+    cls = torch.optim.Adam if optim.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def check_resumable(cfg: Config, saved: dict, world_size: int, path: Path) -> None:
+    """Refuse a checkpoint of another model, method or sample stream, naming the mismatch.
+
+    May change on resume: ``run.*`` but the seed (directories, threads, precision, checkpoint
+    cadence), ``optim.epochs`` / ``optim.max_steps`` (train longer), ``probe.*``, the engine and
+    the loader's workers, prefetch and memory settings, and the number of processes as long as
+    the global batch (processes x batch size) stays the same.
+    """
+    now = config_mod.to_dict(cfg)
+    then = saved["config"]
+    diffs = []
+    for section in RESUME_FIXED:
+        for key in sorted(set(now[section]) | set(then.get(section, {}))):
+            if now[section].get(key) != then.get(section, {}).get(key):
+                diffs.append(f"{section}.{key}: checkpoint {then.get(section, {}).get(key)!r}, "
+                             f"now {now[section].get(key)!r}")
+    for key in LOADER_FIXED:
+        a, b = then["data"]["loader"].get(key), now["data"]["loader"].get(key)
+        if a != b and key != "batch_size":
+            diffs.append(f"data.loader.{key}: checkpoint {a!r}, now {b!r}")
+    for key in ("corpus", "split"):
+        if then["data"].get(key) != now["data"].get(key):
+            diffs.append(f"data.{key}: checkpoint {then['data'].get(key)!r}, "
+                         f"now {now['data'].get(key)!r}")
+    o_then, o_now = then["optim"], now["optim"]
+    for key in sorted(set(o_now) - {"epochs", "max_steps"}):
+        if o_then.get(key) != o_now.get(key):
+            diffs.append(f"optim.{key}: checkpoint {o_then.get(key)!r}, now {o_now.get(key)!r}")
+    if then["run"]["seed"] != now["run"]["seed"]:
+        diffs.append(f"run.seed: checkpoint {then['run']['seed']}, now {now['run']['seed']}")
+    global_then = saved["world_size"] * then["data"]["loader"]["batch_size"]
+    global_now = world_size * now["data"]["loader"]["batch_size"]
+    if global_then != global_now:
+        diffs.append(f"global batch (processes x data.loader.batch_size): checkpoint "
+                     f"{saved['world_size']} x {then['data']['loader']['batch_size']}, now "
+                     f"{world_size} x {now['data']['loader']['batch_size']}")
+    if diffs:
+        raise CheckpointError(f"checkpoint {path} does not fit this run: " + "; ".join(diffs))
+
+
+def _agree(flag: bool, device: torch.device, op=dist.ReduceOp.MAX) -> bool:
+    """All ranks' ``flag`` combined (any rank true with MAX)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=op)
+    return bool(t.item() > 0.5)
+
+
+def _broadcast_flag(flag: bool, device: torch.device) -> bool:
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item() > 0.5)
+
+
+def save_checkpoint(acc, rd: RunDir, cfg: Config, model, optimizer, state: TrainState) -> Path:
+    """Every rank calls this; rank 0 writes the shared parts and renames into place."""
+    tmp = rd.checkpoints / f"step-{state.step:08d}.tmp"
+    if acc.is_main_process:
+        ckpt.begin(rd.checkpoints, state.step)
+    acc.wait_for_everyone()
+    ckpt.write_rank_files(tmp, acc.process_index)
+    acc.wait_for_everyone()
+    final = ckpt.step_dir(rd.checkpoints, state.step)
+    if acc.is_main_process:
+        scaler = getattr(acc, "scaler", None)
+        ckpt.write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
+            "step": state.step, "epoch": state.epoch, "position": state.position,
+            "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "world_size": acc.num_processes, "config": config_mod.to_dict(cfg),
+            "code_version": code_version(),
+        })
+        ckpt.commit(tmp, final, cfg.run.keep_last)
+    acc.wait_for_everyone()
+    return final
+
+
+def restore(acc, model, optimizer, loaded: ckpt.Checkpoint, state: TrainState) -> None:
+    try:
+        acc.unwrap_model(model).load_state_dict(loaded.model, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {loaded.path} holds another model: {e}") from None
+    if loaded.optimizer is not None:
+        optimizer.load_state_dict(loaded.optimizer)
+    s = loaded.state
+    scaler = getattr(acc, "scaler", None)
+    if scaler is not None and s.get("scaler"):
+        scaler.load_state_dict(s["scaler"])
+    state.step, state.epoch, state.position = s["step"], s["epoch"], s["position"]
+    state.skipped, state.last_loss = s["skipped"], s["last_loss"]
+    state.knn = s.get("knn", {})
+    if loaded.rng is not None:
+        ckpt.set_rng_state(*loaded.rng)
+
+
+def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
+    """Pretrain with the contrastive method of ``cfg.pretrain``; returns the final state."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    from sscl.probe import KnnProbe
+
+    device = acc.device
+    world, rank = acc.num_processes, acc.process_index
+    corpus_path, sequences = open_training_corpus(cfg.data.corpus, cfg.data.split)
+    loader_cfg = config_mod.replace(
+        cfg.data.loader, task="pretrain", seed=cfg.run.seed, sequences=sequences,
+        extreme=cfg.data.loader.extreme or cfg.pretrain.needs_extreme_view)
+    from sscl.data.loader import make_loader
+
+    loader = make_loader(corpus_path, loader_cfg, rank=rank, world_size=world,
+                         engine=cfg.data.engine)
+    info = loader.info
+    # Seeded per rank: the module's initialisation is identical on all ranks (seeded before the
+    # rank offset), dropout masks differ by rank.
+    torch.manual_seed(cfg.run.seed)
+    model = build_pretrainer(cfg, info.layout, info.num_persons)
+    torch.manual_seed(cfg.run.seed * 1000 + rank)
+    optimizer = make_optimizer(cfg.optim, model.parameters())
+    steps_per_epoch = max(1, -(-loader.num_steps(0) // cfg.optim.accumulate))
+    total = cfg.optim.epochs * steps_per_epoch
+    if cfg.optim.max_steps is not None:
+        total = min(total, cfg.optim.max_steps)
+
+    state = TrainState()
+    loaded = None
+    if resume is not None:
+        if resume == "auto":
+            loaded, notes = ckpt.latest(rd.checkpoints, rank)
+            for n in notes:
+                log.warning("skipping a damaged checkpoint: %s", n)
+            if loaded is None:
+                log.info("no checkpoint in %s: starting fresh", rd.checkpoints)
+        else:
+            loaded = ckpt.load(Path(resume), rank)
+        if loaded is not None:
+            check_resumable(cfg, loaded.state, world, loaded.path)
+    for stale in ckpt.stale_temporaries(rd.checkpoints):
+        if acc.is_main_process:
+            log.info("removing an unfinished checkpoint of a killed run: %s", stale)
+            import shutil
+
+            shutil.rmtree(stale, ignore_errors=True)
+    # Built before any state is restored: building must not move the restored RNG streams.
+    probe = KnnProbe.from_config(cfg, info) if cfg.probe.corpus and acc.is_main_process else None
+    model, optimizer = acc.prepare(model, optimizer)
+    if loaded is not None:
+        restore(acc, model, optimizer, loaded, state)
+        log.info("resumed from %s at step %d (epoch %d, position %d)", loaded.path, state.step,
+                 state.epoch, state.position)
+    core = acc.unwrap_model(model)
+
+    writer = SummaryWriter(str(rd.events)) if acc.is_main_process else None
+    log.info("pretraining %s + %s on %s: %d sequences, %d windows, %d steps/epoch x %d "
+             "processes, global batch %d, %d steps", cfg.pretrain.method,
+             "snippet" if cfg.pretrain.snippet else "no snippet", cfg.data.corpus,
+             len(sequences) if sequences is not None else -1, len(info.windows), steps_per_epoch,
+             world, world * loader_cfg.batch_size, total)
+
+    def run_probe() -> None:
+        if probe is not None:
+            top1 = probe(core.query_backbone(), device)
+            state.knn[str(state.step)] = top1
+            writer.add_scalar("knn/top1", top1, state.step)
+            log.info("kNN top-1 at step %d: %.4f", state.step, top1)
+        acc.wait_for_everyone()
+
+    if state.step == 0:
+        run_probe()  # the random-init figure
+    bar = tqdm(total=total, initial=state.step, disable=not acc.is_main_process,
+               dynamic_ncols=True, desc="pretrain")
+    last_ckpt = time.monotonic()
+    consecutive_bad = 0
+    t_window, wait_window, samples_window = 0.0, 0.0, 0
+    model.train()
+    while state.step < total:
+        epoch = state.epoch
+        batches = loader.epoch(epoch, state.position)
+        n_batches = loader.num_steps(epoch)
+        done = state.position // (world * loader_cfg.batch_size)
+        while done < n_batches and state.step < total:
+            t0 = time.perf_counter()
+            micro = min(cfg.optim.accumulate, n_batches - done)
+            lr = lr_at(cfg.optim, state.step, steps_per_epoch, total)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            bad, loss_sum, wait, metrics_sum = False, 0.0, 0.0, {}
+            for i in range(micro):
+                tw = time.perf_counter()
+                batch = next(batches)
+                # Views of the loader's ring: copy to the device (or a private CPU copy) now.
+                batch = {k: (v.to(device, non_blocking=True) if device.type != "cpu"
+                             else v.clone()) for k, v in batch.items()}
+                wait += time.perf_counter() - tw
+                sync = i == micro - 1
+                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+                    loss, metrics = model(batch, epoch)
+                if not torch.isfinite(loss):
+                    bad = True
+                else:
+                    acc.backward(loss / micro)
+                loss_sum += float(loss.detach()) / micro
+                for k, v in metrics.items():
+                    metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / micro
+            done += micro
+            grad_norm = None
+            if cfg.optim.clip_norm is not None and not bad:
+                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
+                bad = not torch.isfinite(torch.as_tensor(grad_norm)).item()
+            # Every rank skips together, or the replicas would diverge.
+            if _agree(bad, device):
+                optimizer.zero_grad(set_to_none=True)
+                state.skipped += 1
+                consecutive_bad += 1
+                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)",
+                            state.step, state.skipped)
+                if consecutive_bad > cfg.run.max_nonfinite:
+                    raise NonFiniteError(
+                        f"{consecutive_bad} consecutive steps had a non-finite loss or gradient "
+                        f"(run.max_nonfinite={cfg.run.max_nonfinite}); last finite checkpoint "
+                        f"is in {rd.checkpoints}. Lower optim.lr, set optim.clip_norm, or check "
+                        f"the corpus with `sscl data validate`")
+            else:
+                consecutive_bad = 0
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                core.momentum_update()
+            state.step += 1
+            state.position = done * world * loader_cfg.batch_size
+            state.last_loss = loss_sum
+            dt = time.perf_counter() - t0
+            t_window += dt
+            wait_window += wait
+            samples_window += micro * world * loader_cfg.batch_size
+            if writer is not None and (state.step % cfg.run.log_every == 0 or state.step == 1):
+                sps = samples_window / max(t_window, 1e-9)
+                writer.add_scalar("loss/total", loss_sum, state.step)
+                for k, v in metrics_sum.items():
+                    writer.add_scalar(k, v, state.step)
+                writer.add_scalar("optim/lr", lr, state.step)
+                writer.add_scalar("speed/samples_per_s", sps, state.step)
+                writer.add_scalar("speed/data_wait_share", wait_window / max(t_window, 1e-9),
+                                  state.step)
+                writer.add_scalar("optim/skipped_steps", state.skipped, state.step)
+                if grad_norm is not None:
+                    writer.add_scalar("optim/grad_norm", float(grad_norm), state.step)
+                bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.3g}", sps=f"{sps:.0f}",
+                                wait=f"{wait_window / max(t_window, 1e-9):.0%}")
+                log.debug("step %d loss %.4f %s", state.step, loss_sum, json.dumps(metrics_sum))
+                t_window, wait_window, samples_window = 0.0, 0.0, 0
+            bar.update(1)
+            if done >= n_batches:  # epoch finished: the next step starts the next epoch
+                state.epoch, state.position = epoch + 1, 0
+                if cfg.probe.every_epochs and state.epoch % cfg.probe.every_epochs == 0 \
+                        and state.step < total:
+                    run_probe()
+            due = (time.monotonic() - last_ckpt >= cfg.run.checkpoint_every_s
+                   or (cfg.run.checkpoint_every_steps
+                       and state.step % cfg.run.checkpoint_every_steps == 0))
+            if _broadcast_flag(bool(due), device) and state.step < total:
+                save_checkpoint(acc, rd, cfg, model, optimizer, state)
+                last_ckpt = time.monotonic()
+            _kill_hook(state.step)
+    bar.close()
+    run_probe()
+    final = save_checkpoint(acc, rd, cfg, model, optimizer, state)
+    if acc.is_main_process:
+        from safetensors.torch import save_file
+
+        # The encoder alone, for finetuning: weights only, no optimizer or queues.
+        save_file({k: v.detach().contiguous().cpu()
+                   for k, v in core.query_backbone().state_dict().items()},
+                  str(rd.root / "encoder.safetensors"))
+    if writer is not None:
+        writer.close()
+    state.final_checkpoint = final  # type: ignore[attr-defined]
+    return state
+
+
+def _kill_hook(step: int) -> None:
+    """``SSCL_KILL_AT_STEP=S``: SIGKILL this process right after step S (tests of resume)."""
+    import os
+    import signal
+
+    at = os.environ.get("SSCL_KILL_AT_STEP")
+    if at is not None and int(at) == step:
+        os.kill(os.getpid(), signal.SIGKILL)

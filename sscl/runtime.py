@@ -1,0 +1,169 @@
+"""What a run needs from the machine before the loop: processes, threads, precision, run
+directory and log.
+
+- Accelerate (torch.distributed underneath: NCCL on GPUs, gloo on CPUs) starts the process group.
+  ``accelerate launch --cpu --num_processes 2`` runs ONE process (Accelerate's simple launcher
+  drops the count): :func:`launch_warnings` detects it from the environment that launcher leaves
+  (MASTER_ADDR set, no WORLD_SIZE) and names a command that works.
+- Threads: a bare ``accelerate launch`` exports OMP_NUM_THREADS=1, so torch would use one core;
+  ``run.threads: auto`` gives each process cores / local processes.
+- Precision: bf16 autocast pays on GPUs; on a CPU without native bf16 (AVX2) it is emulated and a
+  step is about 12x slower, so ``auto`` is fp32 there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sscl.config import Config
+from sscl.errors import ConfigError, RunDirError
+
+log = logging.getLogger("sscl")
+
+
+def launch_warnings() -> list[str]:
+    """Problems of the launch itself that would otherwise pass silently."""
+    env = os.environ
+    out = []
+    if (env.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1") and "MASTER_ADDR" in env
+            and "WORLD_SIZE" not in env):
+        out.append(
+            "accelerate launch --cpu with --num_processes > 1 started ONE process (Accelerate's "
+            "simple launcher ignores the count). For N processes on a CPU use: accelerate launch "
+            "--multi_gpu --num_processes N sscl/train.py --set run.cpu=true   (or: torchrun "
+            "--nproc_per_node N sscl/train.py --set run.cpu=true)")
+    return out
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def choose_precision(requested: str, device: torch.device) -> str:
+    """Accelerate's mixed_precision value (``no``, ``bf16``, ``fp16``) for this device."""
+    if requested == "fp32":
+        return "no"
+    if requested in ("bf16", "fp16"):
+        if requested == "fp16" and device.type == "cpu":
+            raise ConfigError("run.precision=fp16 needs a GPU; on a CPU use fp32 or bf16")
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def local_world_size() -> int:
+    """Processes on this machine (torchrun and accelerate's multi-process launchers set it)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def set_threads(setting: str) -> int:
+    """Pin torch's intra-op threads; returns the count."""
+    if setting == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        n = max(1, (cores or 1) // max(1, local_world_size()))
+    else:
+        n = int(setting)
+    torch.set_num_threads(n)
+    return n
+
+
+def make_accelerator(cfg: Config):
+    """The Accelerator for this run (process group with the configured collective timeout)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    cpu = cfg.run.cpu or not torch.cuda.is_available()
+    device = torch.device("cpu") if cpu else torch.device("cuda")
+    precision = choose_precision(cfg.run.precision, device)
+    handlers = [
+        # Queues are identical on every rank (all-gathered keys); broadcasting them and the
+        # key encoder's buffers each step would cost 16 MB+ of traffic per step for nothing.
+        DistributedDataParallelKwargs(broadcast_buffers=False),
+        InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=cfg.run.dist_timeout_s)),
+    ]
+    acc = Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers,
+                      step_scheduler_with_optimizer=False)
+    return acc, precision
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    if not deterministic:
+        return
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run's directory and its parts."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+
+def prepare_run_dir(path: Path, resume: str | None, overwrite: bool, is_main: bool) -> RunDir:
+    """Refuse an existing run directory unless resuming or overwriting.
+
+    Raises:
+        RunDirError: ``path`` holds a run and neither ``--resume`` nor ``--overwrite`` was given.
+    """
+    path = Path(path)
+    has_run = path.exists() and any(path.iterdir())
+    if has_run and resume is None and not overwrite:
+        raise RunDirError(
+            f"run directory {path} already holds a run; continue it with --resume auto, start "
+            f"over with --overwrite (deletes it), or choose another with --run-dir")
+    if is_main:
+        if has_run and overwrite and resume is None:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    return RunDir(path)
+
+
+def setup_logging(run: RunDir, is_main: bool) -> None:
+    """Log lines to ``train.log`` (main process) and stderr (main process only)."""
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    log.propagate = False
+    if not is_main:
+        log.addHandler(logging.NullHandler())
+        return
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    fh = logging.FileHandler(run.log_file)
+    fh.setFormatter(fmt)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(fh)
+    log.addHandler(sh)

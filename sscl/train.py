@@ -1,0 +1,120 @@
+"""Entry point of the main job.
+
+    accelerate launch sscl/train.py [--config NAME|PATH] [--set a.b=v ...] [--resume auto|PATH]
+    python sscl/train.py ...                       (one process, same thing)
+
+With no arguments it runs the embedded demo preset on the demo corpus's training split.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# `python sscl/train.py` puts sscl/ itself first on sys.path, where a module named like a
+# top-level package would shadow it. Drop that entry: everything is imported as `sscl.*`.
+_here = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sscl.config import STAGES, presets
+
+    listing = "\n".join(f"  {name:22s} {desc}" for name, desc in presets().items())
+    p = argparse.ArgumentParser(
+        prog="sscl/train.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pretrain (snippet-contrastive), finetune and evaluate a skeleton action "
+                    "localizer.",
+        epilog=f"presets (--config NAME):\n{listing}\n\n"
+               "examples:\n"
+               "  accelerate launch sscl/train.py                       # the demo\n"
+               "  accelerate launch sscl/train.py --config paper_pretrain --set data.corpus=ntu.zarr\n"
+               "  accelerate launch --multi_gpu --num_processes 2 sscl/train.py --set run.cpu=true\n"
+               "  python sscl/train.py --resume auto                    # continue a killed run",
+    )
+    p.add_argument("--config", default=None, help="preset name or YAML path (default: demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--stage", choices=STAGES, default=None,
+                   help="what to run (default: the config's run.stage)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: ./runs/<run.name>)")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="continue from the newest checkpoint of the run directory (auto) or a "
+                        "checkpoint directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run directory and start over")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sscl.errors import SsclError
+
+    try:
+        return run(args)
+    except SsclError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from sscl import config as config_mod
+
+    overrides = list(args.overrides)
+    if args.stage is not None:
+        overrides.append(f"run.stage={args.stage}")
+    cfg = config_mod.resolve(args.config, overrides)
+    if args.print_config:
+        print(config_mod.dumps(cfg), end="")
+        return 0
+
+    import torch
+
+    from sscl import runtime
+    from sscl.checkpoint import write_bytes_atomic
+
+    warnings = runtime.launch_warnings()
+    acc, precision = runtime.make_accelerator(cfg)
+    threads = runtime.set_threads(cfg.run.threads)
+    runtime.set_determinism(cfg.run.deterministic, acc.device)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.run.name
+    rd = runtime.prepare_run_dir(run_dir, args.resume, args.overwrite, acc.is_main_process)
+    acc.wait_for_everyone()
+    runtime.setup_logging(rd, acc.is_main_process)
+    log = runtime.log
+    for w in warnings:
+        log.warning("warning: %s", w)
+    log.info("sscl %s: stage %s, %d process(es), device %s, precision %s, %d torch thread(s) "
+             "per process (run.threads=%s), run directory %s", _version(), cfg.run.stage,
+             acc.num_processes, acc.device, "fp32" if precision == "no" else precision, threads,
+             cfg.run.threads, rd.root)
+    if acc.is_main_process:
+        write_bytes_atomic(rd.config_file, config_mod.dumps(cfg).encode())
+    torch.manual_seed(cfg.run.seed)
+
+    from sscl import stages
+
+    summary = stages.run_stages(cfg, rd, acc, args.resume)
+    if acc.is_main_process:
+        for line in summary:
+            print(line)
+    acc.wait_for_everyone()
+    acc.end_training()
+    return 0
+
+
+def _version() -> str:
+    from sscl.builders import code_version
+
+    return code_version()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
