@@ -201,6 +201,82 @@ class ProbeConfig:
     k: int = 20
 
 
+PROTOCOLS = ("full", "linear", "scratch")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Finetuning the localizer on frame labels (METHOD.md section 4).
+
+    Attributes:
+        protocol: ``full`` (everything trained), ``linear`` (backbone frozen; fusion and head
+            trained) or ``scratch`` (random initialisation: the control). The kNN probe is
+            ``probe`` (run during pretraining and by ``sscl evaluate --knn``).
+        encoder: pretrained encoder weights (``encoder.safetensors``); ``auto``: the run's own
+            pretraining output; ignored by ``scratch``.
+        corpus: the labelled corpus; ``null``: ``data.corpus`` (a different one is transfer).
+        train_split, test_split: split tags.
+        val_fraction: share of the labelled training sequences held out for validation (choice
+            of the decoder; never the test split).
+        label_fraction: share of the remaining training sequences whose labels are used
+            (semi-supervised; seeded, every class keeps at least one sequence).
+        joint_map: transfer to another layout: for each joint of the pretraining layout, the
+            index of the finetuning corpus's joint that stands for it (-1: none, zeros).
+        head: ``ushape`` or ``simple``.
+        embed_dim: fusion output width.
+        max_length: frames read in one piece; longer sequences are overlapping windows.
+        overlap: frames shared by consecutive windows (evaluation stitches their scores).
+        train_long: training-time policy for long sequences: ``windows``, ``crop``, ``skip``.
+        batch_size, num_workers: finetuning loader.
+        optim: finetuning optimizer (Adam, lr 1e-4 U-shaped, 40 epochs, x0.1 at 30 and 35,
+            10 warm-up epochs in the paper's preset).
+    """
+
+    protocol: str = "full"
+    encoder: str | None = "auto"
+    corpus: str | None = None
+    train_split: str = "xsub:train"
+    test_split: str = "xsub:test"
+    val_fraction: float = 0.1
+    label_fraction: float = 1.0
+    joint_map: tuple[int, ...] | None = None
+    head: str = "ushape"
+    embed_dim: int = 512
+    max_length: int = 1000
+    overlap: int = 250
+    train_long: str = "crop"
+    batch_size: int = 8
+    num_workers: int = 2
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        name="adam", lr=1e-4, weight_decay=1e-4, epochs=40, warmup_epochs=10.0,
+        schedule="step", milestones=(30.0, 35.0), gamma=0.1))
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"finetune.protocol must be one of {PROTOCOLS}, got "
+                              f"{self.protocol!r}")
+        if not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"finetune.label_fraction must be in (0, 1], got "
+                              f"{self.label_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"finetune.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluation (METHOD.md section 5).
+
+    Attributes:
+        decoder: ``auto`` (chosen on the validation split), ``reference`` or ``argmax``.
+        tiou: temporal IoU thresholds of the mAP table.
+        timelines: timeline PNGs written (``-1``: every sequence).
+    """
+
+    decoder: str = "auto"
+    tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    timelines: int = 20
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole run."""
@@ -211,6 +287,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     pretrain: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 # ---------------------------------------------------------------- presets, overrides, coercion
@@ -263,11 +341,26 @@ def build(cls: type, data: dict, where: str = "") -> Any:
                 f"unknown config key {where + key!r}; valid keys of {where or 'the config'}"
                 f"{'' if not where else ''}: {', '.join(names)}"
             )
+        f = next(f for f in fields(cls) if f.name == key)
+        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+            # A partial section overrides the field's own default (finetune.optim is Adam),
+            # not the section class's defaults.
+            default = f.default_factory()
+            if is_dataclass(default):
+                value = _deep_merge(to_dict(default), value)
         kwargs[key] = _coerce(hints[key], value, where + key)
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else v
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

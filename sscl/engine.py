@@ -1,4 +1,4 @@
-"""The pretraining loop on Accelerate: one visible loop (HOUSE_STYLE.md), features where they
+"""The training loop on Accelerate: one visible loop (HOUSE_STYLE.md), features where they
 happen.
 
 Per optimizer step: ``accumulate`` micro-batches (moved to the device at once: the loader's
@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from sscl import checkpoint as ckpt
 from sscl import config as config_mod
-from sscl.builders import build_pretrainer, code_version, open_training_corpus
+from sscl.builders import code_version
 from sscl.config import Config, OptimConfig
 from sscl.errors import CheckpointError, NonFiniteError
 from sscl.runtime import RunDir
@@ -53,7 +53,8 @@ class TrainState:
     position: int = 0  # global sample index of the next batch in ``epoch``
     skipped: int = 0  # steps skipped by the non-finite guard
     last_loss: float = float("nan")
-    knn: dict = field(default_factory=dict)  # step -> kNN top-1
+    knn: dict = field(default_factory=dict)  # "<monitor>@<step>" -> figure
+    final_checkpoint: Path | None = None
 
 
 def lr_at(optim: OptimConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -79,7 +80,8 @@ def make_optimizer(optim: OptimConfig, params) -> torch.optim.Optimizer:
     return cls(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-def check_resumable(cfg: Config, saved: dict, world_size: int, path: Path) -> None:
+def check_resumable(cfg: Config, saved: dict, world_size: int, path: Path,
+                    fixed: tuple[str, ...] = RESUME_FIXED) -> None:
     """Refuse a checkpoint of another model, method or sample stream, naming the mismatch.
 
     May change on resume: ``run.*`` but the seed (directories, threads, precision, checkpoint
@@ -90,11 +92,17 @@ def check_resumable(cfg: Config, saved: dict, world_size: int, path: Path) -> No
     now = config_mod.to_dict(cfg)
     then = saved["config"]
     diffs = []
-    for section in RESUME_FIXED:
-        for key in sorted(set(now[section]) | set(then.get(section, {}))):
-            if now[section].get(key) != then.get(section, {}).get(key):
-                diffs.append(f"{section}.{key}: checkpoint {then.get(section, {}).get(key)!r}, "
-                             f"now {now[section].get(key)!r}")
+    # Keys that may change on resume inside a fixed section.
+    free = {"num_workers", "optim.epochs", "optim.max_steps"}
+    for section in fixed:
+        a_sec, b_sec = _flat(then.get(section, {})), _flat(now[section])
+        for key in sorted((set(a_sec) | set(b_sec)) - free):
+            if a_sec.get(key) != b_sec.get(key):
+                diffs.append(f"{section}.{key}: checkpoint {a_sec.get(key)!r}, "
+                             f"now {b_sec.get(key)!r}")
+    if "pretrain" not in fixed:
+        _raise_if(diffs, path)
+        return
     for key in LOADER_FIXED:
         a, b = then["data"]["loader"].get(key), now["data"]["loader"].get(key)
         if a != b and key != "batch_size":
@@ -115,8 +123,22 @@ def check_resumable(cfg: Config, saved: dict, world_size: int, path: Path) -> No
         diffs.append(f"global batch (processes x data.loader.batch_size): checkpoint "
                      f"{saved['world_size']} x {then['data']['loader']['batch_size']}, now "
                      f"{world_size} x {now['data']['loader']['batch_size']}")
+    _raise_if(diffs, path)
+
+
+def _raise_if(diffs: list[str], path: Path) -> None:
     if diffs:
         raise CheckpointError(f"checkpoint {path} does not fit this run: " + "; ".join(diffs))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
 
 def _agree(flag: bool, device: torch.device, op=dist.ReduceOp.MAX) -> bool:
@@ -177,82 +199,90 @@ def restore(acc, model, optimizer, loaded: ckpt.Checkpoint, state: TrainState) -
         ckpt.set_rng_state(*loaded.rng)
 
 
-def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
-    """Pretrain with the contrastive method of ``cfg.pretrain``; returns the final state."""
+@dataclass
+class Job:
+    """What one training stage hands the loop.
+
+    Attributes:
+        name: ``pretrain`` or ``finetune`` (the progress bar, the log, the stage directory).
+        module: ``forward(batch, epoch) -> (loss, metrics)``; after each optimizer step the loop
+            calls its ``after_optimizer_step()`` (the key encoder's EMA update in pretraining).
+        loader: the rank's loader (``sscl.data.loader.make_loader``).
+        batch_size: per-rank batch size of ``loader``.
+        optim: optimizer and schedule.
+        fixed: config sections a resumed run must share with its checkpoint.
+        monitor: called on the main process at step 0, every ``monitor_every`` epochs and at
+            the end; returns named figures (kNN top-1, validation accuracy) to log and keep.
+        monitor_every: epochs between monitor calls (0: only at the start and the end).
+        export: called on the main process with the unwrapped module after the last step.
+    """
+
+    name: str
+    module: torch.nn.Module
+    loader: object
+    batch_size: int
+    optim: OptimConfig
+    fixed: tuple[str, ...]
+    monitor: object = None
+    monitor_every: int = 0
+    export: object = None
+
+
+def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainState:
+    """The training loop of every stage; returns the final state (``final_checkpoint`` set)."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    from sscl.probe import KnnProbe
-
     device = acc.device
-    world, rank = acc.num_processes, acc.process_index
-    corpus_path, sequences = open_training_corpus(cfg.data.corpus, cfg.data.split)
-    loader_cfg = config_mod.replace(
-        cfg.data.loader, task="pretrain", seed=cfg.run.seed, sequences=sequences,
-        extreme=cfg.data.loader.extreme or cfg.pretrain.needs_extreme_view)
-    from sscl.data.loader import make_loader
-
-    loader = make_loader(corpus_path, loader_cfg, rank=rank, world_size=world,
-                         engine=cfg.data.engine)
-    info = loader.info
-    # Seeded per rank: the module's initialisation is identical on all ranks (seeded before the
-    # rank offset), dropout masks differ by rank.
-    torch.manual_seed(cfg.run.seed)
-    model = build_pretrainer(cfg, info.layout, info.num_persons)
-    torch.manual_seed(cfg.run.seed * 1000 + rank)
-    optimizer = make_optimizer(cfg.optim, model.parameters())
-    steps_per_epoch = max(1, -(-loader.num_steps(0) // cfg.optim.accumulate))
-    total = cfg.optim.epochs * steps_per_epoch
-    if cfg.optim.max_steps is not None:
-        total = min(total, cfg.optim.max_steps)
+    world = acc.num_processes
+    B, loader = job.batch_size, job.loader
+    optimizer = make_optimizer(job.optim, job.module.parameters())
+    steps_per_epoch = max(1, -(-loader.num_steps(0) // job.optim.accumulate))
+    total = job.optim.epochs * steps_per_epoch
+    if job.optim.max_steps is not None:
+        total = min(total, job.optim.max_steps)
 
     state = TrainState()
     loaded = None
     if resume is not None:
         if resume == "auto":
-            loaded, notes = ckpt.latest(rd.checkpoints, rank)
+            loaded, notes = ckpt.latest(rd.checkpoints, acc.process_index)
             for n in notes:
                 log.warning("skipping a damaged checkpoint: %s", n)
             if loaded is None:
                 log.info("no checkpoint in %s: starting fresh", rd.checkpoints)
         else:
-            loaded = ckpt.load(Path(resume), rank)
+            loaded = ckpt.load(Path(resume), acc.process_index)
         if loaded is not None:
-            check_resumable(cfg, loaded.state, world, loaded.path)
-    for stale in ckpt.stale_temporaries(rd.checkpoints):
-        if acc.is_main_process:
-            log.info("removing an unfinished checkpoint of a killed run: %s", stale)
-            import shutil
+            check_resumable(cfg, loaded.state, world, loaded.path, job.fixed)
+    if acc.is_main_process:
+        import shutil
 
+        for stale in ckpt.stale_temporaries(rd.checkpoints):
+            log.info("removing an unfinished checkpoint of a killed run: %s", stale)
             shutil.rmtree(stale, ignore_errors=True)
-    # Built before any state is restored: building must not move the restored RNG streams.
-    probe = KnnProbe.from_config(cfg, info) if cfg.probe.corpus and acc.is_main_process else None
-    model, optimizer = acc.prepare(model, optimizer)
+    model, optimizer = acc.prepare(job.module, optimizer)
     if loaded is not None:
         restore(acc, model, optimizer, loaded, state)
         log.info("resumed from %s at step %d (epoch %d, position %d)", loaded.path, state.step,
                  state.epoch, state.position)
     core = acc.unwrap_model(model)
-
     writer = SummaryWriter(str(rd.events)) if acc.is_main_process else None
-    log.info("pretraining %s + %s on %s: %d sequences, %d windows, %d steps/epoch x %d "
-             "processes, global batch %d, %d steps", cfg.pretrain.method,
-             "snippet" if cfg.pretrain.snippet else "no snippet", cfg.data.corpus,
-             len(sequences) if sequences is not None else -1, len(info.windows), steps_per_epoch,
-             world, world * loader_cfg.batch_size, total)
+    log.info("%s: %d windows, %d steps/epoch x %d process(es), global batch %d, %d steps",
+             job.name, len(loader.info.windows), steps_per_epoch, world, world * B, total)
 
-    def run_probe() -> None:
-        if probe is not None:
-            top1 = probe(core.query_backbone(), device)
-            state.knn[str(state.step)] = top1
-            writer.add_scalar("knn/top1", top1, state.step)
-            log.info("kNN top-1 at step %d: %.4f", state.step, top1)
+    def run_monitor() -> None:
+        if job.monitor is not None and acc.is_main_process:
+            for name, value in job.monitor(core).items():
+                state.knn[f"{name}@{state.step}"] = value
+                writer.add_scalar(name, value, state.step)
+                log.info("%s at step %d: %.4f", name, state.step, value)
         acc.wait_for_everyone()
 
     if state.step == 0:
-        run_probe()  # the random-init figure
+        run_monitor()  # step 0: the figure of the initial weights
     bar = tqdm(total=total, initial=state.step, disable=not acc.is_main_process,
-               dynamic_ncols=True, desc="pretrain")
+               dynamic_ncols=True, desc=job.name)
     last_ckpt = time.monotonic()
     consecutive_bad = 0
     t_window, wait_window, samples_window = 0.0, 0.0, 0
@@ -261,11 +291,11 @@ def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
         epoch = state.epoch
         batches = loader.epoch(epoch, state.position)
         n_batches = loader.num_steps(epoch)
-        done = state.position // (world * loader_cfg.batch_size)
+        done = state.position // (world * B)
         while done < n_batches and state.step < total:
             t0 = time.perf_counter()
-            micro = min(cfg.optim.accumulate, n_batches - done)
-            lr = lr_at(cfg.optim, state.step, steps_per_epoch, total)
+            micro = min(job.optim.accumulate, n_batches - done)
+            lr = lr_at(job.optim, state.step, steps_per_epoch, total)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             bad, loss_sum, wait, metrics_sum = False, 0.0, 0.0, {}
@@ -288,8 +318,8 @@ def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
                     metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / micro
             done += micro
             grad_norm = None
-            if cfg.optim.clip_norm is not None and not bad:
-                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
+            if job.optim.clip_norm is not None and not bad:
+                grad_norm = acc.clip_grad_norm_(model.parameters(), job.optim.clip_norm)
                 bad = not torch.isfinite(torch.as_tensor(grad_norm)).item()
             # Every rank skips together, or the replicas would diverge.
             if _agree(bad, device):
@@ -301,43 +331,43 @@ def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
                 if consecutive_bad > cfg.run.max_nonfinite:
                     raise NonFiniteError(
                         f"{consecutive_bad} consecutive steps had a non-finite loss or gradient "
-                        f"(run.max_nonfinite={cfg.run.max_nonfinite}); last finite checkpoint "
-                        f"is in {rd.checkpoints}. Lower optim.lr, set optim.clip_norm, or check "
-                        f"the corpus with `sscl data validate`")
+                        f"(run.max_nonfinite={cfg.run.max_nonfinite}); the last good checkpoint "
+                        f"is in {rd.checkpoints}. Lower the learning rate, set optim.clip_norm, "
+                        f"or check the corpus with `sscl data validate`")
             else:
                 consecutive_bad = 0
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                core.momentum_update()
+                core.after_optimizer_step()
             state.step += 1
-            state.position = done * world * loader_cfg.batch_size
+            state.position = done * world * B
             state.last_loss = loss_sum
             dt = time.perf_counter() - t0
             t_window += dt
             wait_window += wait
-            samples_window += micro * world * loader_cfg.batch_size
+            samples_window += micro * world * B
             if writer is not None and (state.step % cfg.run.log_every == 0 or state.step == 1):
                 sps = samples_window / max(t_window, 1e-9)
+                share = wait_window / max(t_window, 1e-9)
                 writer.add_scalar("loss/total", loss_sum, state.step)
                 for k, v in metrics_sum.items():
                     writer.add_scalar(k, v, state.step)
                 writer.add_scalar("optim/lr", lr, state.step)
                 writer.add_scalar("speed/samples_per_s", sps, state.step)
-                writer.add_scalar("speed/data_wait_share", wait_window / max(t_window, 1e-9),
-                                  state.step)
+                writer.add_scalar("speed/data_wait_share", share, state.step)
                 writer.add_scalar("optim/skipped_steps", state.skipped, state.step)
                 if grad_norm is not None:
                     writer.add_scalar("optim/grad_norm", float(grad_norm), state.step)
                 bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.3g}", sps=f"{sps:.0f}",
-                                wait=f"{wait_window / max(t_window, 1e-9):.0%}")
+                                wait=f"{share:.0%}")
                 log.debug("step %d loss %.4f %s", state.step, loss_sum, json.dumps(metrics_sum))
                 t_window, wait_window, samples_window = 0.0, 0.0, 0
             bar.update(1)
             if done >= n_batches:  # epoch finished: the next step starts the next epoch
                 state.epoch, state.position = epoch + 1, 0
-                if cfg.probe.every_epochs and state.epoch % cfg.probe.every_epochs == 0 \
+                if job.monitor_every and state.epoch % job.monitor_every == 0 \
                         and state.step < total:
-                    run_probe()
+                    run_monitor()
             due = (time.monotonic() - last_ckpt >= cfg.run.checkpoint_every_s
                    or (cfg.run.checkpoint_every_steps
                        and state.step % cfg.run.checkpoint_every_steps == 0))
@@ -346,18 +376,13 @@ def pretrain(cfg: Config, rd: RunDir, acc, resume: str | None) -> TrainState:
                 last_ckpt = time.monotonic()
             _kill_hook(state.step)
     bar.close()
-    run_probe()
-    final = save_checkpoint(acc, rd, cfg, model, optimizer, state)
-    if acc.is_main_process:
-        from safetensors.torch import save_file
-
-        # The encoder alone, for finetuning: weights only, no optimizer or queues.
-        save_file({k: v.detach().contiguous().cpu()
-                   for k, v in core.query_backbone().state_dict().items()},
-                  str(rd.root / "encoder.safetensors"))
+    run_monitor()
+    state.final_checkpoint = save_checkpoint(acc, rd, cfg, model, optimizer, state)
+    if job.export is not None and acc.is_main_process:
+        job.export(core)
+    acc.wait_for_everyone()
     if writer is not None:
         writer.close()
-    state.final_checkpoint = final  # type: ignore[attr-defined]
     return state
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sscl.config import Config
-from sscl.errors import ConfigError, RunDirError
+from sscl.errors import ConfigError
 
 log = logging.getLogger("sscl")
 
@@ -133,21 +132,10 @@ class RunDir:
         return self.root / "config.yaml"
 
 
-def prepare_run_dir(path: Path, resume: str | None, overwrite: bool, is_main: bool) -> RunDir:
-    """Refuse an existing run directory unless resuming or overwriting.
-
-    Raises:
-        RunDirError: ``path`` holds a run and neither ``--resume`` nor ``--overwrite`` was given.
-    """
+def prepare_run_dir(path: Path, is_main: bool) -> RunDir:
+    """Create the run directory (stage folders are checked by ``sscl.stages.stage_dir``)."""
     path = Path(path)
-    has_run = path.exists() and any(path.iterdir())
-    if has_run and resume is None and not overwrite:
-        raise RunDirError(
-            f"run directory {path} already holds a run; continue it with --resume auto, start "
-            f"over with --overwrite (deletes it), or choose another with --run-dir")
     if is_main:
-        if has_run and overwrite and resume is None:
-            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
     return RunDir(path)
 

@@ -79,13 +79,21 @@ def run(args: argparse.Namespace) -> int:
 
     from sscl import runtime
     from sscl.checkpoint import write_bytes_atomic
+    from sscl.errors import RunDirError
 
     warnings = runtime.launch_warnings()
     acc, precision = runtime.make_accelerator(cfg)
     threads = runtime.set_threads(cfg.run.threads)
     runtime.set_determinism(cfg.run.deterministic, acc.device)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.run.name
-    rd = runtime.prepare_run_dir(run_dir, args.resume, args.overwrite, acc.is_main_process)
+    # Refuse an occupied stage folder before any work (every rank checks the same thing).
+    from sscl.stages import ORDER, stage_dir_problem
+
+    for stage in ORDER[cfg.run.stage]:
+        problem = stage_dir_problem(run_dir / stage, stage, args.resume, args.overwrite)
+        if problem:
+            raise RunDirError(problem)
+    rd = runtime.prepare_run_dir(run_dir, acc.is_main_process)
     acc.wait_for_everyone()
     runtime.setup_logging(rd, acc.is_main_process)
     log = runtime.log
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sscl import stages
 
-    summary = stages.run_stages(cfg, rd, acc, args.resume)
+    summary = stages.run_stages(cfg, rd, acc, args.resume, args.overwrite)
     if acc.is_main_process:
         for line in summary:
             print(line)

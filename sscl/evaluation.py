@@ -1,0 +1,130 @@
+"""The evaluation stage and ``sscl evaluate``: a trained localizer on a corpus split, scored the
+way the field scores it, with the trivial baselines beside it.
+
+Writes ``<run>/eval/<corpus>-<split>/``: ``report.json`` (every metric), ``report.md`` (mAP at
+each tIoU and their average, per-class AP, frame accuracy, edit, F1@k) and
+``timelines/<sequence>.png``. The decoder is chosen on the validation sequences held out by
+finetuning (``evaluate.decoder: auto``), never on the split being reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sscl.builders import corpus_location
+from sscl.errors import ConfigError
+from sscl.inference import check_layout, load_localizer, sequence_probabilities
+
+log = logging.getLogger("sscl")
+
+
+def corpus_label(corpus: str) -> str:
+    """A folder-safe name of a corpus (``demo``, or a path's stem)."""
+    stem = Path(corpus.rstrip("/")).name
+    stem = stem[:-5] if stem.endswith(".zarr") else stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "corpus"
+
+
+def sequence_labels(corpus, sequences) -> list[np.ndarray]:
+    return [np.asarray(corpus.labels[corpus.offsets[s]:corpus.offsets[s] + corpus.lengths[s]],
+                       np.int64) for s in sequences]
+
+
+def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
+             split: str | None = None, decoder: str = "auto",
+             tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5), timelines: int = 20,
+             device: torch.device | str = "cpu") -> dict:
+    """Score a trained localizer on one split; returns the report document.
+
+    Args:
+        localizer: run directory, finetune directory or ``localizer.safetensors``.
+        out_root: the run's ``eval`` directory; the report goes to ``<corpus>-<split>/`` in it.
+        corpus: corpus path or ``demo`` (default: the finetuning corpus).
+        split: split tag (default: the finetuning test split).
+        decoder: ``auto``, ``reference`` or ``argmax``.
+        timelines: timeline PNGs written (-1: all).
+
+    Raises:
+        ConfigError / CheckpointError / CorpusError: named problems of the inputs.
+    """
+    from sscl.data.loader import LoaderConfig
+    from sscl.data.reader import open_corpus
+    from sscl.localize.evaluate import evaluate_sequences, select_decoder, trivial_baselines
+    from sscl.localize.postprocess import ARGMAX, REFERENCE, decode
+    from sscl.localize.report import plot_timeline, write_report
+
+    trained = load_localizer(localizer, device)
+    meta = trained.meta
+    same_corpus = corpus is None or corpus == meta["corpus"]
+    corpus = corpus or meta["corpus"]
+    path = corpus_location(corpus)
+    c = open_corpus(path, memory_budget=0)
+    check_layout(trained, c.layout, path)
+    if list(c.class_names) != meta["class_names"]:
+        raise ConfigError(f"{path}: classes {list(c.class_names)} differ from the localizer's "
+                          f"{meta['class_names']}")
+    if split is None:
+        if not same_corpus:
+            raise ConfigError("--split is needed for a corpus other than the finetuning one")
+        sequences, split = tuple(meta["splits"]["test"]), "test"
+    else:
+        sequences = tuple(int(i) for i in c.split(split))
+    lcfg = LoaderConfig(normalize=meta["normalize"])
+    device = torch.device(device)
+    probs = sequence_probabilities(trained, path, sequences, lcfg, device)
+    labels = sequence_labels(c, sequences)
+    ids = [c.meta[s]["seq_id"] for s in sequences]
+
+    table = None
+    if decoder == "auto":
+        val = tuple(meta["splits"]["val"]) if same_corpus else ()
+        if val:
+            vprobs = sequence_probabilities(trained, path, val, lcfg, device)
+            chosen, table = select_decoder(vprobs, sequence_labels(c, val), split="val",
+                                           tiou_thresholds=tiou)
+        else:
+            log.warning("no validation sequences: using the reference decoder")
+            chosen = REFERENCE
+    elif decoder in ("reference", "argmax"):
+        chosen = REFERENCE if decoder == "reference" else ARGMAX
+    else:
+        raise ConfigError(f"decoder must be auto, reference or argmax, got {decoder!r}")
+
+    metrics = evaluate_sequences(probs, labels, chosen, sequence_ids=ids, tiou_thresholds=tiou)
+    train_labels = sequence_labels(c, meta["splits"]["train"]) if same_corpus else labels
+    baselines = trivial_baselines(train_labels, labels, len(c.class_names), sequence_ids=ids,
+                                  tiou_thresholds=tiou)
+    out_dir = Path(out_root) / f"{corpus_label(corpus)}-{split.replace(':', '_')}"
+    write_report(out_dir, metrics, c.class_names, baselines=baselines,
+                 title=f"{corpus_label(corpus)} {split}", model_name="sscl")
+    if table is not None:
+        (out_dir / "decoder_choice.json").write_text(json.dumps(
+            [{"decoder": d.__dict__ if hasattr(d, "__dict__") else str(d), "val_average_mAP": v}
+             for d, v in table], indent=1, default=str))
+    n_plots = len(sequences) if timelines < 0 else min(timelines, len(sequences))
+    for i in range(n_plots):
+        plot_timeline(out_dir / "timelines" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(ids[i]))}"
+                      ".png", labels[i], decode(probs[i], chosen), probs[i], c.class_names,
+                      fps=c.fps, title=f"{ids[i]}")
+    log.info("evaluation of %s on %s %s: average mAP %.4f; report in %s", trained.path, corpus,
+             split, metrics["average_mAP"], out_dir)
+    return {"metrics": metrics, "baselines": baselines, "out_dir": out_dir, "split": split,
+            "corpus": corpus}
+
+
+def map_table(doc: dict) -> list[str]:
+    """The mAP table the main job prints: the model and the trivial baselines."""
+    m = doc["metrics"]
+    thresholds = list(m["mAP"].keys())
+    head = "| " + " | ".join(["", *[f"mAP@{t:g}" for t in thresholds], "avg"]) + " |"
+    rows = [head, "|" + "---|" * (len(thresholds) + 2)]
+    for name, mm in [("sscl", m), *doc["baselines"].items()]:
+        rows.append("| " + " | ".join([name, *[f"{mm['mAP'][t]:.3f}" for t in thresholds],
+                                       f"{mm['average_mAP']:.3f}"]) + " |")
+    return rows
