@@ -41,9 +41,20 @@ FORMAT = 1
 FAULT_POINTS = ("after_weights", "after_optimizer", "before_rename")
 
 
+_fault_seen: dict[str, int] = {}
+
+
 def fault(point: str) -> None:
-    """Die here (SIGKILL) if ``SSCL_FAULT`` names this point: the fault-injection hook."""
-    if os.environ.get("SSCL_FAULT") == point:
+    """Die here (SIGKILL) if ``SSCL_FAULT`` names this point: the fault-injection hook.
+
+    ``SSCL_FAULT_SKIP=n`` lets the first n passes through the point go by (so a run can keep
+    an earlier checkpoint and die inside a later one).
+    """
+    if os.environ.get("SSCL_FAULT") != point:
+        return
+    seen = _fault_seen.get(point, 0)
+    _fault_seen[point] = seen + 1
+    if seen >= int(os.environ.get("SSCL_FAULT_SKIP", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
