@@ -1,0 +1,230 @@
+"""Pretraining throughput of the whole stack against a reference stack, in the same run.
+
+- whole stack: our loader (torch engine, compiled crop + augmentation, shared-memory ring),
+  ``sscl.models.STGCN`` on the fused graph convolution, the contrastive method;
+- reference stack: the per-sample feeder (``per_sample_baseline``, CTR-GCN valid_crop_resize
+  style) in a plain DataLoader over an ``np.memmap``, the SkeletonCLR-lineage einsum ST-GCN
+  (``reference_stgcn.ReferenceSTGCN.like`` ours: same plan, same parameter count), the same
+  contrastive method.
+
+Both fp32, the demo setting (quarter-width ST-GCN, 100-frame views, N = 19 snippets, queue 4096,
+batch 64, 2 workers), SGD steps timed in alternating rounds after a warm-up; the ratio is the
+median of the per-round samples/s ratios. Reported beside it: each stack's data-wait share, the
+step's GFLOP/s (FLOPs of one step counted on the reference model with ``FlopCounterMode``: the
+same arithmetic) and fp32 matmul GFLOP/s measured in the same run.
+
+``test_snippet_share`` reports the snippet branch's share of a step (model only, synthetic
+views): at the demo setting and at the paper setting (T = 200, N = 19, queues 32768; the paper's
+full-width AGCN at batch 8 to keep it to seconds here).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import per_sample_baseline
+from bench_pipeline import WORKERS, _memmap, _synthetic, _worker_init  # noqa: F401
+from benchutil import SHARED
+from reference_stgcn import ReferenceSTGCN
+from sscl.contrastive import ContrastiveConfig, Pretrainer
+from sscl.data.augment import AugmentConfig
+from sscl.data.corpus import cache_dir
+from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
+from sscl.models import AGCN, STGCN
+
+ROUNDS = int(os.environ.get("SSCL_BENCH_ROUNDS", 3))
+STEPS = int(os.environ.get("SSCL_BENCH_TRAIN_STEPS", 6))
+FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 300_000))
+BATCH, OUT_LEN, RAW = 64, 100, 300
+METHOD = ContrastiveConfig(method="skeletonclr", queue_size=4096, snippet=True, num_snippets=19)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> str:
+    src = SHARED / "msrc12"
+    dest = cache_dir() / "bench" / ("msrc12.zarr" if src.is_dir() else f"train-synth-{FRAMES}.zarr")
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            from sscl.data.formats import convert
+
+            convert("msrc12", src, dest, progress=False)
+        else:
+            _synthetic(dest, FRAMES)
+    return str(dest)
+
+
+class StrongFeeder(torch.utils.data.Dataset):
+    """The per-sample baseline feeder at the demo's view length."""
+
+    def __init__(self, path: str):
+        self.path, self.data = path, None
+
+    def __len__(self) -> int:
+        return 1 << 40
+
+    def __getitem__(self, i: int):
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r")
+        sample = np.asarray(self.data[i % len(self.data)])
+        q, k = per_sample_baseline.two_views(sample, np.random.default_rng(i), out_len=OUT_LEN)
+        return torch.from_numpy(q).float(), torch.from_numpy(k).float()
+
+
+def _reference_batches(corpus_path: str):
+    loader = torch.utils.data.DataLoader(
+        StrongFeeder(str(_memmap(corpus_path).filename)), batch_size=BATCH,
+        sampler=torch.utils.data.RandomSampler(range(1 << 20), replacement=True,
+                                               num_samples=1 << 40),
+        num_workers=WORKERS, worker_init_fn=_worker_init, multiprocessing_context="fork",
+        persistent_workers=True)
+    with single_threaded_children():
+        it = iter(loader)
+    ones = torch.ones(BATCH)
+    for q, k in it:
+        yield {"query": q, "key": k, "weight": ones, "position": torch.arange(BATCH)}
+
+
+def _our_batches(corpus_path: str):
+    cfg = LoaderConfig(task="pretrain", seed=0, batch_size=BATCH, num_workers=WORKERS,
+                       raw_length=RAW, window_mode="dense", strong_key=True,
+                       augment=AugmentConfig(out_len=OUT_LEN), pin_memory=False)
+    loader = make_loader(corpus_path, cfg, engine="torch")
+    e = 0
+    while True:
+        for b in loader.epoch(e):
+            yield {k: v.clone() for k, v in b.items()}
+        e += 1
+
+
+def _stack(backbone_fn, batches):
+    torch.manual_seed(0)
+    model = Pretrainer(METHOD, backbone_fn)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01,
+                          momentum=0.9)
+    state = {"wait": 0.0}
+
+    def step():
+        t = time.perf_counter()
+        batch = next(batches)
+        state["wait"] += time.perf_counter() - t
+        loss, _ = model(batch, 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.momentum_update()
+
+    return model, step, state
+
+
+def _matmul_gflops() -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    return 10 * 2 * 1024**3 / (time.perf_counter() - t) / 1e9
+
+
+def _step_flops(model: torch.nn.Module, batch: dict) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = model(batch, 0)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(fc.get_total_flops())
+
+
+def test_whole_stack_vs_reference_stack(corpus, ratios):
+    from sscl.data.reader import open_corpus
+
+    c = open_corpus(corpus, memory_budget=0)
+    layout, persons = c.layout, c.persons
+
+    def ours_backbone():
+        return STGCN(layout, num_persons=persons, width=0.25)
+
+    def ref_backbone():
+        return ReferenceSTGCN.like(STGCN(layout, num_persons=persons, width=0.25))
+
+    ours = _stack(ours_backbone, _our_batches(corpus))
+    ref = _stack(ref_backbone, _reference_batches(corpus))
+    for _, step, _ in (ours, ref):  # warm-up: workers, compilation, allocator
+        step()
+        step()
+    per_round = {"ours": [], "ref": []}
+    wait_share = {"ours": [], "ref": []}
+    for _ in range(ROUNDS):
+        for name, (_, step, st) in (("ours", ours), ("ref", ref)):
+            st["wait"] = 0.0
+            t = time.perf_counter()
+            for _ in range(STEPS):
+                step()
+            dt = time.perf_counter() - t
+            per_round[name].append(STEPS * BATCH / dt)
+            wait_share[name].append(st["wait"] / dt)
+    ratio = statistics.median(o / r for o, r in zip(per_round["ours"], per_round["ref"]))
+    sample = next(_reference_batches(corpus))
+    flops = _step_flops(ref[0], sample)
+    mm = _matmul_gflops()
+    sps_o, sps_r = statistics.median(per_round["ours"]), statistics.median(per_round["ref"])
+    detail = (f"ours {sps_o:.1f} samples/s (data wait {statistics.median(wait_share['ours']):.0%}"
+              f", {flops * sps_o / BATCH / 1e9:.1f} GFLOP/s), reference {sps_r:.1f} samples/s "
+              f"(data wait {statistics.median(wait_share['ref']):.0%}, "
+              f"{flops * sps_r / BATCH / 1e9:.1f} GFLOP/s); step {flops / 1e9:.1f} GFLOP; fp32 "
+              f"matmul {mm:.0f} GFLOP/s; {torch.get_num_threads()} threads")
+    print(f"\nbench_train: {detail}")
+    ratios.add("pretraining step, whole stack vs reference stack", ratio, None, detail)
+
+
+@pytest.mark.parametrize("setting", ["demo", "paper"])
+def test_snippet_share(setting, ratios):
+    from sscl.data.layouts import get_layout
+
+    layout = get_layout("ntu25")
+    if setting == "demo":
+        T, B, queue = 100, 64, 4096
+
+        def backbone():
+            return STGCN(layout, num_persons=2, width=0.25)
+    else:
+        T, B, queue = 200, 8, 32768
+
+        def backbone():
+            return AGCN(layout, num_persons=2, width=1.0)
+    g = torch.Generator().manual_seed(0)
+    batch = {"query": torch.randn(B, 3, T, 25, 2, generator=g),
+             "key": torch.randn(B, 3, T, 25, 2, generator=g), "weight": torch.ones(B),
+             "position": torch.arange(B)}
+    times = {}
+    for snippet in (False, True):
+        torch.manual_seed(0)
+        cfg = ContrastiveConfig(method="skeletonclr", queue_size=queue, snippet=snippet,
+                                num_snippets=19)
+        model = Pretrainer(cfg, backbone)
+
+        def step(model=model):
+            loss, _ = model(batch, 0)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+        step()
+        rounds = []
+        for _ in range(max(2, ROUNDS)):
+            t = time.perf_counter()
+            step()
+            rounds.append(time.perf_counter() - t)
+        times[snippet] = statistics.median(rounds)
+    share = (times[True] - times[False]) / times[True]
+    detail = (f"T={T}, N=19, queues {queue}, batch {B}: step {times[False] * 1e3:.0f} ms "
+              f"without, {times[True] * 1e3:.0f} ms with the snippet branch")
+    print(f"\nsnippet share ({setting}): {share:.1%} ({detail})")
+    ratios.add(f"snippet branch share of a step ({setting})", share, 0.10 if setting == "paper"
+               else None, detail, higher_is_better=False)
