@@ -43,3 +43,7 @@ class FormatError(SsclError, ValueError):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class EvaluationError(SsclError, ValueError):
+    """Predictions or ground truth handed to a metric are malformed or leave it undefined."""
