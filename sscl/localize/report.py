@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -266,14 +267,32 @@ def plot_timeline(
     lanes = _lanes(segs, max_lanes)
     drawn = sum(len(lane) for lane in lanes)
     lane_rows = max(len(lanes), 1)
-    fig = Figure(figsize=(12, 2.6 + 0.3 * lane_rows), dpi=100)
+    value_R, a_R, b_R = runs(gt_labels)
+    shown = {int(v) for v in value_R if 0 <= v < K} | {int(s[0]) for s in segs}
+    peak = probs[:, :K].max(axis=0) if T else np.zeros(K)
+    curves = sorted(sorted(range(K), key=lambda c: (c not in shown, -peak[c]))[:max_curves])
+    handles = [
+        Patch(facecolor=colours[c], label=_name(class_names, c))
+        for c in sorted(shown | set(curves))
+    ]
+    handles += [
+        Patch(facecolor=BACKGROUND_COLOUR, label="background (score dashed)"),
+        Patch(facecolor=UNLABELLED_COLOUR, edgecolor="#999999", hatch="///", label="unlabelled"),
+    ]
+    # Up to 12 entries fit beside the plots; more go below them in rows of 8.
+    below = len(handles) > 12
+    legend_h = 0.22 * math.ceil(len(handles) / 8) + 0.1 if below else 0.0
+    plots_h = 2.4 + 0.3 * lane_rows
+    top_h, bottom_h = (0.45 if title else 0.15), 0.5 + legend_h
+    height = plots_h + top_h + bottom_h
+
+    fig = Figure(figsize=(12, height), dpi=100)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3, 1, height_ratios=[0.6, 0.35 * lane_rows + 0.25, 2.0], hspace=0.15)
     ax_gt = fig.add_subplot(grid[0])
     ax_pred = fig.add_subplot(grid[1], sharex=ax_gt)
     ax_sc = fig.add_subplot(grid[2], sharex=ax_gt)
 
-    value_R, a_R, b_R = runs(gt_labels)
     for v in np.unique(value_R):
         sel = value_R == v
         bars = [(a * scale, (b - a) * scale) for a, b in zip(a_R[sel], b_R[sel])]
@@ -296,11 +315,8 @@ def plot_timeline(
     label = "predicted" if drawn == len(segs) else f"predicted\n({len(segs) - drawn} not drawn)"
     ax_pred.set_yticks([lane_rows / 2], [label])
 
-    shown = {int(v) for v in value_R if 0 <= v < K} | {int(s[0]) for s in segs}
-    peak = probs[:, :K].max(axis=0) if T else np.zeros(K)
-    order = sorted(range(K), key=lambda c: (c not in shown, -peak[c]))[:max_curves]
     t = np.arange(T) * scale
-    for c in sorted(order):
+    for c in curves:
         ax_sc.plot(t, probs[:, c], color=colours[c], lw=1.2)
     ax_sc.plot(t, probs[:, K], color="#555555", lw=1.0, ls="--")
     ax_sc.set_ylim(0, 1.02)
@@ -310,15 +326,14 @@ def plot_timeline(
     for ax in (ax_gt, ax_pred):
         ax.tick_params(axis="x", labelbottom=False)
 
-    legend_classes = sorted(shown | set(order))
-    handles = [Patch(facecolor=colours[c], label=_name(class_names, c)) for c in legend_classes]
-    handles += [
-        Patch(facecolor=BACKGROUND_COLOUR, label="background (dashed: its score)"),
-        Patch(facecolor=UNLABELLED_COLOUR, edgecolor="#999999", hatch="///", label="unlabelled"),
-    ]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.82, 0.5), fontsize=8,
-               frameon=False)
-    fig.subplots_adjust(left=0.1, right=0.8, top=0.9 if title else 0.97, bottom=0.12)
+    if below:
+        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=8,
+                   fontsize=8, frameon=False)
+    else:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.82, 0.5), fontsize=8,
+                   frameon=False)
+    fig.subplots_adjust(left=0.1, right=0.97 if below else 0.8, top=1 - top_h / height,
+                        bottom=bottom_h / height)
     if title:
         fig.suptitle(title, fontsize=10)
     buf = io.BytesIO()
