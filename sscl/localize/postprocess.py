@@ -104,8 +104,9 @@ def decode_reference(
         config: the decoder's constants (``config.name`` is not consulted).
 
     Returns:
-        Segments of all action classes, per class by descending score (ties: threshold order,
-        then time), classes in ascending order.
+        Segments of all action classes, classes in ascending order, per class by descending
+        score (equal scores: threshold order, then time). Scores are prefix-sum means, so two
+        mathematically equal scores can differ in their last bits and rank either way.
     """
     probs_TK = _check_probs(probs_TK)
     T, K = probs_TK.shape[0], probs_TK.shape[1] - 1

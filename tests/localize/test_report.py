@@ -79,13 +79,16 @@ def test_plot_timeline_writes_a_png(tmp_path, evaluated, fps):
     assert img[..., :3].std() > 0.05  # not blank
 
 
-def test_plot_timeline_many_classes_and_no_prediction(tmp_path):
+def test_plot_timeline_many_classes_long_and_no_prediction(tmp_path):
     from matplotlib.image import imread
 
     rng = np.random.default_rng(1)
     k = 30
-    probs = rng.dirichlet(np.ones(k + 1), size=400)
-    labels = np.repeat(np.arange(-1, 39) % (k + 1), 10)
+    # 4100 frames: the score curves are drawn as maxima over bins of 3 (the last one partial)
+    probs = rng.dirichlet(np.ones(k + 1), size=4100)
+    labels = np.repeat(np.arange(-1, 40) % (k + 1), 100)
     names = [f"c{i}" for i in range(k)]
     out = plot_timeline(tmp_path / "many.png", labels, [], probs, names)
-    assert imread(out).ndim == 3
+    img = imread(out)
+    # 32 legend entries go below the plots in rows of 8: a taller figure than with 3 classes
+    assert img.shape[1] == 1200 and img.shape[0] > 400
