@@ -9,8 +9,10 @@ score)`` in frames ``[start, end)``, action classes only.
   ``h``, the maximal runs where ``s_c(t) > h`` of at least ``min_len`` frames; a run ``[a, b)``
   of length ``L`` scores ``mean(s_c[a:b]) - outer_weight * mean(s_c over the outer margins)``,
   the margins being ``m = ceil(margin * L)`` frames on each side, clipped at the sequence edges
-  (this project's choice: the weakly supervised code this comes from truncates the two sides
-  differently; a run covering the whole sequence has no margin and an outer mean of 0). Runs of
+  (this project's choice, the same on both sides: weakly supervised localization code such as
+  BaS-Net's proposal step truncates ``0.25 * L`` to an integer differently on the two sides, and
+  the seed's exact rounding is not checked here; a run covering the whole sequence has no
+  margin and an outer mean of 0). Runs of
   all thresholds are pooled, then 1-D NMS per class at ``nms_threshold`` (IoU by default,
   ``nms="over_other"`` for the reference code's intersection over the other segment's length).
 - ``argmax``: runs of the per-frame argmax that are not background and at least ``min_len``
