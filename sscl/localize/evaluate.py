@@ -28,7 +28,7 @@ from sscl.localize.metrics import (
     frame_accuracy,
     mean_average_precision,
 )
-from sscl.localize.postprocess import ARGMAX, REFERENCE, DecoderConfig, decode
+from sscl.localize.postprocess import ARGMAX, REFERENCE, REFERENCE_CODE_NMS, DecoderConfig, decode
 from sscl.localize.segments import Detection, GroundTruth, label_segments
 
 # Candidates of select_decoder: the METHOD.md section 5 decoder with either NMS overlap, the
@@ -36,7 +36,7 @@ from sscl.localize.segments import Detection, GroundTruth, label_segments
 # that 0.03-0.05 pass most frames), and the argmax-run decoder with and without a length floor.
 DEFAULT_CANDIDATES = (
     REFERENCE,
-    DecoderConfig(nms="over_other"),
+    REFERENCE_CODE_NMS,
     DecoderConfig(thresholds=(0.1, 0.2, 0.3, 0.4, 0.5)),
     ARGMAX,
     DecoderConfig(name="argmax", min_len=3),
