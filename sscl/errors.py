@@ -55,3 +55,7 @@ class RunDirError(SsclError, FileExistsError):
 
 class NonFiniteError(SsclError, FloatingPointError):
     """Too many consecutive training steps had a non-finite loss or gradient."""
+
+
+class EvaluationError(SsclError, ValueError):
+    """Predictions or ground truth handed to a metric are malformed or leave it undefined."""
