@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from sscl.atomic import fsync_dir, write_bytes_atomic  # noqa: F401 (re-exported)
 from sscl.errors import CheckpointError
 
 FORMAT = 1
@@ -56,30 +57,6 @@ def fault(point: str) -> None:
     _fault_seen[point] = seen + 1
     if seen >= int(os.environ.get("SSCL_FAULT_SKIP", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary name, fsync, rename, fsync the folder."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +105,10 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
     write_report(out_dir, metrics, c.class_names, baselines=baselines,
                  title=f"{corpus_label(corpus)} {split}", model_name="sscl")
     if table is not None:
-        (out_dir / "decoder_choice.json").write_text(json.dumps(
-            [{"decoder": d.__dict__ if hasattr(d, "__dict__") else str(d), "val_average_mAP": v}
-             for d, v in table], indent=1, default=str))
+        from sscl.atomic import write_bytes_atomic as atomic_write_bytes
+
+        atomic_write_bytes(out_dir / "decoder_choice.json", json.dumps(
+            [{"decoder": asdict(d), "val_average_mAP": v} for d, v in table], indent=1).encode())
     n_plots = len(sequences) if timelines < 0 else min(timelines, len(sequences))
     for i in range(n_plots):
         plot_timeline(out_dir / "timelines" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(ids[i]))}"
@@ -118,13 +120,8 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
             "corpus": corpus}
 
 
-def map_table(doc: dict) -> list[str]:
-    """The mAP table the main job prints: the model and the trivial baselines."""
-    m = doc["metrics"]
-    thresholds = list(m["mAP"].keys())
-    head = "| " + " | ".join(["", *[f"mAP@{t:g}" for t in thresholds], "avg"]) + " |"
-    rows = [head, "|" + "---|" * (len(thresholds) + 2)]
-    for name, mm in [("sscl", m), *doc["baselines"].items()]:
-        rows.append("| " + " | ".join([name, *[f"{mm['mAP'][t]:.3f}" for t in thresholds],
-                                       f"{mm['average_mAP']:.3f}"]) + " |")
-    return rows
+def summary_table(doc: dict) -> list[str]:
+    """The mAP table (percent) the main job prints: the model and the trivial baselines."""
+    from sscl.localize.report import map_table
+
+    return map_table({"sscl": doc["metrics"], **doc["baselines"]}).splitlines()

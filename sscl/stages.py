@@ -104,13 +104,13 @@ def run_stages(cfg: Config, rd: RunDir, acc, resume: str | None, overwrite: bool
             final.append(f"finetune step {done['step']}, loss {done['loss']:.4f}")
         else:
             if acc.is_main_process:
-                from sscl.evaluation import evaluate, map_table
+                from sscl.evaluation import evaluate, summary_table
 
                 ev = cfg.evaluate
                 doc = evaluate(rd.root / "finetune", sd.root, decoder=ev.decoder,
                                tiou=ev.tiou, timelines=ev.timelines, device=acc.device)
                 lines += [f"  eval:         {doc['out_dir']} (report.md, report.json, "
-                          f"timelines/)", "", *map_table(doc), ""]
+                          f"timelines/)", "", *summary_table(doc), ""]
                 final.append(f"average mAP {doc['metrics']['average_mAP']:.4f}")
             acc.wait_for_everyone()
     lines.append("final: " + "; ".join(final))
