@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from sscl.atomic import fsync_dir, write_bytes_atomic  # noqa: F401 (re-exported)
+from sscl.atomic import fsync_dir
 from sscl.errors import CheckpointError
 
 FORMAT = 1

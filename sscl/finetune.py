@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from sscl import config as config_mod
 from sscl.builders import build_backbone, corpus_location
-from sscl.checkpoint import write_bytes_atomic
+from sscl.atomic import write_bytes_atomic
 from sscl.config import Config, FinetuneConfig
 from sscl.engine import Job
 from sscl.errors import CheckpointError, ConfigError

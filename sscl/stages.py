@@ -14,7 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from sscl.checkpoint import write_bytes_atomic
+from sscl.atomic import write_bytes_atomic
 from sscl.config import Config
 from sscl.errors import RunDirError
 from sscl.runtime import RunDir

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sscl import runtime
-    from sscl.checkpoint import write_bytes_atomic
+    from sscl.atomic import write_bytes_atomic
     from sscl.errors import RunDirError
 
     warnings = runtime.launch_warnings()
