@@ -313,9 +313,11 @@ class Layout:
             return np.stack([a_norm * self_mask, a_norm * nbr_mask]).astype(np.float32)
         if strategy == "stgcn":
             d_trunc = np.where(d <= 1, d, np.inf)  # graph.py's hop_dis with max_hop = 1
-            inward = nbr_mask & (d_trunc[:, None] < d_trunc[None, :])
-            rest = nbr_mask & ~inward
-            return np.stack([a_norm * self_mask, a_norm * rest, a_norm * inward]).astype(np.float32)
+            further = nbr_mask & (d_trunc[:, None] < d_trunc[None, :])  # its a_further
+            close = nbr_mask & ~further  # its a_root + a_close (inf == inf lands here)
+            return np.stack([a_norm * self_mask, a_norm * close, a_norm * further]).astype(
+                np.float32
+            )
         return np.stack([a_norm * self_mask, a_norm * nearer, a_norm * farther]).astype(np.float32)
 
     def flip_permutation(self) -> np.ndarray:

@@ -128,10 +128,6 @@ def test_stgcn_dropout_skips_block_one():
     model = STGCN("ntu25", width=0.125, dropout=0.5)
     assert [b.dropout.p for b in model.blocks] == [0.0] + [0.5] * 9
     assert all(b.dropout.p == 0.0 for b in STGCN("ntu25", width=0.125).blocks)
-    # Dropout acts in training only; eval is deterministic.
-    x = fixed_input((2, 3, 8, 25, 1))
-    model.eval()
-    torch.testing.assert_close(model(x), model(x))
 
 
 # ----------------------------------------------------------------------------- initialization
