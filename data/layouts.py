@@ -1,16 +1,20 @@
 """Skeleton layouts: joint names, the bone tree, the centre joint, left/right pairs, adjacency.
 
 A `Layout` describes one skeleton: its joints in storage order, the parent of each joint (a single
-tree), the centre joint used by the ST-GCN spatial partition and by centring, the left/right joint
-pairs swapped by a mirror flip, and the number of coordinate channels (3, or 2 for COCO-17).
+tree), the centre joint used for centring, the graph centre the adjacency partitions measure hop
+distances to (the centre unless a layout names another), the left/right joint pairs swapped by a
+mirror flip, and the number of coordinate channels (3, or 2 for COCO-17).
 
 Built-in layouts (`get_layout(name)`), with their sources:
 
 - ``ntu25``: NTU RGB+D / Kinect v2, 25 joints in the order of Shahroudy et al., CVPR 2016
   (0 spine base, 1 spine middle, 2 neck, 3 head, 4-7 left shoulder/elbow/wrist/hand, 8-11 right,
   12-15 left hip/knee/ankle/foot, 16-19 right, 20 spine shoulder, 21/22 left hand tip/thumb,
-  23/24 right). Bones follow the Kinect v2 SDK bone list (hand tip and thumb hang off the hand).
-  Root: spine base; centre: spine middle (joint 1), the joint NTU preprocessing centres on.
+  23/24 right). Bones follow the edge list of ST-GCN and 2s-AGCN (``ntu_rgb_d.py``), whose hand
+  edges chain tip - thumb - hand ((22, 23), (23, 8), (24, 25), (25, 12), 1-based), not the
+  Kinect v2 SDK's (tip and thumb both on the hand). Root: spine base; centre: spine middle
+  (joint 1), the joint NTU preprocessing centres on; graph centre: spine shoulder (joint 20,
+  ST-GCN's ``center = 21 - 1``).
 - ``kinect20``: Kinect SDK v1 NUI order, as in MSRC-12 (hip_center, spine, shoulder_center, head,
   left arm, right arm, left leg, right leg). Root: hip_center; centre: spine (1).
 - ``msr3d20``: MSR Action3D's own 20-joint order and the bone list of its ``drawskt.m``.
@@ -68,20 +72,37 @@ Custom layouts come from a small JSON file (``get_layout("path/to/layout.json")`
     {"name": "my15",
      "joints": [{"name": "torso", "parent": null}, {"name": "neck", "parent": "torso"}, ...],
      "center": "torso",                 # a joint name
+     "graph_center": "neck",            # optional joint name, default the centre
      "flip_pairs": [["l_hip", "r_hip"]],  # [left, right] joint names; may be empty
      "channels": 3}                      # 3 (x, y, z) or 2 (x, y); optional, default 3
 
 Joints are listed in storage order; exactly one joint has ``"parent": null``. `Layout.to_dict`
 writes this schema, so a layout stored in a corpus is readable as a custom layout file.
 
-Adjacency (`Layout.adjacency`) follows ST-GCN (Yan et al., AAAI 2018), index convention
-``A_KVV[k, v, w]`` = weight with which input joint ``v`` feeds output joint ``w`` (ST-GCN's
-``einsum("nkctv,kvw->nctw")``). The hop<=1 adjacency (self loops included) is normalised as
-ST-GCN's ``normalize_digraph``: ``A @ D^-1`` with ``D`` the column sums (degree), so every column
-of the normalised matrix sums to 1 (each output joint averages its neighbourhood). The spatial
-partition splits that normalised matrix into K=3 subsets by hop distance to the centre joint:
-0 root (the joint itself), 1 centripetal (neighbour ``v`` nearer the centre than ``w``),
-2 centrifugal (neighbour ``v`` farther from the centre than ``w``); the subsets sum to it.
+Adjacency (`Layout.adjacency`), index convention ``A_KVV[k, v, w]`` = weight with which input
+joint ``v`` feeds output joint ``w`` (ST-GCN's ``einsum("nkctv,kvw->nctw")``, 2s-AGCN's
+``x @ A``). The partitions split the tree's hop<=1 neighbourhood by the hop distance ``d`` of each
+joint to the *graph centre* (``Layout.graph_center``; the centre unless a layout names another):
+
+- ``"spatial"`` (the ST-GCN paper, K=3): the hop<=1 adjacency with self loops, normalised as
+  ST-GCN's ``normalize_digraph`` (``A @ D^-1``, ``D`` the column sums, so every column sums to 1),
+  split into 0 root (the joint itself), 1 centripetal (``d[v] < d[w]``: the input is nearer the
+  centre), 2 centrifugal (``d[v] > d[w]``).
+- ``"stgcn"`` (ST-GCN's published ``graph.py``, the matrices ST-GCN, SkeletonCLR and AimCLR train
+  with): the same normalised matrix, but that code measures hop distances only up to
+  ``max_hop = 1``, so every joint two or more hops from the centre is at distance infinity and two
+  such neighbours compare equal. With ``d'`` = ``d`` where ``d <= 1``, else infinity: 0 the
+  joint itself, 1 neighbours with ``d'[v] >= d'[w]`` (its ``a_root + a_close``), 2 neighbours
+  with ``d'[v] < d'[w]`` (its ``a_further``). On NTU-25 subset 2 thus holds only 8 of the 48
+  directed edges (from the spine shoulder to its 4 neighbours, and from each of those outwards),
+  subset 1 the other 40.
+- ``"agcn"`` (2s-AGCN's ``get_spatial_graph``, K=3): ``stack(I, In, Out)`` over the tree's edges
+  directed towards the graph centre. ``I`` is the identity (self weight 1); ``In[v, w] = 1``
+  where ``v`` is ``w``'s neighbour towards the centre (each column but the centre's holds one 1);
+  ``Out[v, w] = 1 / n_w`` for each of the ``n_w`` neighbours ``v`` of ``w`` away from the centre
+  (columns of leaves are 0). Each subset weighs like the data-dependent graph of AGCN (columns
+  sum to 1), where a ``"spatial"`` subset's columns sum to about 1/3.
+- ``"distance"`` (K=2: self, neighbours) and ``"uniform"`` (K=1) split the ``"spatial"`` matrix.
 """
 
 from __future__ import annotations
@@ -98,7 +119,7 @@ from sscl.errors import LayoutError
 
 __all__ = ["Layout", "get_layout", "layout_names", "load_layout_json"]
 
-_STRATEGIES = ("spatial", "distance", "uniform")
+_STRATEGIES = ("spatial", "stgcn", "agcn", "distance", "uniform")
 
 
 @dataclass(frozen=True)
@@ -109,9 +130,11 @@ class Layout:
         name: layout name (a built-in name, or the ``name`` of a custom JSON file).
         joint_names: joint names in storage order, unique.
         parents: parent index of each joint, -1 for the single root.
-        center: index of the centre joint (adjacency partition, centring).
+        center: index of the centre joint (centring and the NTU-style normalisation).
         flip_pairs: (left, right) index pairs swapped by a left/right mirror; may be empty.
         channels: coordinates per joint, 3 (x, y, z) or 2 (x, y).
+        graph_center: index of the joint the adjacency partitions measure hop distances to;
+            None (default) takes ``center``. NTU-25: the spine shoulder, as in ST-GCN.
 
     Raises:
         LayoutError: on construction, when the description is inconsistent (lengths differ,
@@ -125,8 +148,12 @@ class Layout:
     center: int
     flip_pairs: tuple[tuple[int, int], ...] = ()
     channels: int = 3
+    graph_center: int | None = None
 
     def __post_init__(self) -> None:
+        if self.graph_center is None:
+            object.__setattr__(self, "graph_center", self.center)
+        object.__setattr__(self, "graph_center", int(self.graph_center))
         # Normalise list inputs to tuples so layouts hash and compare by value.
         object.__setattr__(self, "joint_names", tuple(str(n) for n in self.joint_names))
         object.__setattr__(self, "parents", tuple(int(p) for p in self.parents))
@@ -175,6 +202,10 @@ class Layout:
                     )
         if not 0 <= self.center < v:
             raise LayoutError(f"{where}: centre index {self.center} out of range 0..{v - 1}")
+        if not 0 <= self.graph_center < v:
+            raise LayoutError(
+                f"{where}: graph centre index {self.graph_center} out of range 0..{v - 1}"
+            )
         used: set[int] = set()
         for a, b in self.flip_pairs:
             for j in (a, b):
@@ -245,14 +276,16 @@ class Layout:
         return hop
 
     def adjacency(self, strategy: str = "spatial") -> np.ndarray:
-        """ST-GCN adjacency subsets (see the module docstring for the convention).
+        """Adjacency subsets (see the module docstring for the strategies and the convention).
 
         Args:
-            strategy: ``"spatial"`` (K=3: root, centripetal, centrifugal), ``"distance"``
-                (K=2: self, neighbours) or ``"uniform"`` (K=1: the whole normalised matrix).
+            strategy: ``"spatial"`` (ST-GCN paper, K=3: root, centripetal, centrifugal),
+                ``"stgcn"`` (ST-GCN's published code, K=3), ``"agcn"`` (2s-AGCN, K=3:
+                I, In, Out), ``"distance"`` (K=2: self, neighbours) or ``"uniform"`` (K=1).
 
         Returns:
-            (K, V, V) float32 ``A_KVV[k, v, w]``; summed over k, every column sums to 1.
+            (K, V, V) float32 ``A_KVV[k, v, w]``. For every strategy but ``"agcn"`` the subsets
+            sum to the column-normalised hop<=1 matrix (every column sums to 1).
 
         Raises:
             LayoutError: unknown strategy.
@@ -262,18 +295,29 @@ class Layout:
                 f"unknown adjacency strategy {strategy!r}; expected one of {', '.join(_STRATEGIES)}"
             )
         hop = self.hop_distance()
+        self_mask = np.eye(self.num_joints, dtype=bool)
+        nbr_mask = hop == 1
+        d = hop[:, self.graph_center].astype(np.float64)  # hop distance of each joint to it
+        nearer = nbr_mask & (d[:, None] < d[None, :])  # input v nearer the centre than output w
+        farther = nbr_mask & (d[:, None] > d[None, :])
+        assert not (nbr_mask & ~nearer & ~farther).any(), "tree neighbours differ by one hop"
+        if strategy == "agcn":
+            n_out = farther.sum(axis=0, keepdims=True)  # neighbours of w away from the centre
+            out = farther / np.maximum(n_out, 1)
+            return np.stack([self_mask, nearer, out]).astype(np.float32)
         a = (hop <= 1).astype(np.float64)
         a_norm = a / a.sum(axis=0, keepdims=True)  # A @ D^-1, D = column degree
         if strategy == "uniform":
             return a_norm[None].astype(np.float32)
-        self_mask = np.eye(self.num_joints, dtype=bool)
-        nbr_mask = hop == 1
         if strategy == "distance":
             return np.stack([a_norm * self_mask, a_norm * nbr_mask]).astype(np.float32)
-        d = hop[:, self.center]  # hop distance of each joint to the centre
-        nearer = nbr_mask & (d[:, None] < d[None, :])  # input v nearer the centre than output w
-        farther = nbr_mask & (d[:, None] > d[None, :])
-        assert not (nbr_mask & ~nearer & ~farther).any(), "tree neighbours differ by one hop"
+        if strategy == "stgcn":
+            d_trunc = np.where(d <= 1, d, np.inf)  # graph.py's hop_dis with max_hop = 1
+            further = nbr_mask & (d_trunc[:, None] < d_trunc[None, :])  # its a_further
+            close = nbr_mask & ~further  # its a_root + a_close (inf == inf lands here)
+            return np.stack([a_norm * self_mask, a_norm * close, a_norm * further]).astype(
+                np.float32
+            )
         return np.stack([a_norm * self_mask, a_norm * nearer, a_norm * farther]).astype(np.float32)
 
     def flip_permutation(self) -> np.ndarray:
@@ -297,6 +341,11 @@ class Layout:
                 for n, p in zip(names, self.parents)
             ],
             "center": names[self.center],
+            **(
+                {}
+                if self.graph_center == self.center
+                else {"graph_center": names[self.graph_center]}
+            ),
             "flip_pairs": [[names[a], names[b]] for a, b in self.flip_pairs],
             "channels": self.channels,
         }
@@ -318,7 +367,7 @@ class Layout:
                 f"{source}: expected a JSON object with keys name, joints, center, "
                 f"got {type(d).__name__}"
             )
-        known = {"name", "joints", "center", "flip_pairs", "channels"}
+        known = {"name", "joints", "center", "graph_center", "flip_pairs", "channels"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise LayoutError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
@@ -370,6 +419,7 @@ class Layout:
             for i, p in enumerate(parent_names)
         ]
         center = lookup(d["center"], "'center'")
+        graph_center = lookup(d["graph_center"], "'graph_center'") if "graph_center" in d else None
         pairs_in = d.get("flip_pairs", [])
         if not isinstance(pairs_in, list):
             raise LayoutError(
@@ -387,7 +437,9 @@ class Layout:
         if not isinstance(channels, int) or isinstance(channels, bool):
             raise LayoutError(f"{source}: 'channels' must be the integer 2 or 3, got {channels!r}")
         try:
-            return cls(name, tuple(names), tuple(parents), center, tuple(pairs), channels)
+            return cls(
+                name, tuple(names), tuple(parents), center, tuple(pairs), channels, graph_center
+            )
         except LayoutError as e:
             raise LayoutError(f"{source}: {e}") from None
 
@@ -419,12 +471,21 @@ def _build(
     center: str,
     flips: list[tuple[str, str]],
     channels: int = 3,
+    graph_center: str | None = None,
 ) -> Layout:
     """A built-in layout from (joint, parent name) pairs in storage order."""
     names = [j for j, _ in joints]
     parents = [-1 if p is None else names.index(p) for _, p in joints]
     pairs = [(names.index(a), names.index(b)) for a, b in flips]
-    return Layout(name, tuple(names), tuple(parents), names.index(center), tuple(pairs), channels)
+    return Layout(
+        name,
+        tuple(names),
+        tuple(parents),
+        names.index(center),
+        tuple(pairs),
+        channels,
+        None if graph_center is None else names.index(graph_center),
+    )
 
 
 def _lr_pairs(names: list[str], left: str, right: str) -> list[tuple[str, str]]:
@@ -448,10 +509,11 @@ def _ntu25() -> Layout:
         ("hip_right", "spine_base"), ("knee_right", "hip_right"), ("ankle_right", "knee_right"),
         ("foot_right", "ankle_right"),
         ("spine_shoulder", "spine_mid"),
-        ("hand_tip_left", "hand_left"), ("thumb_left", "hand_left"),
-        ("hand_tip_right", "hand_right"), ("thumb_right", "hand_right"),
+        ("hand_tip_left", "thumb_left"), ("thumb_left", "hand_left"),
+        ("hand_tip_right", "thumb_right"), ("thumb_right", "hand_right"),
     ]
-    return _build("ntu25", j, "spine_mid", _lr_pairs([n for n, _ in j], "_left", "_right"))
+    return _build("ntu25", j, "spine_mid", _lr_pairs([n for n, _ in j], "_left", "_right"),
+                  graph_center="spine_shoulder")
 
 
 def _kinect20() -> Layout:

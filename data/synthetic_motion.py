@@ -335,14 +335,27 @@ def _rot(axis: int, deg: np.ndarray) -> np.ndarray:
     return r
 
 
+# The hand tip and thumb hang off the hand (the Kinect v2 SDK's bones; their `_REST` offsets are
+# from the hand), while the NTU-25 layout's graph chains tip - thumb - hand as ST-GCN does.
+_KINEMATIC_PARENT = {
+    "hand_tip_left": "hand_left", "thumb_left": "hand_left",
+    "hand_tip_right": "hand_right", "thumb_right": "hand_right",
+}  # fmt: skip
+
+
 class _Kinematics:
     """Forward kinematics of NTU-25 from `PARAMS` (vectorised over frames)."""
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        parents = list(layout.parents)
+        for joint, parent in _KINEMATIC_PARENT.items():
+            parents[layout.index(joint)] = layout.index(parent)
+        self.parents = tuple(parents)
         children: list[list[int]] = [[] for _ in range(layout.num_joints)]
-        for c, p in layout.bones:
-            children[p].append(c)
+        for c, p in enumerate(self.parents):
+            if p != -1:
+                children[p].append(c)
         order, stack = [], [layout.root]
         while stack:  # parents before children
             j = stack.pop()
@@ -385,7 +398,7 @@ class _Kinematics:
         rots = self.local_rotations(p)
         pos = np.zeros((t, self.layout.num_joints, 3))
         world: dict[int, np.ndarray | None] = {self.layout.root: None}  # None = identity
-        parents = self.layout.parents
+        parents = self.parents
         for j in self.order[1:]:
             r_parent = world[parents[j]]
             local = rots.get(j)

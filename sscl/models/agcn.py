@@ -4,23 +4,36 @@ Based on 2s-AGCN (Shi, Zhang, Cheng, Lu, "Two-Stream Adaptive Graph Convolutiona
 Skeleton-Based Action Recognition", CVPR 2019) with the block plan of METHOD.md section 3: ten
 blocks of 64, 64 (stride 2), 64, 64, 128 (stride 2), 128, 128, 256 (stride 2), 256, 256 channels
 (blocks 2-4 at T/2, 5-7 at T/4, 8-10 at T/8), the first without residual, temporal kernel 9, and
-the adaptive graph A_k + B_k + C_k: A_k the layout's spatial partition, B_k a learned offset,
-C_k(x) a per-sample graph from an embedded similarity, softmax-normalised over source joints. The
-per-sample (N, K, V, V) graph goes straight to `graph_conv`.
+the adaptive graph A_k + B_k + C_k: A_k 2s-AGCN's fixed graph stack(I, In, Out) over the layout's
+tree directed towards its graph centre (`Layout.adjacency("agcn")`; each subset's columns sum to
+1, like C_k's), B_k a learned offset, C_k(x) a per-sample graph from an embedded similarity,
+softmax-normalised over source joints. The per-sample (N, K, V, V) graph goes straight to
+`graph_conv`.
+
+Reference details (METHOD.md section 7): 2s-AGCN's input batch norm has M * V * C features (one
+statistic per person slot); the seed's localizer and its pretraining AGCN switch it off
+(`input_norm=False`, `SEED_AGCN_LOCALIZER`). 2s-AGCN initializes with `init="agcn"`; the seed's
+pretraining overrides it with `init="skeletonclr"` (`SEED_AGCN_PRETRAIN`).
 """
 
 from __future__ import annotations
+
+import math
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
+from sscl.models.initialization import check_scheme, init_weights
 from sscl.models.layers import (
     GCNBackbone,
     GraphConvFn,
     SpatialGraphConv,
     TemporalConv,
+    input_norm_features,
     make_residual,
     mask_frames,
 )
@@ -44,6 +57,20 @@ EMBED_RATIO = 4
 
 #: 2s-AGCN's initial value of every entry of B_k: small, so training starts from A_k + C_k.
 B_INIT = 1e-6
+
+#: 2s-AGCN's initial weight of the BN closing the graph unit (``bn_init(self.bn, 1e-6)``).
+GRAPH_BN_INIT = 1e-6
+
+#: `AGCN` keyword arguments of the seed's localizer (full width, no input BN, 2s-AGCN init).
+SEED_AGCN_LOCALIZER: MappingProxyType[str, Any] = MappingProxyType(
+    {"width": 1.0, "input_norm": False, "init": "agcn"}
+)
+
+#: `AGCN` keyword arguments of the seed's pretraining encoder (full width, no input BN,
+#: conv N(0, 0.02) and BN N(1, 0.02)).
+SEED_AGCN_PRETRAIN: MappingProxyType[str, Any] = MappingProxyType(
+    {"width": 1.0, "input_norm": False, "init": "skeletonclr"}
+)
 
 
 class AdaptiveGraph(nn.Module):
@@ -87,6 +114,16 @@ class AdaptiveGraph(nn.Module):
         )
         return self.A_KVV + self.B_KVV + C_NKVV
 
+    def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
+        """B_k starts at `B_INIT`; under "agcn" theta and phi get 2s-AGCN's per-subset fan-out
+        std sqrt(2 / C_e) (they merge K convolutions of C_e outputs each)."""
+        with torch.no_grad():
+            self.B_KVV.fill_(B_INIT)
+            if scheme == "agcn":
+                std = math.sqrt(2.0 / self.embed_channels)
+                for conv in (self.theta, self.phi):
+                    nn.init.normal_(conv.weight, 0.0, std, generator=generator)
+
 
 class AGCNBlock(nn.Module):
     """Adaptive graph conv -> BN (+ 1x1 skip) -> ReLU -> temporal conv + BN, plus the residual,
@@ -121,6 +158,13 @@ class AGCNBlock(nn.Module):
             y = y + self.residual(x_NCTV)
         return torch.relu(y)
 
+    def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
+        """Under "agcn" the graph unit's BN weight starts at `GRAPH_BN_INIT`, so the unit starts
+        as its skip path."""
+        if scheme == "agcn":
+            with torch.no_grad():
+                self.gcn_bn.weight.fill_(GRAPH_BN_INIT)
+
 
 class AGCN(GCNBackbone):
     """Ten-block adaptive-graph backbone (the localizer backbone of METHOD.md section 3).
@@ -134,6 +178,15 @@ class AGCN(GCNBackbone):
             `sscl.kernels.graph_conv_auto` (the fused op on the CPU, the faster unfused
             formulation on CUDA), `sscl.kernels.graph_conv` to force the fused op,
             `sscl.kernels.graph_conv_ref` for the einsum oracle.
+        input_norm: True (default): 2s-AGCN's input batch norm over M * V * C features,
+            statistics over real frames only; False: none (the seed's localizer and pretraining
+            encoder); or a grouping of `sscl.models.layers.INPUT_NORMS`.
+        init: weight initialization, "torch" (default: PyTorch's), "agcn" (2s-AGCN's) or
+            "skeletonclr" (the seed's pretraining); see `sscl.models.initialization`.
+        generator: random source of `init`; None uses torch's global generator. With
+            init="torch" and no generator the construction-time draws are kept.
+        adjacency: the fixed graph A_k (`Layout.adjacency`): "agcn" (default, 2s-AGCN's
+            stack(I, In, Out)); "spatial" reproduces this module's earlier graph.
 
     Forward: see `GCNBackbone.forward` (input (N, C, T, V, M); block features
     (N * M, C_b, ceil(T / f_b), V) with f = 1, 2, 2, 2, 4, 4, 4, 8, 8, 8).
@@ -146,9 +199,30 @@ class AGCN(GCNBackbone):
         num_persons: int = 1,
         width: float = 1.0,
         graph_conv_impl: GraphConvFn = graph_conv_auto,
+        *,
+        input_norm: bool | str = True,
+        init: str = "torch",
+        generator: torch.Generator | None = None,
+        adjacency: str = "agcn",
     ) -> None:
-        def block(c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool) -> nn.Module:
-            return AGCNBlock(c_in, c_out, A_KVV, stride, residual=residual,
-                             graph_conv_impl=graph_conv_impl)
+        check_scheme(init)
 
-        super().__init__(layout, in_channels, num_persons, AGCN_PLAN, width, block)
+        def block(
+            index: int, c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool
+        ) -> nn.Module:
+            return AGCNBlock(
+                c_in, c_out, A_KVV, stride, residual=residual, graph_conv_impl=graph_conv_impl
+            )
+
+        super().__init__(
+            layout,
+            in_channels,
+            num_persons,
+            AGCN_PLAN,
+            width,
+            block,
+            adjacency=adjacency,
+            input_norm=input_norm_features(input_norm, "MVC"),
+        )
+        if init != "torch" or generator is not None:
+            init_weights(self, init, generator)

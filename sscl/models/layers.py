@@ -10,7 +10,8 @@ Padding masks. Batches of variable-length sequences are zero-padded at the end; 
 takes an optional `mask_NT` (True = real frame). Padded frames are zeroed before every operation
 that mixes frames (temporal convolutions, the data-dependent graph of AGCN), so in eval mode the
 features of the real frames do not depend on how much padding follows them. In training mode the
-batch-norm statistics still see the padded frames.
+input batch norm takes its statistics over real frames only (`MaskedBatchNorm1d`); the batch norms
+inside the blocks still see the padded frames (as zeros before each temporal convolution).
 """
 
 from __future__ import annotations
@@ -72,25 +73,109 @@ def downsample_mask(mask_NT: Tensor | None, stride: int) -> Tensor | None:
     return mask_NT[:, ::stride]
 
 
-class InputNorm(nn.Module):
-    """Batch norm over (M * V * C) input channels, then persons folded into the batch.
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """`nn.BatchNorm1d` over (N, F, T) whose training statistics skip padded frames.
 
-    The "data BN" of ST-GCN / 2s-AGCN: each coordinate of each joint of each person slot gets its
-    own normalisation statistics over the batch and time.
+    With a mask in training mode, the batch mean and (biased) variance of each feature are taken
+    over the real frames of the batch only, and the running estimates are updated from them as
+    `nn.BatchNorm1d` does (momentum, unbiased variance). Without a mask, or in eval mode, it is
+    `nn.BatchNorm1d`. Padded frames are normalised with the same statistics; callers zero them.
+    The state dict is that of `nn.BatchNorm1d`, so reference `data_bn` weights load as they are.
     """
 
-    def __init__(self, channels: int, num_joints: int, num_persons: int) -> None:
+    def forward(self, x_NFT: Tensor, mask_NT: Tensor | None = None) -> Tensor:
+        """Args: x_NFT (N, F, T); mask_NT (N, T) bool or None. Returns (N, F, T)."""
+        if mask_NT is None or not self.training:
+            return super().forward(x_NFT)
+        x = x_NFT.float()  # statistics in float32 (as batch norm does under autocast)
+        w_N1T = mask_NT.to(torch.float32).unsqueeze(1)
+        count = w_N1T.sum().clamp(min=1.0)
+        mean_F = (x * w_N1T).sum(dim=(0, 2)) / count
+        var_F = ((x - mean_F[:, None]).square() * w_N1T).sum(dim=(0, 2)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (
+                    1.0 / float(self.num_batches_tracked)
+                    if self.momentum is None
+                    else self.momentum
+                )
+                unbiased_F = var_F * count / (count - 1.0).clamp(min=1.0)
+                self.running_mean.lerp_(mean_F.to(self.running_mean.dtype), momentum)
+                self.running_var.lerp_(unbiased_F.to(self.running_var.dtype), momentum)
+        y = (x - mean_F[:, None]) * torch.rsqrt(var_F[:, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[:, None] + self.bias[:, None]
+        return y.to(x_NFT.dtype)
+
+
+#: Feature groupings of the input batch norm: "MVC" one statistic per person slot, joint and
+#: coordinate (2s-AGCN's data_bn); "VC" per joint and coordinate, shared by the persons (ST-GCN's,
+#: AimCLR's); "none" no batch norm (the seed's localizer and its pretraining AGCN).
+INPUT_NORMS = ("MVC", "VC", "none")
+
+
+def input_norm_features(input_norm: bool | str, reference: str) -> str:
+    """The `InputNorm` grouping a backbone's ``input_norm`` argument asks for.
+
+    Args:
+        input_norm: True (the backbone's reference grouping), False ("none"), or a grouping name
+            from `INPUT_NORMS`.
+        reference: the backbone's reference grouping ("VC" ST-GCN, "MVC" 2s-AGCN).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if input_norm is True:
+        return reference
+    if input_norm is False:
+        return "none"
+    if isinstance(input_norm, str) and input_norm in INPUT_NORMS:
+        return input_norm
+    raise ConfigError(
+        f"input_norm {input_norm!r}: expected True (the backbone's reference grouping, "
+        f"{reference}), False, or one of {', '.join(INPUT_NORMS)}"
+    )
+
+
+class InputNorm(nn.Module):
+    """Optional input batch norm ("data BN"), then persons folded into the batch.
+
+    Args:
+        channels: C coordinates per joint.
+        num_joints: V.
+        num_persons: M person slots.
+        features: "MVC" (2s-AGCN: BatchNorm1d over M*V*C features, batch N), "VC" (ST-GCN:
+            BatchNorm1d over V*C features, batch N*M, statistics shared by the persons) or "none"
+            (fold only). Features are ordered as in the references (person, joint, coordinate),
+            so their data_bn weights load unchanged.
+    """
+
+    def __init__(
+        self, channels: int, num_joints: int, num_persons: int, features: str = "MVC"
+    ) -> None:
         super().__init__()
+        if features not in INPUT_NORMS:
+            raise ConfigError(
+                f"input norm features {features!r}: expected one of {', '.join(INPUT_NORMS)}"
+            )
         self.channels = channels
         self.num_joints = num_joints
         self.num_persons = num_persons
-        self.bn = nn.BatchNorm1d(num_persons * num_joints * channels)
+        self.features = features
+        self.bn: MaskedBatchNorm1d | None = None
+        if features == "MVC":
+            self.bn = MaskedBatchNorm1d(num_persons * num_joints * channels)
+        elif features == "VC":
+            self.bn = MaskedBatchNorm1d(num_joints * channels)
 
-    def forward(self, x_NCTVM: Tensor) -> Tensor:
+    def forward(self, x_NCTVM: Tensor, mask_NT: Tensor | None = None) -> Tensor:
         """Normalise and fold persons.
 
         Args:
             x_NCTVM: (N, C, T, V, M) float skeleton batch.
+            mask_NT: (N, T) bool, True on real frames, or None; in training mode the statistics
+                are taken over real frames only.
 
         Returns:
             (N * M, C, T, V); rows n * M + m hold person m of sample n.
@@ -110,8 +195,14 @@ class InputNorm(nn.Module):
                 f"built for C={self.channels}, V={self.num_joints}, M={self.num_persons}; build "
                 "the backbone with the corpus's layout and persons"
             )
-        x = x_NCTVM.permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T)
-        x = self.bn(x)
+        if self.bn is None:
+            return x_NCTVM.permute(0, 4, 1, 2, 3).reshape(N * M, C, T, V)
+        if self.features == "MVC":
+            x = self.bn(x_NCTVM.permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T), mask_NT)
+        else:
+            if mask_NT is not None:
+                mask_NT = mask_NT.repeat_interleave(M, dim=0)
+            x = self.bn(x_NCTVM.permute(0, 4, 3, 1, 2).reshape(N * M, V * C, T), mask_NT)
         return x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
 
 
@@ -129,9 +220,22 @@ class SpatialGraphConv(nn.Module):
         super().__init__()
         self.graph_conv_impl = graph_conv_impl
         self.weight = nn.Parameter(torch.empty(num_subsets, out_channels, in_channels))
-        # The uniform(+-1/sqrt(fan_in)) default of the 1x1 Conv2d(C, K*C') this replaces.
-        bound = 1.0 / math.sqrt(in_channels)
-        nn.init.uniform_(self.weight, -bound, bound)
+        self.init_parameters("torch", None)
+
+    def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
+        """Draw the (K, C', C) weight by scheme (`sscl.models.initialization`)."""
+        K, C_out, C_in = self.weight.shape
+        with torch.no_grad():
+            if scheme == "torch":
+                # The uniform(+-1/sqrt(fan_in)) default of the 1x1 Conv2d(C, K*C') this replaces.
+                bound = 1.0 / math.sqrt(C_in)
+                nn.init.uniform_(self.weight, -bound, bound, generator=generator)
+            elif scheme == "agcn":
+                # 2s-AGCN's conv_branch_init of each subset's Conv2d(C, C'): fan-out C' per subset.
+                std = math.sqrt(2.0 / (C_out * C_in * K))
+                nn.init.normal_(self.weight, 0.0, std, generator=generator)
+            else:
+                nn.init.normal_(self.weight, 0.0, 0.02, generator=generator)
 
     def forward(self, x_NCTV: Tensor, adjacency: Tensor) -> Tensor:
         """Args: x_NCTV (N, C, T, V); adjacency (K, V, V) or (N, K, V, V). Returns (N, C', T, V)."""
@@ -206,9 +310,21 @@ class GCNBackbone(nn.Module):
     """A stack of graph-convolution blocks on a normalised, person-folded skeleton batch.
 
     Subclasses pass their channel/stride plan and a block factory
-    ``make_block(c_in, c_out, A_KVV, stride, residual)``; each block maps
+    ``make_block(index, c_in, c_out, A_KVV, stride, residual)`` (index 0-based); each block maps
     ``(x_NCTV, mask_NT) -> x_NCTV`` at its stride. The first block has no residual (its input is
     raw coordinates), as in ST-GCN and 2s-AGCN.
+
+    Args:
+        layout: skeleton layout (object, name or JSON path).
+        in_channels: coordinates per joint; None takes the layout's.
+        num_persons: M person slots, folded into the batch.
+        plan: (full-width channels, stride) of each block.
+        width: channel multiplier of every block but the last when `last_channels` is given.
+        make_block: the block factory.
+        adjacency: the layout's adjacency strategy (`Layout.adjacency`) given to every block.
+        input_norm: input batch-norm features, one of `INPUT_NORMS` ("MVC", "VC", "none").
+        last_channels: output channels of the last block (the embedding width); None scales the
+            plan's by `width`.
 
     Attributes:
         layout: the skeleton layout (V joints, adjacency).
@@ -229,23 +345,40 @@ class GCNBackbone(nn.Module):
         num_persons: int,
         plan: tuple[tuple[int, int], ...],
         width: float,
-        make_block: Callable[[int, int, Tensor, int, bool], nn.Module],
+        make_block: Callable[[int, int, int, Tensor, int, bool], nn.Module],
+        adjacency: str = "spatial",
+        input_norm: str = "MVC",
+        last_channels: int | None = None,
     ) -> None:
         super().__init__()
         layout = resolve_layout(layout)
         in_channels = layout.channels if in_channels is None else in_channels
         if num_persons < 1:
             raise ConfigError(f"num_persons must be >= 1, got {num_persons}")
+        if last_channels is not None and not (
+            isinstance(last_channels, int) and last_channels >= 1
+        ):
+            raise ConfigError(
+                f"last_channels must be a positive channel count (e.g. 256) or None, "
+                f"got {last_channels!r}"
+            )
         self.layout = layout
         self.num_persons = num_persons
-        self.input_norm = InputNorm(in_channels, layout.num_joints, num_persons)
+        self.adjacency = adjacency
+        self.input_norm = InputNorm(in_channels, layout.num_joints, num_persons, input_norm)
         self.blocks = nn.ModuleList()
-        A_KVV = torch.from_numpy(layout.adjacency("spatial"))
-        self.block_channels = tuple(scale_width(c, width) for c, _ in plan)
+        try:
+            A_KVV = torch.from_numpy(layout.adjacency(adjacency))
+        except LayoutError as e:
+            raise ConfigError(f"backbone adjacency: {e}") from None
+        channels = [scale_width(c, width) for c, _ in plan]
+        if last_channels is not None:
+            channels[-1] = last_channels
+        self.block_channels = tuple(channels)
         self.block_strides = tuple(s for _, s in plan)
         c_in = in_channels
         for b, (c_out, stride) in enumerate(zip(self.block_channels, self.block_strides)):
-            self.blocks.append(make_block(c_in, c_out, A_KVV, stride, b > 0))
+            self.blocks.append(make_block(b, c_in, c_out, A_KVV, stride, b > 0))
             c_in = c_out
 
     @property
@@ -299,9 +432,12 @@ class GCNBackbone(nn.Module):
                 raise ConfigError(
                     f"mask_NT must be (N={N}, T={T}) to match x, got {tuple(mask_NT.shape)}"
                 )
+            mask_NT = mask_NT.to(torch.bool)
+        x = self.input_norm(x_NCTVM, mask_NT)
+        if mask_NT is not None:
             # One mask row per folded person.
-            mask_NT = mask_NT.to(torch.bool).repeat_interleave(self.num_persons, dim=0)
-        x = mask_frames(self.input_norm(x_NCTVM), mask_NT)
+            mask_NT = mask_NT.repeat_interleave(self.num_persons, dim=0)
+        x = mask_frames(x, mask_NT)
         outputs: dict[int, Tensor] = {}
         for b, block in enumerate(self.blocks, start=1):
             x = block(x, mask_NT)

@@ -96,9 +96,9 @@ def test_spatial_adjacency_partition(name):
     assert np.count_nonzero(a[0]) == v and np.count_nonzero(a[0] - np.diag(np.diag(a[0]))) == 0
     assert np.count_nonzero(a[1]) == v - 1 and np.count_nonzero(a[2]) == v - 1
     assert not np.any((a[1] != 0) & (a[2] != 0))
-    # Centripetal: input v nearer the centre than output w. A bone (child, parent) in a tree
-    # rooted at the centre would give a[1][parent, child] > 0.
-    d = lay.hop_distance()[:, lay.center]
+    # Centripetal: input v nearer the graph centre than output w. A bone (child, parent) in a
+    # tree rooted at the graph centre would give a[1][parent, child] > 0.
+    d = lay.hop_distance()[:, lay.graph_center]
     for vi, wi in zip(*np.nonzero(a[1])):
         assert d[vi] == d[wi] - 1
     for vi, wi in zip(*np.nonzero(a[2])):
@@ -119,10 +119,19 @@ def test_other_strategies_and_unknown_strategy():
 def test_ntu25_known_joints():
     lay = get_layout("ntu25")
     assert lay.center == 1 and lay.joint_names[1] == "spine_mid"
-    assert lay.root == 0 and lay.joint_names[20] == "spine_shoulder"
+    # ST-GCN's graph centre (21 - 1), apart from the normalisation centre.
+    assert lay.graph_center == 20 and lay.joint_names[20] == "spine_shoulder"
+    assert lay.root == 0
     assert lay.joint_names[4] == "shoulder_left" and lay.joint_names[8] == "shoulder_right"
     assert lay.parents[3] == 2 and lay.parents[2] == 20 and lay.parents[12] == 0
+    # Hands chain tip - thumb - hand.
+    assert lay.parents[21] == 22 and lay.parents[22] == 7
+    assert lay.parents[23] == 24 and lay.parents[24] == 11
     assert lay.flip_permutation()[4] == 8
+    # Other built-ins keep one centre for both uses.
+    for name in ALL:
+        if name != "ntu25":
+            assert get_layout(name).graph_center == get_layout(name).center, name
 
 
 def test_kinect20_and_msr3d20_orders_match_readmes():
@@ -332,3 +341,19 @@ def test_florence15_order_evidence(shared_dataset):
         if int(re.match(r"a(\d+)_", name).group(1)) in (1, 2, 3)
     ]
     assert len(raised_right) == 67 and np.mean(raised_right) > 0.65
+
+
+def test_custom_json_graph_center(tmp_path):
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(_custom(graph_center="head")))
+    lay = get_layout(str(p))
+    assert lay.center == 0 and lay.graph_center == 3
+    assert lay.to_dict()["graph_center"] == "head"
+    assert Layout.from_dict(lay.to_dict()) == lay
+    # The partitions measure distances to the graph centre: head -> pelvis is centripetal.
+    assert lay.adjacency("spatial")[1][3, 0] > 0
+    # Absent, it is the centre, and to_dict leaves it out (older corpora's dicts stay equal).
+    plain = Layout.from_dict(_custom())
+    assert plain.graph_center == plain.center and "graph_center" not in plain.to_dict()
+    with pytest.raises(LayoutError, match="'graph_center' names unknown joint 'neck'"):
+        Layout.from_dict(_custom(graph_center="neck"))
