@@ -159,55 +159,15 @@ class Pretrainer(nn.Module):
         k_other = None if other_all is None else {n: v[mine] for n, v in other_all.items()}
         weight_all = all_gather_cat(weight)
 
-        # 2. queries.
+        # 2. queries (and the extreme view).
         q = encode_in_splits(lambda x: self.encoder_q(x, snippets=cfg.snippet), x_q,
                              cfg.bn_splits)
+        e = self._encode_extreme(batch["extreme"]) if cfg.uses_extreme else None
 
-        # 3. loss terms, one value per item.
-        T = cfg.temperature
-        mining = cfg.mining(epoch)
-        queue_KD = self.queue.keys_KD.clone()
-        terms: dict[str, Tensor] = {}
-        metrics: dict[str, Tensor] = {}
-        logits = queue_logits(q["global"], k["global"], queue_KD, T)
-        neg_rows = [logits[:, 1:]]
-        e = None
-        if cfg.uses_extreme:
-            e = self._encode_extreme(batch["extreme"])
-            logits_e = queue_logits(e["global"], k["global"], queue_KD, T)
-            neg_rows.append(logits_e[:, 1:])
-        pos_mask = (
-            mined_positives(neg_rows, cfg.mine_topk_global, self.queue.valid_mask())
-            if mining else None
-        )
-        terms["global"] = info_nce(logits, pos_mask)
-        metrics["top1_global"] = weighted_mean(top1(logits), weight)
-        if k_other is not None:
-            logits_o = queue_logits(q["global"], k_other["global"], queue_KD, T)
-            terms["global_tempo"] = info_nce(logits_o, pos_mask)
-            terms["tempo"] = tempo_ranking(q["tempo"], k["tempo"], k_other["tempo"], T,
-                                           cfg.tempo_margin)
-        if e is not None:
-            d3m = d3m_kl(logits, logits_e)
-            if "global_drop" in e:  # AimCLR averages the extreme and the dropped extreme terms
-                logits_ed = queue_logits(e["global_drop"], k["global"], queue_KD, T)
-                d3m = 0.5 * (d3m + d3m_kl(logits, logits_ed))
-            terms["d3m"] = d3m
-        if cfg.snippet:
-            assert self.snippet_queue is not None
-            # RVTCLR base: the snippets match the other-tempo key, the key that is enqueued.
-            ks = k if k_other is None else k_other
-            match = match_snippets(q["snip_feat"], ks["snip_feat"])
-            s_logits = snippet_logits(q["dense"], ks["dense"], match,
-                                      self.snippet_queue.keys_KD.clone(), T)
-            s_mask = (
-                mined_positives([s_logits[..., 1:]], cfg.mine_topk_snippet,
-                                self.snippet_queue.valid_mask())
-                if mining else None
-            )
-            terms["snippet"] = info_nce(s_logits, s_mask).mean(dim=1)
-            metrics["top1_snippet"] = weighted_mean(top1(s_logits).mean(dim=1), weight)
-
+        # 3. loss terms, one value per item; in float32 even inside an autocast region (logits
+        # of similarities / 0.07 lose too much in bf16).
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            terms, metrics = self._terms(q, k, k_other, e, epoch, weight)
         scale = {"snippet": cfg.snippet_weight, "d3m": cfg.d3m_weight, "tempo": cfg.tempo_weight}
         total_N = sum(scale.get(name, 1.0) * v for name, v in terms.items())
         loss = (weight * total_N).sum() * W / weight_all.sum().clamp(min=1e-12)
@@ -228,6 +188,59 @@ class Pretrainer(nn.Module):
                 self.snippet_queue.filled.float() / self.snippet_queue.size
             )
         return loss, metrics
+
+    def _terms(
+        self,
+        q: dict[str, Tensor],
+        k: dict[str, Tensor],
+        k_other: dict[str, Tensor] | None,
+        e: dict[str, Tensor] | None,
+        epoch: int,
+        weight: Tensor,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-item loss terms (N,) by name, and the top-1 metrics."""
+        cfg = self.cfg
+        T = cfg.temperature
+        mining = cfg.mining(epoch)
+        queue_KD = self.queue.keys_KD.clone()  # enqueue writes in place before backward
+        terms: dict[str, Tensor] = {}
+        metrics: dict[str, Tensor] = {}
+        logits = queue_logits(q["global"], k["global"], queue_KD, T)
+        neg_rows = [logits[:, 1:]]
+        if e is not None:
+            logits_e = queue_logits(e["global"], k["global"], queue_KD, T)
+            neg_rows.append(logits_e[:, 1:])
+        pos_mask = (
+            mined_positives(neg_rows, cfg.mine_topk_global, self.queue.valid_mask())
+            if mining else None
+        )
+        terms["global"] = info_nce(logits, pos_mask)
+        metrics["top1_global"] = weighted_mean(top1(logits), weight)
+        if k_other is not None:
+            logits_o = queue_logits(q["global"], k_other["global"], queue_KD, T)
+            terms["global_tempo"] = info_nce(logits_o, pos_mask)
+            terms["tempo"] = tempo_ranking(q["tempo"], k["tempo"], k_other["tempo"], T,
+                                           cfg.tempo_margin)
+        if e is not None:
+            d3m = d3m_kl(logits, logits_e)
+            if "global_drop" in e:  # AimCLR averages the extreme and the dropped extreme terms
+                logits_ed = queue_logits(e["global_drop"], k["global"], queue_KD, T)
+                d3m = 0.5 * (d3m + d3m_kl(logits, logits_ed))
+            terms["d3m"] = d3m
+        if self.snippet_queue is not None:
+            # RVTCLR base: the snippets match the other-tempo key, the key that is enqueued.
+            ks = k if k_other is None else k_other
+            match = match_snippets(q["snip_feat"], ks["snip_feat"])
+            s_logits = snippet_logits(q["dense"], ks["dense"], match,
+                                      self.snippet_queue.keys_KD.clone(), T)
+            s_mask = (
+                mined_positives([s_logits[..., 1:]], cfg.mine_topk_snippet,
+                                self.snippet_queue.valid_mask())
+                if mining else None
+            )
+            terms["snippet"] = info_nce(s_logits, s_mask).mean(dim=1)
+            metrics["top1_snippet"] = weighted_mean(top1(s_logits).mean(dim=1), weight)
+        return terms, metrics
 
     def _encode_extreme(self, x_extreme: Tensor) -> dict[str, Tensor]:
         """The extreme view through the query encoder (and EADM's dropped copy)."""
