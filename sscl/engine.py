@@ -205,8 +205,7 @@ class Job:
 
     Attributes:
         name: ``pretrain`` or ``finetune`` (the progress bar, the log, the stage directory).
-        module: ``forward(batch, epoch) -> (loss, metrics)``; after each optimizer step the loop
-            calls its ``after_optimizer_step()`` (the key encoder's EMA update in pretraining).
+        module: ``forward(batch, epoch) -> (loss, metrics)``.
         loader: the rank's loader (``sscl.data.loader.make_loader``).
         batch_size: per-rank batch size of ``loader``.
         optim: optimizer and schedule.
@@ -215,6 +214,8 @@ class Job:
             the end; returns named figures (kNN top-1, validation accuracy) to log and keep.
         monitor_every: epochs between monitor calls (0: only at the start and the end).
         export: called on the main process with the unwrapped module after the last step.
+        after_step: called with the unwrapped module after each optimizer step (the key
+            encoder's EMA update in pretraining).
     """
 
     name: str
@@ -226,6 +227,7 @@ class Job:
     monitor: object = None
     monitor_every: int = 0
     export: object = None
+    after_step: object = None
 
 
 def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainState:
@@ -338,7 +340,8 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
                 consecutive_bad = 0
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                core.after_optimizer_step()
+                if job.after_step is not None:
+                    job.after_step(core)
             state.step += 1
             state.position = done * world * B
             state.last_loss = loss_sum

@@ -133,9 +133,6 @@ class FrameTask(nn.Module):
             hit = ((logits_NKT.argmax(1) == labels_NT) & (labels_NT >= 0)).sum()
         return loss, {"train/frame_acc": hit.float() / n.clamp(min=1).float()}
 
-    def after_optimizer_step(self) -> None:
-        pass
-
 
 def encoder_path(cfg: Config, rd: RunDir) -> Path | None:
     ft = cfg.finetune
