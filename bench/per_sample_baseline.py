@@ -1,19 +1,25 @@
-"""Speed baseline pinned to the AimCLR feeder's two-view augmentation, one sample at a time.
+"""Per-sample two-view feeder in the CTR-GCN ``valid_crop_resize`` style: the target's baseline.
 
-The algorithm of AimCLR's ``feeder/tools.py`` and ``ntu_feeder.py`` (Guo et al., AAAI 2022),
-with the crop + linear resize of the CTR-GCN / AimCLR-family ``valid_crop_resize``, written here
-for a (C=3, T=300, V=25, M=2) float32 sample as the feeders receive it from an ``np.memmap``:
+The same job as our loader (two augmented 50-frame views of a raw window of up to 300 frames),
+done the field's usual way, one sample at a time in numpy and torch, for a (C=3, T=300, V, M)
+float32 sample as a feeder receives it from an ``np.memmap``:
 
 - valid length: frames whose coordinates are not all zero (the feeders' rule);
-- temporal crop: mirror-pad ``valid // padding_ratio`` frames on each side (``temperal_crop``),
-  crop a random fraction in [0.5, 1] of the valid length at a random start, and resize it to
-  ``out_len`` frames with ``torch.nn.functional.interpolate`` (bilinear, align_corners=False) on
-  a per-sample tensor (``valid_crop_resize``);
-- shear 0.5: a random 3x3 unit-diagonal matrix applied with ``np.dot`` (``shear``);
-- the second view also: Gaussian noise std 0.01 with probability 0.5 (``gaus_noise``), Gaussian
-  blur along time, kernel 15, sigma in [0.1, 2], applied with probability 0.5 by a float64 torch
-  ``conv2d`` with the unnormalised kernel (``GaussianBlurConv``), and zeroing one random axis
-  with probability 0.5 (``axis_mask``).
+- temporal crop and resize (CTR-GCN's ``valid_crop_resize``, with the mirror padding of the
+  SkeletonCLR / AimCLR ``temperal_crop``): mirror-pad ``valid // padding_ratio`` frames on each
+  side, crop a random fraction in [0.5, 1] of the valid length at a random start, and resize it
+  to ``out_len`` frames with ``torch.nn.functional.interpolate`` (bilinear, align_corners=False)
+  on a per-sample tensor;
+- shear 0.5: a random 3x3 unit-diagonal matrix applied with ``np.dot`` (SkeletonCLR / AimCLR
+  ``shear``);
+- the second view also (AimCLR's strong augmentations): Gaussian noise std 0.01 with
+  probability 0.5, Gaussian blur along time, kernel 15, sigma in [0.1, 2], applied with
+  probability 0.5 by a float64 torch ``conv2d`` with the unnormalised kernel, and zeroing one
+  random axis with probability 0.5.
+
+This is not the AimCLR feeder: AimCLR augments clips resized offline to 50 frames, and its crop
+is mirror padding plus a slice, with no valid-length scan and no interpolation per sample (about
+half this work a sample); ``aimclr_feeder.py`` is that feeder, reported beside this baseline.
 
 Randomness comes from an ``np.random.Generator`` argument instead of the feeders' global
 ``random`` / ``np.random`` state (same number of draws, deterministic benchmarks).
@@ -79,7 +85,7 @@ def gaussian_blur(
     sigma_range: tuple[float, float] = (0.1, 2.0),
     p: float = 0.5,
 ) -> np.ndarray:
-    """AimCLR's GaussianBlurConv: a depthwise float64 conv2d along time, unnormalised kernel."""
+    """AimCLR's Gaussian blur: a depthwise float64 conv2d along time, unnormalised kernel."""
     sigma = rng.uniform(*sigma_range)
     taps = np.arange(-(kernel // 2), kernel // 2 + 1)
     weight = torch.from_numpy(np.exp(-(taps**2) / (2.0 * sigma**2)))[None, None].double()
