@@ -142,62 +142,19 @@ def msrc12_corpus() -> str:
     return str(dest)
 
 
-def _memmap(corpus_path: str) -> np.memmap:
-    """The feeders' storage: (N, 3, 300, V, M) float32, one sample per sequence, zero-padded.
-
-    A sample starts at the sequence's first frame with a tracked joint: the feeders count valid
-    frames from the start (NTU's preprocessing trims leading empty frames; MSRC-12 has them).
-    Entirely untracked sequences (one in MSRC-12) are left out: the feeder crashes on them.
-    """
-    c = open_corpus(corpus_path, memory_budget=BUDGET)
-    v, ch, m = c.frame_shape
-    dest = Path(corpus_path).with_suffix(".feeder.npy")
-    if dest.exists():
-        return np.load(dest, mmap_mode="r")
-    tracked = [i for i in range(c.num_sequences) if c.read_window(i, 0, int(c.lengths[i]))[1].any()]
-    tmp = dest.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(tracked), ch, RAW, v, m))
-    for row, i in enumerate(tracked):
-        joints, valid, _ = c.read_sequence(i)
-        first = int(np.argmax(valid.any(axis=(1, 2))))
-        window = joints[first : first + RAW]
-        out[row, :, : len(window)] = window.transpose(2, 0, 1, 3)
-    out.flush()
-    del out
-    os.replace(tmp, dest)
-    return np.load(dest, mmap_mode="r")
-
-
 def _clips(corpus_path: str) -> np.ndarray:
-    """The AimCLR feeder's storage: the `_memmap` samples resized once to 50-frame clips.
+    """The AimCLR feeder's storage: the baseline's samples resized once to 50-frame clips.
 
     Cached beside the corpus (the offline preprocessing step is not timed) and returned in
     memory, as the feeder holds it; fork-started workers share it copy-on-write.
     """
     dest = Path(corpus_path).with_suffix(f".clips{aimclr_feeder.MAX_FRAME}.npy")
     if not dest.exists():
-        clips = aimclr_feeder.resize_clips(_memmap(corpus_path))
+        clips = aimclr_feeder.resize_clips(per_sample_baseline.feeder_samples(corpus_path, RAW))
         tmp = dest.with_suffix(".tmp.npy")
         np.save(tmp, clips)
         os.replace(tmp, dest)
     return np.load(dest)
-
-
-class FeederDataset(torch.utils.data.Dataset):
-    """The baseline: the per-sample two-view feeder (CTR-GCN style) over an np.memmap."""
-
-    def __init__(self, path: str, length: int):
-        self.path, self.length, self.data = path, length, None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int):
-        if self.data is None:
-            self.data = np.load(self.path, mmap_mode="r")
-        sample = np.asarray(self.data[i % len(self.data)])
-        q, k = per_sample_baseline.two_views(sample, np.random.default_rng(i))
-        return torch.from_numpy(q), torch.from_numpy(k)
 
 
 def _worker_init(_: int) -> None:
@@ -298,7 +255,8 @@ def _feeder_iter(dataset: torch.utils.data.Dataset):
 
 
 def _baseline_iter(corpus_path: str):
-    return _feeder_iter(FeederDataset(str(_memmap(corpus_path).filename), 1 << 40))
+    samples = per_sample_baseline.feeder_samples(corpus_path, RAW)
+    return _feeder_iter(per_sample_baseline.PerSampleFeeder(str(samples.filename), 1 << 40))
 
 
 def _aimclr_iter(corpus_path: str):

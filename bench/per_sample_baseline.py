@@ -21,6 +21,8 @@ This is not the AimCLR feeder: AimCLR augments clips resized offline to 50 frame
 is mirror padding plus a slice, with no valid-length scan and no interpolation per sample (about
 half this work a sample); ``aimclr_feeder.py`` is that feeder, reported beside this baseline.
 
+`feeder_samples` cuts the feeders' storage from a corpus and `PerSampleFeeder` is the dataset a
+plain DataLoader runs (the reference stack of ``bench_pipeline.py`` and the trainer benchmark).
 Randomness comes from an ``np.random.Generator`` argument instead of the feeders' global
 ``random`` / ``np.random`` state (same number of draws, deterministic benchmarks).
 """
@@ -28,10 +30,14 @@ Randomness comes from an ``np.random.Generator`` argument instead of the feeders
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from sscl.data.corpus import open_corpus
 
 
 def valid_length(sample_CTVM: np.ndarray) -> int:
@@ -127,3 +133,58 @@ def two_views(
     second = shear(crop_resize(sample_CTVM, valid, rng, out_len), rng)
     second = axis_mask(gaussian_blur(gaussian_noise(second, rng), rng), rng)
     return first, second
+
+
+def feeder_samples(corpus_path: str, raw: int = 300) -> np.memmap:
+    """The feeders' storage: (N, 3, raw, V, M) float32, one sample per sequence, zero-padded.
+
+    A sample starts at the sequence's first frame with a tracked joint: the feeders count valid
+    frames from the start (NTU's preprocessing trims leading empty frames; MSRC-12 has them).
+    Entirely untracked sequences (one in MSRC-12) are left out: the feeder crashes on them.
+    Written once beside the corpus (``<corpus>.feeder.npy`` for 300 frames, else
+    ``<corpus>.feeder<raw>.npy``) and returned memory-mapped.
+    """
+    suffix = ".feeder.npy" if raw == 300 else f".feeder{raw}.npy"
+    dest = Path(corpus_path).with_suffix(suffix)
+    if dest.exists():
+        return np.load(dest, mmap_mode="r")
+    c = open_corpus(corpus_path)
+    v, ch, m = c.frame_shape
+    tracked = [i for i in range(c.num_sequences) if c.read_window(i, 0, int(c.lengths[i]))[1].any()]
+    tmp = dest.with_suffix(".tmp.npy")
+    out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(tracked), ch, raw, v, m))
+    for row, i in enumerate(tracked):
+        joints, valid, _ = c.read_sequence(i)
+        first = int(np.argmax(valid.any(axis=(1, 2))))
+        window = joints[first : first + raw]
+        out[row, :, : len(window)] = window.transpose(2, 0, 1, 3)
+    out.flush()
+    del out
+    os.replace(tmp, dest)
+    return np.load(dest, mmap_mode="r")
+
+
+class PerSampleFeeder(torch.utils.data.Dataset):
+    """The baseline as a dataset: `two_views` of each sample of a ``feeder_samples`` file.
+
+    Args:
+        path: the .npy file, opened memory-mapped in each worker.
+        length: dataset length (indices wrap around the samples).
+        out_len: frames of each view.
+
+    Items: two (3, out_len, V, M) float64 tensors, the views of sample ``i % N`` drawn with
+    ``np.random.default_rng(i)``.
+    """
+
+    def __init__(self, path: str, length: int, out_len: int = 50) -> None:
+        self.path, self.length, self.out_len, self.data = path, length, out_len, None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r")
+        sample = np.asarray(self.data[i % len(self.data)])
+        q, k = two_views(sample, np.random.default_rng(i), self.out_len)
+        return torch.from_numpy(q), torch.from_numpy(k)

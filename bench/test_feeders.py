@@ -13,6 +13,9 @@ import per_sample_baseline
 import torch
 import torch.nn.functional as F
 
+from sscl.data.corpus import CorpusHeader, Sequence, write_corpus
+from sscl.data.layouts import get_layout
+
 
 def _sample(rng: np.random.Generator, t: int, valid: int) -> np.ndarray:
     x = rng.standard_normal((3, t, 25, 2)).astype(np.float32)
@@ -78,3 +81,25 @@ def test_normal_view_is_a_sheared_slice():
     assert err < 1e-4
     np.testing.assert_allclose(np.diag(S), 1.0, atol=1e-5)
     assert np.abs(S - np.diag(np.diag(S))).max() <= 0.5 + 1e-6
+
+
+def test_feeder_samples_start_at_the_first_tracked_frame(tmp_path):
+    rng = np.random.default_rng(4)
+    header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a",), fps=30.0, persons=2,
+                          source_frame="test")
+    seqs = []
+    for name, t, lead in (("s0", 40, 5), ("s1", 12, 0), ("empty", 8, 8)):
+        x = rng.normal(0, 1, (t, 25, 3, 2)).astype(np.float32)
+        valid = np.ones((t, 25, 2), bool)
+        valid[:lead] = False
+        x[:lead] = 0.0
+        seqs.append(Sequence(name, x, "a", valid=valid))
+    write_corpus(tmp_path / "c.zarr", header, iter(seqs))
+    got = per_sample_baseline.feeder_samples(str(tmp_path / "c.zarr"), raw=30)
+    assert got.shape == (2, 3, 30, 25, 2)  # the untracked sequence is left out
+    np.testing.assert_array_equal(got[0], seqs[0].joints[5:35].transpose(2, 0, 1, 3))
+    np.testing.assert_array_equal(got[1, :, :12], seqs[1].joints.transpose(2, 0, 1, 3))
+    assert not got[1, :, 12:].any()
+    feeder = per_sample_baseline.PerSampleFeeder(str(got.filename), length=5, out_len=10)
+    q, k = feeder[3]
+    assert q.shape == k.shape == (3, 10, 25, 2)
