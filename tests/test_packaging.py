@@ -107,10 +107,13 @@ def test_wheel_holds_and_imports_every_module(tmp_path):
     target = tmp_path / "site"
     _run([*pip, "install", "-q", "--no-deps", "--no-index", "--target", str(target),
           str(wheel)], tmp_path)
+    # The environment's dependencies (torch, numba, ...): site-packages, and the user site
+    # where the running interpreter uses it.
+    deps = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
     script = f"""
 import importlib, json, sys
 sys.path[:0] = [{str(target)!r}]
-sys.path += {site.getsitepackages()!r}
+sys.path += {deps!r}
 failed = {{}}
 for name in {sorted(modules)!r}:
     try:
