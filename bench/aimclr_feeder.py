@@ -16,8 +16,8 @@ lineage's feeder (``feeder/ntu_feeder.py``, ``feeder/tools.py``; described here,
 The published feeder makes three views (two normal ones and an extreme one that also flips and
 rotates); this module makes the two-view form every pipeline row is measured in (a normal view
 and a strong one), so its rate is comparable with ``per_sample_baseline.two_views``. Randomness:
-one ``np.random.Generator`` per worker, seeded from the DataLoader's worker seed, in place of
-the published code's global ``random`` / ``np.random`` state (the same draws per sample).
+one ``np.random.Generator`` per worker, seeded with the worker's number, in place of the
+published code's global ``random`` / ``np.random`` state (the same draws per sample).
 """
 
 from __future__ import annotations
@@ -131,6 +131,6 @@ class AimCLRFeeder(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> list[np.ndarray]:
         if self.rng is None:
             info = torch.utils.data.get_worker_info()
-            self.rng = np.random.default_rng(0 if info is None else info.seed)
+            self.rng = np.random.default_rng(0 if info is None else info.id)
         q, k = two_views(self.clips[i % len(self.clips)], self.rng)
         return [q, k]

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from sscl.data.layouts import Layout, get_layout
+from sscl.errors import ConfigError, LayoutError
 
 #: (full-width channels, temporal stride) of blocks 1..10 (ST-GCN's plan).
 PLAN: tuple[tuple[int, int], ...] = (
@@ -49,9 +50,12 @@ def channel_plan(width: float, last_channels: int | None = None) -> tuple[int, .
 
     Returns:
         Ten channel counts, each round(c * width) and at least 1.
+
+    Raises:
+        ConfigError: width is not positive.
     """
     if not width > 0:
-        raise ValueError(f"width must be a positive channel multiplier (e.g. 0.25), got {width}")
+        raise ConfigError(f"width must be a positive channel multiplier (e.g. 0.25), got {width}")
     channels = [max(1, round(c * width)) for c, _ in PLAN]
     if last_channels is not None:
         channels[-1] = last_channels
@@ -125,6 +129,10 @@ class ReferenceSTGCN(nn.Module):
         bias: give the convolutions biases, as the published code does.
 
     Forward: (N, C, T, V, M) -> (N * M, C_10, ceil(T / 4), V); `embed` -> (N, C_10).
+
+    Raises:
+        ConfigError: channels and strides differ in length, or an unknown ``data_bn``.
+        LayoutError: (forward) the input's C, V or M differ from the model's.
     """
 
     def __init__(
@@ -144,9 +152,10 @@ class ReferenceSTGCN(nn.Module):
         channels = tuple(channels) if channels is not None else channel_plan(0.25, 256)
         strides = tuple(strides) if strides is not None else tuple(s for _, s in PLAN)
         if len(channels) != len(strides) or not channels:
-            raise ValueError(f"channels {channels} and strides {strides} must be equally long")
+            raise ConfigError(
+                f"channels {channels} and strides {strides} must be non-empty and equally long")
         if data_bn not in DATA_BN:
-            raise ValueError(f"data_bn must be one of {DATA_BN}, got {data_bn!r}")
+            raise ConfigError(f"data_bn must be one of {DATA_BN}, got {data_bn!r}")
         c_in = layout.channels if in_channels is None else in_channels
         V = layout.num_joints
         if A_KVV is None:
@@ -183,7 +192,7 @@ class ReferenceSTGCN(nn.Module):
         V = layout.num_joints
         modes = {V * in_channels: "shared", M * V * in_channels: "per_person", 0: "none"}
         if features not in modes:
-            raise ValueError(
+            raise ConfigError(
                 f"model's input batch norm has {features} features; expected V*C = "
                 f"{V * in_channels} (shared), M*V*C = {M * V * in_channels} or none")
         return cls(layout, M, model.block_channels, model.block_strides, in_channels,
@@ -193,7 +202,7 @@ class ReferenceSTGCN(nn.Module):
         """Args: x_NCTVM (N, C, T, V, M). Returns (N * M, C_10, T', V); rows n * M + m."""
         N, C, T, V, M = x_NCTVM.shape
         if (C, V, M) != (self.channels, self.num_joints, self.num_persons):
-            raise ValueError(
+            raise LayoutError(
                 f"x has C={C}, V={V}, M={M}; the model was built for C={self.channels}, "
                 f"V={self.num_joints}, M={self.num_persons}")
         if self.data_bn_mode == "shared":

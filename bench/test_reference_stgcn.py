@@ -10,6 +10,7 @@ import pytest
 import torch
 from reference_stgcn import ReferenceSTGCN, channel_plan
 
+from sscl.errors import LayoutError
 from sscl.kernels import graph_conv_ref
 from sscl.models import STGCN
 
@@ -80,3 +81,5 @@ def test_ssl_plan_keeps_a_256_channel_last_block():
     assert ref.data_bn.num_features == 25 * 3
     with_bias = ReferenceSTGCN("ntu25", num_persons=2, bias=True)
     assert _count(with_bias) > _count(ref)
+    with pytest.raises(LayoutError, match="M=1"):
+        ref(torch.randn(1, 3, 8, 25, 1))
