@@ -142,6 +142,11 @@ def msrc12_corpus() -> str:
     return str(dest)
 
 
+def _memmap(corpus_path: str) -> np.memmap:
+    """The per-sample baseline's storage (`per_sample_baseline.feeder_samples`, 300 frames)."""
+    return per_sample_baseline.feeder_samples(corpus_path, RAW)
+
+
 def _clips(corpus_path: str) -> np.ndarray:
     """The AimCLR feeder's storage: the baseline's samples resized once to 50-frame clips.
 
@@ -150,7 +155,7 @@ def _clips(corpus_path: str) -> np.ndarray:
     """
     dest = Path(corpus_path).with_suffix(f".clips{aimclr_feeder.MAX_FRAME}.npy")
     if not dest.exists():
-        clips = aimclr_feeder.resize_clips(per_sample_baseline.feeder_samples(corpus_path, RAW))
+        clips = aimclr_feeder.resize_clips(_memmap(corpus_path))
         tmp = dest.with_suffix(".tmp.npy")
         np.save(tmp, clips)
         os.replace(tmp, dest)
@@ -255,8 +260,8 @@ def _feeder_iter(dataset: torch.utils.data.Dataset):
 
 
 def _baseline_iter(corpus_path: str):
-    samples = per_sample_baseline.feeder_samples(corpus_path, RAW)
-    return _feeder_iter(per_sample_baseline.PerSampleFeeder(str(samples.filename), 1 << 40))
+    return _feeder_iter(per_sample_baseline.PerSampleFeeder(str(_memmap(corpus_path).filename),
+                                                            1 << 40))
 
 
 def _aimclr_iter(corpus_path: str):
