@@ -1,20 +1,26 @@
-"""Full input path throughput: corpus -> augmented two-view batches, ours vs the AimCLR feeder.
+"""Full input path throughput: corpus -> augmented two-view batches, ours vs per-sample feeders.
 
 Samples per second delivered to the training process, at equal worker counts and one compute
 thread per worker, for:
 
-- baseline: the AimCLR feeder's algorithm (``aimclr_baseline.two_views``) in a torch DataLoader
-  over an ``np.memmap`` of (3, 300, V, M) float32 samples cut from the same corpus (start 0,
-  zero-padded, the feeders' storage), batch 64, random order;
+- baseline (the target's): the same job done the field's usual way, a per-sample feeder in the
+  CTR-GCN ``valid_crop_resize`` style (``per_sample_baseline.two_views``: valid-length scan, crop
+  and per-sample interpolation of a 300-frame window to 50 frames, shear, strong view) in a
+  torch DataLoader over an ``np.memmap`` of (3, 300, V, M) float32 samples cut from the same
+  corpus (start 0, zero-padded, the feeders' storage), batch 64, random order;
+- the AimCLR feeder (``aimclr_feeder``, reported beside it, no target): the same samples
+  resized once to 50-frame clips held in memory, then per sample a mirror-padded slice (no
+  interpolation), shear and the strong view, in a plain DataLoader; it does about half the
+  baseline's work a sample (timed in the default-reader runs only);
 - ours, plain loader and DALI engine (``sscl.data.loader.make_loader``): per-epoch dense raw
   windows of 300 frames read from the compressed Zarr corpus, then the fused Numba
   ``two_view`` with the extreme view on (query + key + extreme: three views, a superset of the
   baseline's work), batch 64.
 
-Target (issue 4, section 5): ours >= 10x the baseline. On MSRC-12 the DALI engine also runs
-with one batch per DALI sample (``LoaderConfig.dali_group=1``), reported beside the default
-grouping. Also reported: the peak RSS of any one
-worker process while reading a corpus larger than the worker's decoded-chunk budget.
+Target (issue 4, section 5): ours >= 10x the baseline (the per-sample feeder). On MSRC-12 the
+DALI engine also runs with one batch per DALI sample (``LoaderConfig.dali_group=1``), reported
+beside the default grouping. Also reported: the peak RSS of any one worker process while reading
+a corpus larger than the worker's decoded-chunk budget.
 
 Corpora: the real MSRC-12 (converted once with ``sscl.data.formats.convert`` into the cache;
 skipped with the reason when ../shared/data or the converter is absent) and a synthetic
@@ -43,8 +49,9 @@ import threading
 import time
 from pathlib import Path
 
-import aimclr_baseline
+import aimclr_feeder
 import numpy as np
+import per_sample_baseline
 import psutil
 import pytest
 import torch
@@ -105,8 +112,8 @@ def _fresh(dest: Path) -> bool:
     if (JOINTS_CODEC is None) == (inner == ["bytes"]):
         return True
     shutil.rmtree(dest)
-    stale_feeder = dest.with_suffix(".feeder.npy")
-    stale_feeder.unlink(missing_ok=True)
+    for stale in (".feeder.npy", f".clips{aimclr_feeder.MAX_FRAME}.npy"):
+        dest.with_suffix(stale).unlink(missing_ok=True)
     return False
 
 
@@ -136,46 +143,23 @@ def msrc12_corpus() -> str:
 
 
 def _memmap(corpus_path: str) -> np.memmap:
-    """The feeders' storage: (N, 3, 300, V, M) float32, one sample per sequence, zero-padded.
+    """The per-sample baseline's storage (`per_sample_baseline.feeder_samples`, 300 frames)."""
+    return per_sample_baseline.feeder_samples(corpus_path, RAW)
 
-    A sample starts at the sequence's first frame with a tracked joint: the feeders count valid
-    frames from the start (NTU's preprocessing trims leading empty frames; MSRC-12 has them).
-    Entirely untracked sequences (one in MSRC-12) are left out: the feeder crashes on them.
+
+def _clips(corpus_path: str) -> np.ndarray:
+    """The AimCLR feeder's storage: the baseline's samples resized once to 50-frame clips.
+
+    Cached beside the corpus (the offline preprocessing step is not timed) and returned in
+    memory, as the feeder holds it; fork-started workers share it copy-on-write.
     """
-    c = open_corpus(corpus_path, memory_budget=BUDGET)
-    v, ch, m = c.frame_shape
-    dest = Path(corpus_path).with_suffix(".feeder.npy")
-    if dest.exists():
-        return np.load(dest, mmap_mode="r")
-    tracked = [i for i in range(c.num_sequences) if c.read_window(i, 0, int(c.lengths[i]))[1].any()]
-    tmp = dest.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(tracked), ch, RAW, v, m))
-    for row, i in enumerate(tracked):
-        joints, valid, _ = c.read_sequence(i)
-        first = int(np.argmax(valid.any(axis=(1, 2))))
-        window = joints[first : first + RAW]
-        out[row, :, : len(window)] = window.transpose(2, 0, 1, 3)
-    out.flush()
-    del out
-    os.replace(tmp, dest)
-    return np.load(dest, mmap_mode="r")
-
-
-class FeederDataset(torch.utils.data.Dataset):
-    """The baseline: AimCLR's per-sample two-view feeder over an np.memmap."""
-
-    def __init__(self, path: str, length: int):
-        self.path, self.length, self.data = path, length, None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int):
-        if self.data is None:
-            self.data = np.load(self.path, mmap_mode="r")
-        sample = np.asarray(self.data[i % len(self.data)])
-        q, k = aimclr_baseline.two_views(sample, np.random.default_rng(i))
-        return torch.from_numpy(q), torch.from_numpy(k)
+    dest = Path(corpus_path).with_suffix(f".clips{aimclr_feeder.MAX_FRAME}.npy")
+    if not dest.exists():
+        clips = aimclr_feeder.resize_clips(_memmap(corpus_path))
+        tmp = dest.with_suffix(".tmp.npy")
+        np.save(tmp, clips)
+        os.replace(tmp, dest)
+    return np.load(dest)
 
 
 def _worker_init(_: int) -> None:
@@ -257,22 +241,31 @@ def _interleaved(iterators: dict[str, object]) -> dict[str, list[float]]:
 MAIN_CPU: dict[str, list[float]] = {}
 
 
-def _baseline_iter(corpus_path: str):
-    path = str(_memmap(corpus_path).filename)
+def _feeder_iter(dataset: torch.utils.data.Dataset):
+    """Endless batches of a per-sample feeder in a plain DataLoader, uniform random order."""
     loader = torch.utils.data.DataLoader(
-        FeederDataset(path, 1 << 40),
+        dataset,
         batch_size=BATCH,
         shuffle=False,
         sampler=torch.utils.data.RandomSampler(range(1 << 20), replacement=True,
                                                num_samples=1 << 40),
         num_workers=WORKERS,
         worker_init_fn=_worker_init,
-        # fork, as the AimCLR feeders run (and this module is not importable by a spawned child).
+        # fork, as the published feeders run (and this module is not importable by a spawned child).
         multiprocessing_context="fork",
         persistent_workers=True,
     )
     with single_threaded_children():
         return iter(loader)
+
+
+def _baseline_iter(corpus_path: str):
+    return _feeder_iter(per_sample_baseline.PerSampleFeeder(str(_memmap(corpus_path).filename),
+                                                            1 << 40))
+
+
+def _aimclr_iter(corpus_path: str):
+    return _feeder_iter(aimclr_feeder.AimCLRFeeder(_clips(corpus_path), 1 << 40))
 
 
 def _ours_iter(corpus_path: str, engine: str, views: int, locality: int = 0,
@@ -306,7 +299,7 @@ def _ours_iter(corpus_path: str, engine: str, views: int, locality: int = 0,
 
 
 @pytest.mark.parametrize("which", ["synthetic", "msrc12"])
-def test_full_path_vs_aimclr_feeder(request, ratios, which):
+def test_full_path_vs_per_sample_feeders(request, ratios, which):
     corpus_path = request.getfixturevalue(f"{which}_corpus")
     from sscl.data.pipeline import dali_available
 
@@ -324,6 +317,9 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
         runs += [(2, 8, True), (2, 8, False)]
     for views, locality, map_joints in runs:
         its, modes = {"base": _baseline_iter(corpus_path)}, {}
+        with_aimclr = locality == 0 and map_joints  # its rate does not depend on our reader
+        if with_aimclr:
+            its["aimclr"] = _aimclr_iter(corpus_path)
         for e in engines:
             its[e], modes[e] = _ours_iter(corpus_path, e, views, locality, map_joints)
         if "dali" in engines and which == "msrc12" and views == 2:
@@ -331,7 +327,7 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
             # LoaderConfig.dali_group): what the grouping buys, in the same rounds.
             e = "dali, 1 batch per DALI sample"
             its[e], modes[e] = _ours_iter(corpus_path, "dali", views, locality, map_joints, 1)
-        base_pids = {w.pid for w in its["base"]._workers}
+        base_pids = {w.pid for k in ("base", "aimclr") if k in its for w in its[k]._workers}
         MAIN_CPU.clear()
         with PeakWorkerRss() as rss:
             rates = _interleaved(its)
@@ -339,12 +335,22 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
         peak = max((v for k, v in rss.by_pid.items() if k not in base_pids), default=0)
         private = max((v for k, v in rss.private.items() if k not in base_pids), default=0)
         base = rates.pop("base")
+        aimclr = rates.pop("aimclr", None)
+        if aimclr is not None:
+            per_round = [a / b for a, b in zip(aimclr, base)]
+            ratios.add(
+                f"pipeline {which} AimCLR feeder / per-sample feeder ({views}-view run)",
+                float(np.median(per_round)),
+                detail=f"median of {ROUNDS} interleaved rounds "
+                f"({', '.join(f'{x:.2f}' for x in per_round)}); {np.median(aimclr):.0f} vs "
+                f"{np.median(base):.0f} samples/s, {WORKERS} workers, both 2 views",
+            )
         for engine, r in rates.items():
             per_round = [a / b for a, b in zip(r, base)]
             how = ("" if map_joints else ", chunk cache") + (
                 f", locality {locality}" if locality else "")
             ratios.add(
-                f"pipeline {which} {engine} {views} views{how} / AimCLR feeder (2 views)",
+                f"pipeline {which} {engine} {views} views{how} / per-sample feeder (2 views)",
                 float(np.median(per_round)),
                 target=10.0 if views == 2 and locality == loc and map_joints
                 and engine in ("torch", "dali") else None,
@@ -356,3 +362,13 @@ def test_full_path_vs_aimclr_feeder(request, ratios, which):
                 f"{np.median(MAIN_CPU[engine]) * 1e3:.2f} ms (baseline "
                 f"{np.median(MAIN_CPU['base']) * 1e3:.2f} ms)",
             )
+            if aimclr is not None:
+                per_round = [a / b for a, b in zip(r, aimclr)]
+                ratios.add(
+                    f"pipeline {which} {engine} {views} views / AimCLR feeder (2 views)",
+                    float(np.median(per_round)),
+                    detail=f"median of {ROUNDS} interleaved rounds "
+                    f"({', '.join(f'{x:.1f}' for x in per_round)}); {np.median(r):.0f} vs "
+                    f"{np.median(aimclr):.0f} samples/s (50-frame clips in memory), "
+                    f"training-process CPU per batch {np.median(MAIN_CPU['aimclr']) * 1e3:.2f} ms",
+                )
