@@ -202,6 +202,7 @@ class ProbeConfig:
 
 
 PROTOCOLS = ("full", "linear", "scratch")
+DECODERS = ("auto", "reference", "reference_code", "argmax")
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,9 @@ class EvaluateConfig:
     """Evaluation (METHOD.md section 5).
 
     Attributes:
-        decoder: ``auto`` (chosen on the validation split), ``reference`` or ``argmax``.
+        decoder: ``auto`` (chosen on the validation split), ``reference`` (METHOD.md section
+            5, NMS on IoU), ``reference_code`` (the reference code's NMS overlap, intersection
+            over the other segment's length: METHOD.md section 7) or ``argmax``.
         tiou: temporal IoU thresholds of the mAP table.
         timelines: timeline PNGs written (``-1``: every sequence).
     """
@@ -275,6 +278,11 @@ class EvaluateConfig:
     decoder: str = "auto"
     tiou: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     timelines: int = 20
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"evaluate.decoder must be one of {DECODERS}, got "
+                              f"{self.decoder!r}")
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,14 @@ import numpy as np
 import torch
 
 from sscl.builders import corpus_location
+from sscl.config import DECODERS
 from sscl.errors import ConfigError
 from sscl.inference import check_layout, load_localizer, sequence_probabilities
 
 log = logging.getLogger("sscl")
+
+# evaluate.decoder values naming one decoder (``auto`` chooses among candidates on validation).
+FIXED_DECODERS = tuple(d for d in DECODERS if d != "auto")
 
 
 def corpus_label(corpus: str) -> str:
@@ -48,7 +52,10 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
         out_root: the run's ``eval`` directory; the report goes to ``<corpus>-<split>/`` in it.
         corpus: corpus path or ``demo`` (default: the finetuning corpus).
         split: split tag (default: the finetuning test split).
-        decoder: ``auto``, ``reference`` or ``argmax``.
+        decoder: ``auto`` (chosen on the validation sequences), ``reference`` (METHOD.md
+            section 5, NMS on IoU), ``reference_code`` (the same with the reference code's NMS
+            overlap, intersection over the other segment's length: METHOD.md section 7) or
+            ``argmax``.
         timelines: timeline PNGs written (-1: all).
 
     Raises:
@@ -57,7 +64,7 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
     from sscl.data.loader import LoaderConfig
     from sscl.data.reader import open_corpus
     from sscl.localize.evaluate import evaluate_sequences, select_decoder, trivial_baselines
-    from sscl.localize.postprocess import ARGMAX, REFERENCE, decode
+    from sscl.localize.postprocess import ARGMAX, REFERENCE, REFERENCE_CODE_NMS, decode
     from sscl.localize.report import plot_timeline, write_report
 
     trained = load_localizer(localizer, device)
@@ -92,10 +99,12 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
         else:
             log.warning("no validation sequences: using the reference decoder")
             chosen = REFERENCE
-    elif decoder in ("reference", "argmax"):
-        chosen = REFERENCE if decoder == "reference" else ARGMAX
+    elif decoder in FIXED_DECODERS:
+        chosen = {"reference": REFERENCE, "reference_code": REFERENCE_CODE_NMS,
+                  "argmax": ARGMAX}[decoder]
     else:
-        raise ConfigError(f"decoder must be auto, reference or argmax, got {decoder!r}")
+        raise ConfigError(f"decoder must be auto or one of {', '.join(FIXED_DECODERS)}, got "
+                          f"{decoder!r}")
 
     metrics = evaluate_sequences(probs, labels, chosen, sequence_ids=ids, tiou_thresholds=tiou)
     train_labels = sequence_labels(c, meta["splits"]["train"]) if same_corpus else labels

@@ -39,6 +39,12 @@ start_t <= n / 30 < end_t. With --subset 1/2/3 a frame takes the first of the su
 present, in the subset's order, else background. Without --subset the classes are every act_cat
 in the read json files, sorted alphabetically, and a frame takes the first act_cat of the first
 segment (in json order) that covers it; uncovered frames are background.
+
+Splits: every sequence carries `babel:<split>` (its json file). With --subset, a sequence that the
+reference localization code's split script keeps (METHOD.md section 7: at most 1000 frames at
+30 fps and at least one frame of a subset class) also carries `babel_ref:<split>`. Nothing is
+dropped: `babel:val` is the whole validation split (this project never drops test sequences),
+`babel_ref:val` the reference code's test set, for comparing with its published figures.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ SUBSETS: dict[int, tuple[str, ...]] = {
     2: ("sit", "run", "stand up", "kick"),
     3: ("jog", "wave", "dance", "gesture"),
 }
+# The reference split script drops sequences longer than this (frames at 30 fps).
+REF_MAX_FRAMES = 1000
 _FPS_KEYS = ("fps", "mocap_framerate", "mocap_frame_rate")
 _DIR_RENAMES = {"BioMotionLab_NTroje": "BMLrub", "DFaust_67": "DFaust"}
 
@@ -462,6 +470,11 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             segments = entry["frame_ann"]["labels"]
             labels = frame_labels(segments, len(idx), class_names, subset is not None)
             parts = PurePosixPath(feat_p).parts
+            tags = (f"babel:{split}",)
+            if subset is not None and len(idx) <= REF_MAX_FRAMES and (
+                labels < len(class_names)
+            ).any():
+                tags += (f"babel_ref:{split}",)
             yield Sequence(
                 seq_id=f"babel_{sid}",
                 joints=np.ascontiguousarray(xyz[..., None]).astype(np.float32),
@@ -472,7 +485,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                 subject="/".join(parts[-3:-1]) if len(parts) >= 3 else "",
                 setup=parts[0] if parts else "",
                 fps=FPS,
-                split_tags=(f"babel:{split}",),
+                split_tags=tags,
                 extra={
                     "babel_sid": sid,
                     "dur": entry.get("dur"),
