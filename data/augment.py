@@ -28,8 +28,9 @@ left/right flip and person swap folded into the gather), rotation @ shear, Gauss
 mask, temporal blur, axis mask. Each step also exists alone, kernel + twin: ``crop_resize``,
 ``linear_transform`` (``rotation_matrices``, ``shear_matrices``), ``flip_swap``,
 ``gaussian_noise``, ``mask_blur`` (joint mask, blur, axis mask), ``tempo_change``; plus the
-pre-processing ``normalize_ntu`` (``normalization_joints``; default centring "first", which keeps
-global translation) and the ``bone_stream`` / ``motion_stream`` modalities.
+pre-processing ``normalize_ntu`` (whole sequences; the batch loader folds the same
+normalisation into ``two_view``'s gather through ``norm``, see ``sscl.data.normalize``) and the
+``bone_stream`` / ``motion_stream`` modalities.
 
 ``params_for`` derives every random number of sample ``i`` from ``(seed, epoch, i)`` with a
 counter-based hash (splitmix64), so a sample is augmented the same whatever batch or rank it

@@ -596,3 +596,35 @@ def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
         else:
             np.testing.assert_array_equal(a, b, err_msg=f.name)
+
+
+# --------------------------------------------------------------------------- relative tempo
+
+
+def test_tempo_scales_the_crop_span_relative_to_the_fastest():
+    """RVTCLR's relative tempo: with tempos (1, 2) a 2x view covers twice the frames of a 1x
+    view in the same out_len; only tempo / max(tempos) matters, so (1,) and (2,) agree."""
+    n, t = 64, 120
+    raw = np.zeros((n, t, 3, 3, 1), np.float32)
+    raw[:, :, :, 0, 0] = np.arange(t, dtype=np.float32)[None, :, None]  # x = frame index
+    valid = np.ones((n, t, 3, 1), bool)
+    cfg = A.AugmentConfig(out_len=20, padding_ratio=0, crop_range=(1.0, 1.0), shear=0.0,
+                          tempos=(1.0, 2.0), extreme_flip_prob=0.0)
+    p = A.params_for(4, 0, np.arange(n), cfg)
+    tempo = np.stack([p.query.tempo, p.key.tempo])
+    assert set(np.unique(tempo)) == {1.0, 2.0}
+    out, _ = A.two_view(raw, valid, np.full(n, t), p, cfg)
+    covered = out[:, :, 0, -1, 0, 0] - out[:, :, 0, 0, 0, 0]  # frames between first and last
+    # A span of s frames resized to L: source frames (l + 0.5) s / L - 0.5, l = 0 .. L - 1.
+    span = np.where(tempo == 2.0, t, t // 2)
+    np.testing.assert_allclose(covered, span * (cfg.out_len - 1) / cfg.out_len, atol=1e-4)
+    single = {}
+    for tempos in ((1.0,), (2.0,)):
+        c = A.AugmentConfig(out_len=20, tempos=tempos, extreme_flip_prob=0.0)
+        q = A.params_for(4, 0, np.arange(n), c)
+        assert (q.query.tempo == tempos[0]).all()
+        single[tempos] = A.two_view(raw, valid, np.full(n, t), q, c)[0]
+    np.testing.assert_array_equal(single[(1.0,)], single[(2.0,)])
+    for bad in ((), (0.0, 1.0), (1.0, 1.0), (float("inf"),)):
+        with pytest.raises(ConfigError, match="augment.tempos"):
+            A.AugmentConfig(tempos=bad)
