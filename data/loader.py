@@ -95,7 +95,9 @@ class LoaderConfig:
         strong_key: pretraining: draw the key view with the extreme recipe (noise, blur, axis
             mask, ...) instead of a third view: SkeletonCLR with a strong second view, the
             AimCLR feeder's two-view mode. Excludes ``extreme``.
-        pin_memory: pin batches when CUDA is available (torch engine).
+        pin_memory: with CUDA available (torch engine), hand out batches in page-locked
+            memory: copied from the workers' shared ring slot into a buffer of torch's caching
+            host allocator (see :class:`TorchLoader`), ready for ``non_blocking`` copies.
         memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
             default); bounds a worker's private memory on corpora larger than it.
         map_joints: on a corpus larger than ``memory_budget``, memory-map the raw joints
@@ -154,7 +156,7 @@ class LoaderConfig:
 LOCALITY_BLOCK = 16 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: holds arrays (windows); compared by identity
 class LoaderInfo:
     """What a trainer needs to know about its input pipeline, read from the corpus header (no
     frame data is loaded): ``loader.info`` on both engines.

@@ -335,3 +335,24 @@ def test_references_skip_untracked_and_degenerate_frames():
     np.testing.assert_allclose(rot[0] @ [0, 1, 0], [0, 0, 1], atol=1e-12)  # spine -> +z
     np.testing.assert_allclose(rot[0] @ [-1, 0, 0], [1, 0, 0], atol=1e-12)  # shoulders -> +x
     assert not sequence_references(raw, valid & False, nj)[2].any()
+
+
+def test_make_loader_refuses_a_layout_without_the_joints(tmp_path):
+    """COCO-17 (2-D) has no trunk joints: normalising fails at make_loader, in the training
+    process, naming the layout; "none" loads."""
+    from sscl.data.loader import make_loader
+
+    header = CorpusHeader(layout=get_layout("coco17"), class_names=("a",), fps=25.0, persons=1,
+                          source_frame="synthetic, pixels")
+    rng = np.random.default_rng(0)
+    with CorpusWriter(tmp_path / "coco.zarr", header) as w:
+        w.append(Sequence(seq_id="s0", joints=rng.random((40, 17, 2, 1)).astype(np.float32),
+                          source_file="f"))
+    cfg = LoaderConfig(task="finetune", batch_size=1, max_length=40, num_workers=0)
+    with pytest.raises(ConfigError, match="layout 'coco17' cannot be normalised"):
+        make_loader(tmp_path / "coco.zarr", cfg, engine="torch")
+    loader = make_loader(tmp_path / "coco.zarr", LoaderConfig(
+        task="finetune", batch_size=1, max_length=40, num_workers=0, normalize="none"),
+        engine="torch")
+    (batch,) = list(loader.epoch(0))
+    assert batch["x"].shape == (1, 2, 40, 17, 1) and loader.info.units != "metres"
