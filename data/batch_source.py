@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class BatchSource:
-    """Picklable ``(epoch, step) -> batch`` for one rank: read windows, augment, batch.
+    """Picklable ``(epoch, step) -> batch`` for one rank: read windows, normalise + augment, batch.
 
     Args:
         path: corpus path or URL, opened lazily in the calling process.
