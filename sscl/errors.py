@@ -43,3 +43,13 @@ class FormatError(SsclError, ValueError):
         self.line = line
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class CorpusWriteError(CorpusError):
+    """Writing a corpus failed (disk full, a file size limit, an I/O error); nothing was left
+    under the destination name and any previous corpus there is intact."""
+
+
+class SsclWarning(UserWarning):
+    """Something the user should know that is not an error (applied defaults, unused input,
+    cleaned-up leftovers)."""
