@@ -122,9 +122,9 @@ class ShardedArrayReader:
             if (not isinstance(crcs, list) or len(crcs) != self.num_chunks
                     or not isinstance(sizes, list) or len(sizes) != self.num_shards):
                 raise CorpusError(
-                    f"{root}/{name}: the checksum record does not match the array ({self.num_chunks}"
-                    f" chunks in {self.num_shards} shards); the corpus metadata is damaged, "
-                    "convert it again")
+                    f"{root}/{name}: the checksum record does not match the array "
+                    f"({self.num_chunks} chunks in {self.num_shards} shards); the corpus "
+                    "metadata is damaged, convert it again")
             self.checksums = crcs
             self.shard_nbytes = sizes
         self._verified = np.zeros(self.num_chunks, bool)  # chunks whose crc32c was checked
