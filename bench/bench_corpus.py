@@ -285,3 +285,57 @@ def test_codec_on_real_mocap(ratios, cname, clevel):
     ratio = x.nbytes / sum(len(r) for r in raw)
     ratios.add(f"codec {cname}:{clevel} on CMU mocap joints", ratio, None,
                f"decode {x.nbytes / t / 1e9:.2f} GB/s, compression {ratio:.2f}x")
+
+
+def test_integrity_cost(ratios, corpus_path, tmp_path):
+    """Report-only: what the integrity check costs the read path (issue 12).
+
+    Ours: the writer records a crc32c per stored chunk; a reader checks each chunk once, on
+    its first decode in the process (later decodes of that chunk skip it). Rows: one full
+    decode pass over joints + valid with fresh checking readers vs readers without the record
+    (= the first-pass cost; the steady state pays nothing), and opening the corpus in RAM.
+    The alternative, zarr's crc32c codec inside each shard (bytes -> crc32c), is checked by
+    zarr on every read of every chunk: a zarr read of the same joints with and without it.
+    """
+    from zarr.codecs import Crc32cCodec
+
+    from sscl.data.chunks import ShardedArrayReader
+
+    g = zarr.open_group(corpus_path, mode="r")
+    record = g.attrs["checksums"]["arrays"]
+    root = os.path.abspath(corpus_path)
+
+    def decode_pass(checked: bool) -> None:
+        for name in ("joints", "valid"):
+            r = ShardedArrayReader(name, g[name].metadata.to_dict(), g[name].dtype, None, root,
+                                   checksums=record[name] if checked else None)
+            buf = np.empty(r.chunk_shape, r.dtype)
+            for ch in range(r.num_chunks):
+                r.decode_into(ch, buf)
+            r.close()
+
+    plain = median_time(lambda: decode_pass(False), repeat=5)
+    checked = median_time(lambda: decode_pass(True), repeat=5)
+    nbytes = open_corpus(corpus_path, memory_budget=0).decoded_nbytes
+    ratios.add("integrity: first decode of every chunk, crc32c checked vs unchecked",
+               plain / checked, None,
+               f"{nbytes / checked / 1e9:.2f} GB/s checked vs {nbytes / plain / 1e9:.2f} GB/s; "
+               "later decodes of a chunk: unchecked")
+    ram_open = median_time(lambda: open_corpus(corpus_path, memory_budget=1 << 40), repeat=3)
+    ratios.add("integrity: open in RAM (decode + check every chunk) vs unchecked decode pass",
+               plain / ram_open, None, f"{ram_open * 1e3:.0f} ms for "
+               f"{nbytes / 2**20:.0f} MiB")
+    joints = g["joints"][:]
+    shape = joints.shape
+    times = {}
+    for label, comp in (("plain", None), ("crc32c", [Crc32cCodec()])):
+        a = zarr.create_array(str(tmp_path / f"{label}.zarr"), shape=shape, dtype="float32",
+                              chunks=(1024,) + shape[1:], shards=(65536,) + shape[1:],
+                              compressors=comp, fill_value=0.0)
+        a[:] = joints
+        times[label] = median_time(lambda a=a: a[:], repeat=3)
+    ratios.add("zarr crc32c codec alternative: zarr read with vs without it", times["plain"]
+               / times["crc32c"], None,
+               f"{times['crc32c'] * 1e3:.0f} ms vs {times['plain'] * 1e3:.0f} ms per full "
+               "read; paid on every read, and chunks no longer sit at k * chunk_nbytes, so the "
+               "mapped mode and the one-pread raw path are lost")

@@ -423,9 +423,13 @@ class CorpusWriter:
         if not np.issubdtype(joints.dtype, np.floating):
             raise CorpusError(f"{where}: joints must be floating point, got {joints.dtype}")
         joints = joints.astype(np.float32, copy=True)
-        finite = np.isfinite(joints).all(axis=2)
+        all_finite = bool(np.isfinite(joints).all())  # flat: the per-joint pass only if not
+        finite = np.ones((T, V, M), bool) if all_finite else np.isfinite(joints).all(axis=2)
         if seq.valid is None:
-            valid = finite & (np.where(finite[:, :, None, :], joints, 0) != 0).any(axis=2)
+            if all_finite:
+                valid = (joints != 0).any(axis=2)
+            else:
+                valid = finite & (np.where(finite[:, :, None, :], joints, 0) != 0).any(axis=2)
             bad = ~finite
         else:
             valid = np.asarray(seq.valid)

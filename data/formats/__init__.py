@@ -103,6 +103,8 @@ def convert(
     src = Path(src)
     if not src.exists():
         raise ConfigError(f"source {src} does not exist")
+    if nonfinite == "mask" and fmt == "generic":
+        options.setdefault("nan_as_missing", True)  # its own check would refuse them first
     header, items = mod.read(src, **options)
     header.converter = mod.NAME
     provenance = {
