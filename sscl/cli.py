@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from pathlib import Path
 
-from sscl.errors import SsclError
+from sscl.errors import SsclError, SsclWarning
 
 
 def _demo_path() -> Path:
@@ -157,9 +158,20 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, SsclWarning):  # a note for the user, not a code location
+        return f"warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+_default_formatwarning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.func(args)
     except SsclError as e:
@@ -170,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = formatted
 
 
 if __name__ == "__main__":
