@@ -168,3 +168,16 @@ def test_inside_refuses_paths_that_escape(tmp_path):
     os.symlink(tmp_path, tmp_path / "root" / "up")
     with pytest.raises(FormatError, match="leads outside"):
         inside(tmp_path / "root", "up/x.npz", "feat_p", tmp_path / "train.json")
+
+
+def test_all_skipped_conversion_exits_non_zero_and_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        np.savez(src / f"{name}.npz", joints=np.zeros((0, 20, 3), np.float32), fps=30.0)
+    dest = tmp_path / "c.zarr"
+    assert main(["data", "convert", "generic", str(src), str(dest), "--layout", "kinect20",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "no sequence to write (2 source item(s) skipped: 2 x empty sequence" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
