@@ -31,9 +31,7 @@ import json
 import math
 import os
 import shutil
-import socket
 import uuid
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +43,8 @@ from zarr.codecs import BloscCodec
 
 from sscl.data.chunks import ShardedArrayReader, chunk_checksums, crc32c
 from sscl.data.layouts import Layout
-from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError, SsclWarning
+from sscl.data.tmpbuilds import OWNER_FILE, clean_stale_builds, write_owner
+from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +58,6 @@ CHUNKS_PER_SHARD = 64
 CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
 JOINTS_CODEC: dict | None = None  # raw; pass a blosc dict (like CODEC) to compress joints
 NONFINITE = ("refuse", "mask")  # what the writer does with NaN/inf at a valid joint
-_OWNER = ".sscl-writer.json"  # in a temporary build: who is writing it (stale-build cleanup)
 # errno values that mean "the disk or a limit is full": one clear message, not a traceback
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -222,7 +220,8 @@ class CorpusWriter:
         self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._buf_frames = 0
         self._closed = False
-        self._clean_stale_builds()
+        if not self._url:
+            clean_stale_builds(local_path(self.dest))
         with self._guard():
             self._open_group()
 
@@ -234,38 +233,6 @@ class CorpusWriter:
             return self.dest.rstrip("/") + tag
         p = local_path(self.dest)
         return str(p.parent / f".{p.name}{tag}")
-
-    def _clean_stale_builds(self) -> None:
-        """Remove temporary builds (``.NAME.tmp-*``) whose writer process is gone and moved-
-        aside old corpora (``.NAME.old-*``) of a finished swap; name everything else."""
-        if self._url:
-            return
-        dest = local_path(self.dest)
-        if not dest.parent.is_dir():
-            return
-        removed, kept = [], []
-        for p in sorted(dest.parent.glob(f".{glob_escape(dest.name)}.*")):
-            tail = p.name[len(dest.name) + 1:]
-            if tail.startswith(".tmp-"):
-                owner = _read_owner(p)
-                dead = owner is not None and owner.get("host") == socket.gethostname() and \
-                    not _pid_alive(int(owner.get("pid", -1)))
-                (removed if dead else kept).append(p)
-            elif tail.startswith(".old-"):
-                # left by a write killed between its two renames: the previous corpus; it is
-                # garbage only once a corpus is in place again
-                (removed if dest.exists() else kept).append(p)
-        for p in removed:
-            shutil.rmtree(p, ignore_errors=True)
-        if removed:
-            warnings.warn(f"removed {len(removed)} leftover(s) of killed writes to {dest}: "
-                          + ", ".join(str(p) for p in removed), SsclWarning, stacklevel=3)
-        if kept:
-            warnings.warn(f"found {len(kept)} temporary folder(s) beside {dest} from writes "
-                          "that may still be running (or from another host, or a previous "
-                          "corpus moved aside by a killed write): " + ", ".join(map(str, kept))
-                          + "; remove them by hand once no write is running", SsclWarning,
-                          stacklevel=3)
 
     @contextlib.contextmanager
     def _guard(self):
@@ -329,8 +296,7 @@ class CorpusWriter:
 
     def _write_owner(self) -> None:
         if not self._url:
-            (local_path(self._tmp) / _OWNER).write_text(json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname()}))
+            write_owner(local_path(self._tmp))
 
     def _check_append_compatible(self, attrs: dict) -> None:
         h = self.header
@@ -560,7 +526,7 @@ class CorpusWriter:
         }
         self.group.attrs.update(attrs)
         if not self._url:
-            (local_path(self._tmp) / _OWNER).unlink(missing_ok=True)
+            (local_path(self._tmp) / OWNER_FILE).unlink(missing_ok=True)
         self._closed = True
         self._swap_into_place()
 
@@ -624,35 +590,10 @@ def write_corpus(
     return str(dest)
 
 
-from sscl.data.reader import Corpus, open_corpus, validate  # noqa: E402  (re-exported API)
+from sscl.data.integrity import validate  # noqa: E402  (re-exported API)
+from sscl.data.reader import Corpus, open_corpus  # noqa: E402  (re-exported API)
 
 __all__ = [
     "Corpus", "CorpusHeader", "CorpusWriter", "Sequence", "Skipped", "open_corpus", "validate",
     "write_corpus", "cache_dir", "CHUNK_FRAMES", "CHUNKS_PER_SHARD", "CODEC", "JOINTS_CODEC",
 ]
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob metacharacters escaped."""
-    import glob
-
-    return glob.escape(name)
-
-
-def _read_owner(tmp: Path) -> dict | None:
-    try:
-        return json.loads((tmp / _OWNER).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -45,22 +45,25 @@ link are not searched; they are counted in a warning, as are files without `fps`
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import re
-import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
+from sscl.data.formats._generic_inputs import (
+    check_limits,
+    read_classes,
+    read_meta,
+    split_tags,
+    warn_unused,
+)
 from sscl.data.formats._npz import npz_header
 from sscl.data.layouts import Layout, get_layout, layout_names
-from sscl.errors import FormatError, LayoutError, SsclWarning
+from sscl.errors import FormatError, LayoutError
 
 NAME = "generic"
 
@@ -79,7 +82,6 @@ DEFAULT_FPS = 30.0
 MAX_FRAMES = 1_000_000  # ~9 hours at 30 fps
 MAX_PERSONS = 16
 _USED_KEYS = {"joints", "valid", "labels", "fps", "subject", "split"}
-_META_COLUMNS = ("subject", "split", "camera", "setup")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -313,14 +315,14 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         ids[seq_id] = p
         sources.append(_scan(p, seq_id, V, C, max_frames, max_persons))
     if options.get("meta"):
-        by_id = _read_meta(Path(options["meta"]), ids, src)
+        by_id = read_meta(Path(options["meta"]), ids, src)
         sources = [_Source(s.path, s.seq_id, s.persons, s.has_labels, s.has_fps, s.unused,
                            by_id.get(s.seq_id, {})) for s in sources]
-    _warn_unused(src, sources, linked, fps, fps_given)
+    warn_unused(src, sources, linked, fps, fps_given)
 
     class_names: tuple[str, ...] | None = None
     if options.get("classes"):
-        class_names = _read_classes(Path(options["classes"]))
+        class_names = read_classes(Path(options["classes"]))
     rows_by_seq: dict[str, list[tuple[int, int, int, int]]] = {}
     label_path = Path(options["labels"]) if options.get("labels") else None
     if label_path is not None:
@@ -451,7 +453,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                 subject=info.get("subject", ""),
                 camera=info.get("camera", ""),
                 setup=info.get("setup", ""),
-                split_tags=_split_tags(info.get("split", "")),
+                split_tags=split_tags(info.get("split", "")),
             )
 
     return header, generate()
@@ -463,32 +465,6 @@ def _is_int(token: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _read_classes(path: Path) -> tuple[str, ...]:
-    """Class names from a text file (one per line) or JSON (a list, or {"classes": [...]})."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(path, f"cannot read the class list ({exc})") from exc
-    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise FormatError(path, f"not valid JSON ({exc}); expected a list of class names "
-                              'or {"classes": [...]}') from exc
-        doc = doc.get("classes") if isinstance(doc, dict) else doc
-        if not isinstance(doc, list) or not all(isinstance(n, str) and n.strip() for n in doc):
-            raise FormatError(path, 'expected a JSON list of class names or {"classes": [...]}')
-        names = [n.strip() for n in doc]
-    else:
-        names = [line.strip() for line in text.split("\n") if line.strip()]
-    if not names:
-        raise FormatError(path, "no class names; expected one name per line")
-    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if dup is not None:
-        raise FormatError(path, f"class {dup!r} is listed twice")
-    return tuple(names)
 
 
 def _scan(path: Path, seq_id: str, V: int, C: int, max_frames: int = MAX_FRAMES,
@@ -508,7 +484,7 @@ def _scan(path: Path, seq_id: str, V: int, C: int, max_frames: int = MAX_FRAMES,
         persons = shape[3] if len(shape) == 4 else 1
         if persons < 1:
             raise FormatError(path, f"joints has shape {shape}; expected at least one person")
-        _check_limits(path, shape[0], persons, max_frames, max_persons)
+        check_limits(path, shape[0], persons, max_frames, max_persons)
         T = shape[0]
         wants = {"valid": ((T, V), (T, V, persons)), "labels": ((T,),), "fps": ((), (1,)),
                  "subject": ((), (1,)), "split": ((), (1,))}
@@ -526,81 +502,8 @@ def _scan(path: Path, seq_id: str, V: int, C: int, max_frames: int = MAX_FRAMES,
                        tuple(sorted(set(members) - _USED_KEYS)))
     values = parse_csv_text(_read_text(path), path, V * C)
     persons = max(1, values.shape[1] // (V * C))
-    _check_limits(path, len(values), persons, max_frames, max_persons)
+    check_limits(path, len(values), persons, max_frames, max_persons)
     return _Source(path, seq_id, persons, False)
-
-
-def _check_limits(path: Path, frames: int, persons: int, max_frames: int, max_persons: int
-                  ) -> None:
-    if frames > max_frames:
-        raise FormatError(path, f"{frames:,} frames, over the limit of {max_frames:,}; pass "
-                          "--max-frames to raise it if the file is genuine")
-    if persons > max_persons:
-        raise FormatError(path, f"{persons:,} persons, over the limit of {max_persons}; pass "
-                          "--max-persons to raise it if the file is genuine")
-
-
-def _split_tags(value: str) -> tuple[str, ...]:
-    """``"test"`` -> ("split:test",); ``"xsub:test, xview:train"`` kept as two tags."""
-    return tuple(t if ":" in t else f"split:{t}" for t in _SPLIT_RE.split(value.strip()) if t)
-
-
-def _read_meta(path: Path, ids: dict[str, Path], src: Path) -> dict[str, dict[str, str]]:
-    """Per-sequence subject / split / camera / setup rows of a --meta CSV, by seq_id."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(path, f"cannot read the meta file ({exc})") from exc
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [[c.strip() for c in r] for r in rows if any(c.strip() for c in r)]
-    if not rows or "seq_id" not in rows[0]:
-        raise FormatError(path, "expected a header row naming seq_id and any of "
-                          + ", ".join(_META_COLUMNS), line=1)
-    head = rows[0]
-    unknown = [c for c in head if c != "seq_id" and c not in _META_COLUMNS]
-    if unknown:
-        raise FormatError(path, f"unknown column(s) {unknown}; expected seq_id and any of "
-                          + ", ".join(_META_COLUMNS), line=1)
-    out: dict[str, dict[str, str]] = {}
-    for line, r in enumerate(rows[1:], start=2):
-        if len(r) != len(head):
-            raise FormatError(path, f"{len(r)} fields; the header has {len(head)}", line=line)
-        rec = dict(zip(head, r))
-        sid = rec.pop("seq_id")
-        parts = PurePosixPath(sid).parts
-        if sid.startswith("/") or ".." in parts or "\\" in sid:
-            raise FormatError(path, f"seq_id {sid!r} leads outside {src}; expected an id "
-                              "relative to it (its path without the suffix)", line=line)
-        if sid not in ids:
-            raise FormatError(path, f"seq_id {sid!r} matches no file in {src}", line=line)
-        if sid in out:
-            raise FormatError(path, f"seq_id {sid!r} is listed twice", line=line)
-        out[sid] = rec
-    return out
-
-
-def _warn_unused(src: Path, sources: list[_Source], linked: list[Path], fps: float,
-                 fps_given: bool) -> None:
-    """One warning listing what was applied or left out silently before: members not used,
-    the default frame rate, linked folders not searched."""
-    notes = []
-    unused: dict[str, int] = {}
-    for s in sources:
-        for k in s.unused:
-            unused[k] = unused.get(k, 0) + 1
-    if unused:
-        notes.append("members not used: " + ", ".join(f"{k} (in {n} file(s))" for k, n in
-                                                      sorted(unused.items())))
-    no_fps = sum(1 for s in sources if not s.has_fps)
-    if no_fps and not fps_given:
-        notes.append(f"{no_fps} file(s) without 'fps' take the default {fps:g} fps (--fps)")
-    if linked:
-        shown = ", ".join(str(p.relative_to(src)) for p in linked[:5])
-        notes.append(f"{len(linked)} linked folder(s) not searched: {shown}"
-                     + (" ..." if len(linked) > 5 else ""))
-    if notes:
-        warnings.warn(f"generic import of {src}: " + "; ".join(notes), SsclWarning,
-                      stacklevel=3)
 
 
 def _read_text(path: Path) -> str:

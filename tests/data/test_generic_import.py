@@ -16,6 +16,7 @@ import pytest
 from sscl.cli import build_parser, main
 from sscl.data.corpus import open_corpus
 from sscl.data.formats import convert, generic
+from sscl.data.formats._generic_inputs import read_classes
 from sscl.data.formats._npz import inside, npz_header
 from sscl.data.layouts import layout_names
 from sscl.errors import FormatError, SsclWarning
@@ -86,10 +87,10 @@ def test_classes_text_or_json_and_layout_help_names_every_layout(tmp_path):
     for name, text in (("c.txt", "walk\nwave\n"), ("c.json", '["walk", "wave"]'),
                        ("d.json", '{"classes": ["walk", "wave"]}')):
         (tmp_path / name).write_text(text)
-        assert generic._read_classes(tmp_path / name) == ("walk", "wave")
+        assert read_classes(tmp_path / name) == ("walk", "wave")
     (tmp_path / "e.json").write_text('{"classes": [1, 2]}')
     with pytest.raises(FormatError, match="JSON list of class names"):
-        generic._read_classes(tmp_path / "e.json")
+        read_classes(tmp_path / "e.json")
     p = build_parser()
     sub = p._subparsers._group_actions[0].choices["data"]._subparsers._group_actions[0]
     conv = sub.choices["convert"]._subparsers._group_actions[0].choices["generic"]
@@ -181,3 +182,16 @@ def test_all_skipped_conversion_exits_non_zero_and_writes_nothing(tmp_path, caps
     err = capsys.readouterr().err
     assert "no sequence to write (2 source item(s) skipped: 2 x empty sequence" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_nothing_in_the_data_stack_unpickles_a_file():
+    # np.load only with allow_pickle=False, no pickle.load / torch.load of inputs in data/
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "data"
+    for f in sorted(root.rglob("*.py")):
+        text = f.read_text()
+        assert "allow_pickle=True" not in text and "pickle.load" not in text, f
+        assert "torch.load" not in text, f
+        for m in re.finditer(r"np\.load\(([^)]*)\)", text):
+            assert "allow_pickle=False" in m.group(1), (f, m.group(0))
