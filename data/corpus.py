@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -552,8 +553,15 @@ class CorpusWriter:
         dest, tmp = local_path(self.dest), local_path(self._tmp)
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dest, old)
-            os.replace(tmp, dest)
+            # SIGINT/SIGTERM wait until both renames are done: between them no corpus is in
+            # place (SIGKILL still can strike there; the next write names the .old- folder)
+            blocked = {signal.SIGINT, signal.SIGTERM}
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+            try:
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             shutil.rmtree(old)
         else:
             os.replace(tmp, dest)
