@@ -19,8 +19,8 @@ from sscl.data.corpus import CorpusHeader, Sequence, open_corpus, validate, writ
 from sscl.data.layouts import get_layout
 from sscl.errors import SsclError
 
-# 60 examples each in CI (~25 s together); SSCL_FUZZ_EXAMPLES=1000 for a longer run
-FUZZ = settings(max_examples=int(os.environ.get("SSCL_FUZZ_EXAMPLES", 60)), deadline=None,
+# 100 examples each in CI (~25 s together); SSCL_FUZZ_EXAMPLES=1000 for a longer run
+FUZZ = settings(max_examples=int(os.environ.get("SSCL_FUZZ_EXAMPLES", 100)), deadline=None,
                 derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 MODES = {"in-RAM": {}, "chunked": {"memory_budget": 0}, "mapped": {"memory_budget": 200_000}}
