@@ -56,7 +56,9 @@ def test_too_few_frames_for_the_snippets_raises_before_running():
 def test_heads_give_unit_embeddings():
     enc = Encoder(_stgcn(), feature_dim=8, num_snippets=3, tempo_head=True)
     out = enc(torch.randn(4, 3, 16, 15, 1))
-    assert set(out) == {"pooled", "global", "tempo", "snip_feat", "dense", "dense_mean"}
+    assert set(out) == {"pooled", "global", "tempo", "snip_feat", "dense", "dense_mean",
+                        "dense_coherence"}
+    assert torch.all((out["dense_coherence"] > 0) & (out["dense_coherence"] <= 1 + 1e-6))
     ones = torch.ones(4)
     assert torch.allclose(out["global"].norm(dim=1), ones)
     assert torch.allclose(out["tempo"].norm(dim=1), ones)
