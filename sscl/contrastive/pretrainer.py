@@ -99,6 +99,15 @@ class Pretrainer(nn.Module):
         """EMA step of the key encoder (k = m k + (1 - m) q, buffers copied); after each step."""
         momentum_update(self.encoder_k, self.encoder_q, self.cfg.momentum)
 
+    def sync_key_encoder(self) -> None:
+        """Make the key encoder an exact copy of the query encoder (parameters and buffers).
+
+        Call it after re-initialising or loading weights into `encoder_q` alone (e.g.
+        `sscl.models.init_weights(p.encoder_q, "skeletonclr")`, the reference code's init of
+        backbone and heads), so the EMA starts from the query encoder as MoCo's does.
+        """
+        momentum_update(self.encoder_k, self.encoder_q, 0.0)
+
     def clip_length(self, window: int) -> int:
         """Frames the backbone sees of a `window`-frame view (RVTCLR plays half of it)."""
         return window // 2 if self.cfg.method == "rvtclr" else window

@@ -101,7 +101,13 @@ def test_momentum_update_is_exact():
         np.testing.assert_array_equal(got.detach().numpy(), w)  # bit for bit
     for bk, bq in zip(p.encoder_k.buffers(), p.encoder_q.buffers()):
         assert torch.equal(bk, bq)
-    # momentum 0 copies the query encoder.
+    # momentum 0 copies the query encoder; so does sync_key_encoder.
     momentum_update(p.encoder_k, p.encoder_q, 0.0)
     for k, q in zip(p.encoder_k.parameters(), p.encoder_q.parameters()):
+        assert torch.equal(k, q)
+    with torch.no_grad():
+        for t in p.encoder_q.parameters():
+            t.add_(1.0)
+    p.sync_key_encoder()
+    for k, q in zip(p.encoder_k.state_dict().values(), p.encoder_q.state_dict().values()):
         assert torch.equal(k, q)
