@@ -120,23 +120,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(*summary_table(doc), sep="\n")
     f1 = ", ".join(f"F1@{k} {v:.1f}" for k, v in m["f1"].items())
     print(f"frame accuracy {m['frame_accuracy']:.1f} %, edit {m['edit']:.1f}, {f1}")
-    how = "chosen on the validation split" if (out / "decoder_choice.json").is_file() and \
-        args.decoder == "auto" else f"--decoder {args.decoder}"
+    if args.decoder != "auto":
+        how = f"--decoder {args.decoder}"
+    elif (out / "decoder_choice.json").is_file():
+        how = "chosen on the validation sequences, see decoder_choice.json"
+    else:
+        how = "auto without validation sequences: the reference decoder"
     print(f"decoder: {DecoderConfig(**m['decoder']).describe()} ({how})")
+    total = m["num_sequences"] + m["num_unlabelled_skipped"]
+    n_png = total if args.timelines < 0 else min(args.timelines, total)
+    print(f"report: {out / 'report.md'} (also report.json; {n_png} timeline PNGs in "
+          f"{out / 'timelines'})")
     if args.knn:
         cfg = None
         if (run / "config.yaml").is_file():
-            import yaml
-
             from sscl import config as config_mod
 
-            cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+            cfg = config_mod.from_dict(config_mod.load_preset(str(run / "config.yaml")))
         knn = evaluate_knn(weights, out, corpus=args.corpus, split=args.split, run_config=cfg,
                            device=device)
         print(f"kNN top-1 (k={knn['k']}) of the finetuned backbone, {knn['train_split']} clips "
               f"-> {knn['test_split']} clips: {knn['top1']:.4f} ({out / 'knn.json'})")
-    n_png = len(list((out / "timelines").glob("*.png"))) if (out / "timelines").is_dir() else 0
-    print(f"report: {out / 'report.md'} (also report.json, timelines/ with {n_png} PNGs)")
     return 0
 
 

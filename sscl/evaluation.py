@@ -173,6 +173,11 @@ def evaluate_knn(localizer: str | Path, out_dir: Path, corpus: str | None = None
     cfg = config_mod.replace(cfg, probe=probe_cfg,
                              data=config_mod.replace(cfg.data, loader=loader))
     probe = KnnProbe.from_config(cfg)
+    for tag, (_, _, labels) in probe.clips.items():
+        if len(labels) == 0:
+            raise ConfigError(
+                f"{corpus} {tag}: no clip of {probe_cfg.clip_length} frames has one class on at "
+                f"least half of its frames; lower probe.clip_length in the run's config.yaml")
     top1 = probe(_MappedBackbone(trained.model), torch.device(device))
     doc = {"top1": top1, "k": probe_cfg.k, "corpus": corpus, "train_split": ft.train_split,
            "test_split": probe_cfg.test_split, "clip_length": probe_cfg.clip_length,
