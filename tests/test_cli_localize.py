@@ -252,3 +252,29 @@ def test_lone_checkpoint_file_reports_beside_it(run, corpus, capsys, tmp_path):
                  "--decoder", "reference", "--device", "cpu"]) == 0
     assert (lone / "eval" / "syn-test" / "report.json").is_file()
     assert not (lone / "eval" / "syn-test" / "timelines").exists()
+
+
+def test_cmu_input_is_resampled_to_the_localizer_rate_unless_fps_is_given(monkeypatch,
+                                                                         tmp_path):
+    """A converter that resamples gets the localizer's rate when its option is at its
+    default; an explicit value is passed through (and then checked like any input)."""
+    import sscl.data.formats as formats
+    from sscl.cli import build_parser
+    from sscl.predict import convert_input
+
+    seen = []
+    monkeypatch.setattr(formats, "convert", lambda fmt, src, dest, **kw: seen.append(kw))
+    trained = type("T", (), {"meta": {"fps": 30.0}})()
+
+    def options(argv):
+        args = build_parser(argv).parse_args(argv)
+        return ({k: getattr(args, k) for k in args.converter_defaults},
+                args.converter_defaults)
+
+    base = ["predict", "run", "raw", "--format", "cmu"]
+    path, notes = convert_input("cmu", "raw", tmp_path, *options(base), trained)
+    assert seen[-1]["fps"] == 30.0 and notes == [
+        "resampled to 30 fps by the cmu converter (--fps 30)"]
+    _, notes = convert_input("cmu", "raw", tmp_path, *options(base + ["--fps", "60"]), trained)
+    assert seen[-1]["fps"] == 60.0 and notes == []
+    assert path == str(tmp_path / "input.zarr")
