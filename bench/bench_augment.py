@@ -11,6 +11,13 @@ noise, blur and axis mask) against the per-sample feeder's augmentation in the C
 samples, torch and Numba on one thread. Target: >= 10x. Beside it, no target: the AimCLR
 feeder's per-sample augmentation (``bench/aimclr_feeder.py``) of the same samples resized
 beforehand to 50-frame clips (mirror-padded slice, no interpolation).
+(c) What the NTU normalisation costs on the batch path (``sscl.data.normalize``): the composed
+three-view kernel with the normalisation folded in ("first" and "frame") against the same
+kernel without it, and the finetuning windows' normalising transpose against the plain
+transpose, each in the same run; and whole epochs of ``BatchSource`` batches (in process,
+a synthetic NTU-25 x 2 corpus in RAM) with ``normalize="first"`` against ``"none"``, the first
+epoch of a fresh source (each sequence's references computed on its first window) and a later
+one. Ratios are speeds (none / normalised): 1.0 is free.
 
 Run ``pytest bench/bench_augment.py`` (pytest-benchmark times the fast path; both sides are
 also timed in CPU time in the same test, and the ratio goes to the shared ratio table and
@@ -207,6 +214,36 @@ def composed() -> tuple[Callable[[], object], Callable[[], object], Callable[[],
     ), baseline, aimclr
 
 
+def normalization_cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """name -> (normalised, plain) closures: the fused views and the finetuning transpose."""
+    from sscl.data.normalize import WindowNorm, normalize_windows
+
+    rng, raw, valid, lengths = _batch(2)
+    raw += np.float32(2.0)  # centring has work to do (the corpus keeps invalid points at 0)
+    raw *= valid[:, :, :, None, :]
+    cfg = A.AugmentConfig(out_len=L, rotate_deg=(15, 15, 15), flip_prob=0.5, swap_prob=0.5)
+    perm = get_layout("ntu25").flip_permutation()
+    p = A.params_for(0, 0, np.arange(N), cfg, extreme=True)
+    views = (np.empty((3, N, C, L, V, M), np.float32), np.empty((3, N, L, V, M), bool))
+    q, _ = np.linalg.qr(rng.standard_normal((N, 3, 3)))
+    centre = rng.standard_normal((N, 3))
+    first, frame = WindowNorm(centre, q, -1), WindowNorm(centre, q, 1)
+    x = np.empty((N, C, T, V, M), np.float32)
+
+    def fused(norm):
+        return lambda: A.two_view(raw, valid, lengths, p, cfg, perm, out=views[0],
+                                  out_valid=views[1], norm=norm)
+
+    return {
+        "3 views, normalize first vs none": (fused(first), fused(None)),
+        "3 views, normalize frame vs none": (fused(frame), fused(None)),
+        "finetune x (T=300), normalize vs transpose": (
+            lambda: normalize_windows(raw, valid, centre, q, "first", 1, out=x),
+            lambda: normalize_windows(raw, valid, centre, q, "none", 1, out=x),
+        ),
+    }
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_core():
     threads = (numba.get_num_threads(), torch.get_num_threads())
@@ -263,6 +300,77 @@ def test_two_view_vs_aimclr_feeder_one_core(ratios):
     )
 
 
+@pytest.mark.parametrize("name", list(normalization_cases()))
+def test_normalization_cost(benchmark, ratios, name):
+    """Speed with the normalisation relative to without it (1.0: free), alternating rounds."""
+    norm, plain = normalization_cases()[name]
+    benchmark.pedantic(norm, rounds=5, warmup_rounds=1)
+    rel = []
+    for _ in range(3):
+        n_s, p_s = _best(norm, 10), _best(plain, 10)
+        rel.append(p_s / n_s)
+    ratio = float(np.median(rel))
+    benchmark.extra_info.update(normalized_cpu_s=n_s, plain_cpu_s=p_s, relative_speed=ratio)
+    ratios.add(f"normalize: {name}", ratio, None,
+               f"{n_s * 1e3:.2f} vs {p_s * 1e3:.2f} ms per batch of {N} (last round), 1 core; "
+               f"rounds {', '.join(f'{r:.2f}' for r in rel)}")
+
+
+def _corpus(dest: Path, sequences: int = 200) -> str:
+    from sscl.data.corpus import CorpusHeader, Sequence, write_corpus
+
+    rng = np.random.default_rng(0)
+    header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a",), fps=30.0, persons=2,
+                          source_frame="synthetic random walk, metres")
+
+    def seqs():
+        for i in range(sequences):
+            t = int(rng.integers(150, 450))
+            x = rng.normal(0, 0.3, (1, V, C, M)) + rng.normal(0, 0.004, (t, V, C, M)).cumsum(0)
+            yield Sequence(f"s{i}", (x + 2.0).astype(np.float32), "synthetic",
+                           valid=rng.random((t, V, M)) > 0.02)
+
+    write_corpus(dest, header, seqs())
+    return str(dest)
+
+
+def test_batch_source_normalization_cost(ratios, tmp_path_factory):
+    """Whole epochs of batches, normalised against not: cold (references computed) and warm."""
+    from sscl.data.batch_source import BatchSource
+    from sscl.data.corpus import open_corpus
+    from sscl.data.loader import LoaderConfig, build_windows
+
+    path = _corpus(tmp_path_factory.mktemp("norm") / "synth.zarr")
+    lengths = open_corpus(path).lengths
+
+    def epochs(mode: str) -> tuple[float, float]:
+        cfg = LoaderConfig(batch_size=N, raw_length=100, window_mode="dense", extreme=True,
+                           augment=A.AugmentConfig(out_len=L), normalize=mode, num_workers=0)
+        src = BatchSource(path, cfg, build_windows(lengths, cfg), 0, 1)
+        _ = src.corpus  # opened (decoded in RAM) outside the timing
+        out = []
+        for e in (0, 1):
+            t0 = time.process_time()
+            for step in range(src.num_steps(e)):
+                src(e, step)
+            out.append(time.process_time() - t0)
+        return out[0], out[1]
+
+    epochs("first")  # warm-up (compilation)
+    cold, warm = [], []
+    for _ in range(3):
+        (nc, nw), (pc, pw) = epochs("first"), epochs("none")
+        cold.append(pc / nc)
+        warm.append(pw / nw)
+    steps = -(-len(build_windows(lengths, LoaderConfig(raw_length=100, window_mode="dense")))
+              // N)
+    for name, rel, n_s, p_s in (("first epoch", cold, nc, pc), ("later epoch", warm, nw, pw)):
+        ratios.add(f"normalize: BatchSource {name}, first vs none", float(np.median(rel)), None,
+                   f"{n_s / steps * 1e3:.2f} vs {p_s / steps * 1e3:.2f} ms a batch of {N} "
+                   f"(3 views, last round), 200 sequences, 1 core; rounds "
+                   f"{', '.join(f'{r:.2f}' for r in rel)}")
+
+
 def main() -> None:
     numba.set_num_threads(1)
     torch.set_num_threads(1)
@@ -278,6 +386,10 @@ def main() -> None:
         f"per-sample baseline {b / N * 1e6:.1f} us ({N / b:,.0f} samples/s), x{b / f:.1f}, "
         f"AimCLR feeder {a / N * 1e6:.1f} us ({N / a:,.0f} samples/s), x{a / f:.1f}"
     )
+    print(f"{'normalisation cost':44s} {'norm ms':>8s} {'plain ms':>8s} {'speed':>6s}")
+    for name, (norm, plain) in normalization_cases().items():
+        f, b = _best(norm, 10), _best(plain, 10)
+        print(f"{name:44s} {f * 1e3:8.3f} {b * 1e3:8.3f} {b / f:6.2f}")
 
 
 if __name__ == "__main__":

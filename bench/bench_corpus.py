@@ -285,3 +285,76 @@ def test_codec_on_real_mocap(ratios, cname, clevel):
     ratio = x.nbytes / sum(len(r) for r in raw)
     ratios.add(f"codec {cname}:{clevel} on CMU mocap joints", ratio, None,
                f"decode {x.nbytes / t / 1e9:.2f} GB/s, compression {ratio:.2f}x")
+
+
+def _alternating(fa, fb, repeat: int) -> tuple[float, float]:
+    """Median seconds of ``fa`` and ``fb``, run alternately (a busy machine slows both alike)."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        for f, out in ((fa, ta), (fb, tb)):
+            t = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - t)
+    return float(np.median(ta)), float(np.median(tb))
+
+
+def test_integrity_cost(ratios, corpus_path, tmp_path):
+    """Report-only: what the integrity check costs the read path (issue 12).
+
+    Ours: the writer records a crc32c per stored chunk; a reader checks each chunk once, on
+    its first decode in the process (later decodes of that chunk skip it). Rows: one decode
+    pass over joints + valid by fresh readers with the record vs without it (the first-pass
+    cost; the steady state pays nothing), and opening the corpus in RAM with vs without the
+    record. The alternative, zarr's crc32c codec inside each shard (bytes -> crc32c), is
+    checked by zarr on every read of every chunk: a zarr read of the same joints with and
+    without it.
+    """
+    import json
+    import shutil
+
+    from zarr.codecs import Crc32cCodec
+
+    from sscl.data.chunks import ShardedArrayReader
+
+    g = zarr.open_group(corpus_path, mode="r")
+    record = g.attrs["checksums"]["arrays"]
+    root = os.path.abspath(corpus_path)
+
+    def decode_pass(checked: bool) -> None:
+        for name in ("joints", "valid"):
+            r = ShardedArrayReader(name, g[name].metadata.to_dict(), g[name].dtype, None, root,
+                                   checksums=record[name] if checked else None)
+            buf = np.empty(r.chunk_shape, r.dtype)
+            for ch in range(r.num_chunks):
+                r.decode_into(ch, buf)
+            r.close()
+
+    checked, plain = _alternating(lambda: decode_pass(True), lambda: decode_pass(False), 7)
+    nbytes = open_corpus(corpus_path, memory_budget=0).decoded_nbytes
+    ratios.add("integrity: first decode of every chunk, crc32c checked vs unchecked",
+               plain / checked, None,
+               f"{nbytes / checked / 1e9:.2f} GB/s checked vs {nbytes / plain / 1e9:.2f} GB/s; "
+               "later decodes of a chunk: unchecked")
+    legacy = tmp_path / "legacy.zarr"  # the same corpus without the record
+    shutil.copytree(corpus_path, legacy)
+    meta = json.loads((legacy / "zarr.json").read_text())
+    del meta["attributes"]["checksums"]
+    (legacy / "zarr.json").write_text(json.dumps(meta))
+    t_rec, t_leg = _alternating(lambda: open_corpus(corpus_path, memory_budget=1 << 40),
+                                lambda: open_corpus(legacy, memory_budget=1 << 40), 5)
+    ratios.add("integrity: open in RAM with the record vs without", t_leg / t_rec, None,
+               f"{t_rec * 1e3:.0f} ms vs {t_leg * 1e3:.0f} ms for {nbytes / 2**20:.0f} MiB")
+    joints = g["joints"][:]
+    shape = joints.shape
+    arrays = {}
+    for label, comp in (("plain", None), ("crc32c", [Crc32cCodec()])):
+        a = zarr.create_array(str(tmp_path / f"{label}.zarr"), shape=shape, dtype="float32",
+                              chunks=(1024,) + shape[1:], shards=(65536,) + shape[1:],
+                              compressors=comp, fill_value=0.0)
+        a[:] = joints
+        arrays[label] = a
+    t_crc, t_plain = _alternating(lambda: arrays["crc32c"][:], lambda: arrays["plain"][:], 5)
+    ratios.add("zarr crc32c codec alternative: zarr read with vs without it", t_plain / t_crc,
+               None, f"{t_crc * 1e3:.0f} ms vs {t_plain * 1e3:.0f} ms per full read; paid on "
+               "every read, and chunks no longer sit at k * chunk_nbytes, so the mapped mode "
+               "and the one-pread raw path are lost")

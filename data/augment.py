@@ -28,8 +28,9 @@ left/right flip and person swap folded into the gather), rotation @ shear, Gauss
 mask, temporal blur, axis mask. Each step also exists alone, kernel + twin: ``crop_resize``,
 ``linear_transform`` (``rotation_matrices``, ``shear_matrices``), ``flip_swap``,
 ``gaussian_noise``, ``mask_blur`` (joint mask, blur, axis mask), ``tempo_change``; plus the
-pre-processing ``normalize_ntu`` (``normalization_joints``; default centring "first", which keeps
-global translation) and the ``bone_stream`` / ``motion_stream`` modalities.
+pre-processing ``normalize_ntu`` (whole sequences; the batch loader folds the same
+normalisation into ``two_view``'s gather through ``norm``, see ``sscl.data.normalize``) and the
+``bone_stream`` / ``motion_stream`` modalities.
 
 ``params_for`` derives every random number of sample ``i`` from ``(seed, epoch, i)`` with a
 counter-based hash (splitmix64), so a sample is augmented the same whatever batch or rank it
@@ -98,6 +99,7 @@ from sscl.data.augment_ops import (  # noqa: F401  (re-exported)
     tempo_change_ref,
 )
 from sscl.data.layouts import Layout
+from sscl.data.normalize import WindowNorm, normalize_windows_ref
 from sscl.errors import ConfigError
 
 # --------------------------------------------------------------------------- configuration
@@ -107,7 +109,7 @@ from sscl.errors import ConfigError
 class AugmentConfig:
     """Augmentation settings (schema; YAML presets set these fields).
 
-    Query and key views: crop + resize, shear, optional rotation/flip/person swap/2x tempo.
+    Query and key views: crop + resize, shear, optional rotation/flip/person swap/tempo.
     The extreme view (AimCLR) adds its own rotation and flip probability, Gaussian noise, joint
     mask, temporal Gaussian blur and axis mask. Angles are in degrees; each axis angle is drawn
     uniformly in ``[-a, a]`` (AimCLR draws one main axis in [0, 30] and the others in [0, 1]).
@@ -121,7 +123,11 @@ class AugmentConfig:
         rotate_deg: per-axis (x, y, z) rotation range of the query/key views.
         flip_prob: left/right flip probability of the query/key views (needs flip pairs).
         swap_prob: probability of swapping persons 0 and 1 (M == 2) in every view.
-        tempo_2x_prob: probability that a view plays at 2x (RVTCLR uses 0.5; crop span doubled).
+        tempos: playback tempos (RVTCLR: (1.0, 2.0)). Each view of each sample draws one
+            uniformly from the set (a per-sample seeded draw); its crop spans
+            ``tempo / max(tempos)`` of the frames a tempo-``max`` crop spans, resized to the
+            same ``out_len``, so a 2x view covers twice the motion of a 1x view. The draw is
+            in the batch as ``<view>_tempo``. (1.0,): every view at 1x, the plain crop.
         extreme_rotate_deg: per-axis rotation range of the extreme view.
         extreme_flip_prob: flip probability of the extreme view (AimCLR: 0.5).
         noise_prob: probability of Gaussian noise in the extreme view (AimCLR: 0.5).
@@ -141,7 +147,7 @@ class AugmentConfig:
     rotate_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     flip_prob: float = 0.0
     swap_prob: float = 0.0
-    tempo_2x_prob: float = 0.0
+    tempos: tuple[float, ...] = (1.0,)
     extreme_rotate_deg: tuple[float, float, float] = (30.0, 30.0, 30.0)
     extreme_flip_prob: float = 0.5
     noise_prob: float = 0.5
@@ -156,6 +162,10 @@ class AugmentConfig:
         def bad(name: str, expected: str) -> ConfigError:
             return ConfigError(f"augment.{name} = {getattr(self, name)!r}: expected {expected}")
 
+        object.__setattr__(self, "tempos", tuple(float(t) for t in self.tempos))
+        if (not self.tempos or len(set(self.tempos)) != len(self.tempos)
+                or not all(0.0 < t < float("inf") for t in self.tempos)):
+            raise bad("tempos", "a non-empty tuple of distinct tempos > 0, e.g. (1.0, 2.0)")
         if self.out_len < 1:
             raise bad("out_len", "an integer >= 1")
         if self.padding_ratio < 0:
@@ -210,7 +220,8 @@ class ViewParams:
     Attributes:
         crop_frac: (N,) float64, crop length as a fraction of the valid length.
         crop_pos: (N,) float64 in [0, 1), crop start as a fraction of the free range.
-        tempo: (N,) int64, playback speed 1 or 2 (the crop spans ``tempo`` times more frames).
+        tempo: (N,) float64, the view's tempo, one of ``AugmentConfig.tempos`` (the crop spans
+            ``tempo / max(tempos)`` of a full-tempo crop).
         flip: (N,) bool, left/right flip.
         swap: (N,) bool, swap persons 0 and 1 (ignored when M == 1).
         mat: (N, 3, 3) float64, linear map applied to every point (rotation @ shear); a
@@ -269,14 +280,15 @@ _DRAWS_PER_VIEW = 18  # uniforms per view consumed by _view_from_draws
 _SEEDS_PER_VIEW = 2
 
 
-def _kernel_cfg(cfg: AugmentConfig) -> tuple[float, ...]:
+def _kernel_cfg(cfg: AugmentConfig) -> tuple:
     """The settings shared by every view, in the view-parameter kernels' argument order."""
     lo, hi = cfg.crop_range
     s0, s1 = cfg.blur_sigma
-    return tuple(float(x) for x in (
-        lo, hi, cfg.shear, cfg.swap_prob, cfg.tempo_2x_prob, cfg.noise_prob, cfg.noise_std,
-        cfg.blur_prob, s0, s1, cfg.axis_mask_prob, cfg.joint_mask_p,
+    head = tuple(float(x) for x in (lo, hi, cfg.shear, cfg.swap_prob))
+    tail = tuple(float(x) for x in (
+        cfg.noise_prob, cfg.noise_std, cfg.blur_prob, s0, s1, cfg.axis_mask_prob, cfg.joint_mask_p,
     ))
+    return head + (np.array(cfg.tempos, np.float64),) + tail
 
 
 def _view_cfg(cfg: AugmentConfig, extreme: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +302,7 @@ def _view_cfg(cfg: AugmentConfig, extreme: tuple[bool, ...]) -> tuple[np.ndarray
 def _empty_params(shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """Output arrays of the view-parameter kernels, in ``ViewParams`` field order."""
     f, i, b, u = np.float64, np.int64, np.bool_, np.uint64
-    dtypes = (f, f, i, b, b, f, f, u, f, u, f, i)
+    dtypes = (f, f, f, b, b, f, f, u, f, u, f, i)
     return tuple(
         np.empty(shape + ((3, 3) if name == "mat" else ()), dt)
         for name, dt in zip(StackedParams._fields, dtypes, strict=True)
@@ -341,7 +353,9 @@ def _view_from_draws_ref(
     return ViewParams(
         crop_frac=lo + (hi - lo) * u[:, 0],
         crop_pos=u[:, 1].copy(),
-        tempo=np.where(u[:, 2] < cfg.tempo_2x_prob, 2, 1).astype(np.int64),
+        tempo=np.asarray(cfg.tempos)[
+            np.minimum((u[:, 2] * len(cfg.tempos)).astype(np.int64), len(cfg.tempos) - 1)
+        ],
         flip=u[:, 3] < flip_p,
         swap=u[:, 4] < cfg.swap_prob,
         mat=rotation_matrices(angles) @ shear_matrices(shear),
@@ -560,13 +574,16 @@ def two_view(
     flip_perm: np.ndarray | None = None,
     out: np.ndarray | None = None,
     out_valid: np.ndarray | None = None,
+    norm: WindowNorm | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Query, key and (when ``params.extreme`` is set) extreme view of every window, one call.
 
-    Per view and sample, fused in one pass: crop + resize (:func:`crop_resize`) with the flip
-    permutation and person swap folded into the gather, the linear map ``mat`` (rotation @
-    shear), Gaussian noise; then joint mask, temporal blur and axis mask
-    (:func:`mask_blur`). The result equals the chain of the standalone ops (``two_view_ref``).
+    Per view and sample, fused in one pass: crop + resize (:func:`crop_resize`, the span
+    scaled by ``tempo / max(cfg.tempos)``) with the flip permutation and person swap folded
+    into the gather, the NTU normalisation ``norm`` (centring subtracted in the gather, its
+    rotation composed with ``mat``), the linear map ``mat`` (rotation @ shear), Gaussian noise;
+    then joint mask, temporal blur and axis mask (:func:`mask_blur`). The result equals the
+    chain of the standalone ops (``two_view_ref``).
 
     Args:
         raw_NTVCM: (N, T, V, C, M) float32 raw windows (corpus layout).
@@ -577,6 +594,8 @@ def two_view(
         flip_perm: (V,) ``Layout.flip_permutation()``; required when any view flips.
         out: optional (R, N, C, L, V, M) float32 buffer, R = 2 or 3 views (query, key, extreme).
         out_valid: optional (R, N, L, V, M) bool buffer.
+        norm: the NTU normalisation of each window's sequence
+            (``sscl.data.normalize.WindowNorm``); None: the raw coordinates.
 
     Returns:
         (out, out_valid); ``out[0]``, ``out[1]``, ``out[2]`` are the query, key, extreme views.
@@ -592,7 +611,7 @@ def two_view(
     lengths = np.minimum(_i64(lengths_N), t)
     return two_view_frames(
         frames, vframes, rowbase, np.zeros(n, np.int64), 62, lengths, params, cfg,
-        flip_perm=flip_perm, out=out, out_valid=out_valid,
+        flip_perm=flip_perm, out=out, out_valid=out_valid, norm=norm,
     )
 
 
@@ -608,6 +627,7 @@ def two_view_frames(
     flip_perm: np.ndarray | None = None,
     out: np.ndarray | None = None,
     out_valid: np.ndarray | None = None,
+    norm: WindowNorm | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`two_view` reading every window in place from a frame table (no window copy).
 
@@ -625,7 +645,7 @@ def two_view_frames(
         shift: log2 of the chunk length in frames (62: no chunking).
         lengths_N: (N,) window lengths (0: all-zero, all-invalid views).
         params: as :func:`two_view`, or already stacked (:func:`stacked_params_for`).
-        cfg, flip_perm, out, out_valid: as :func:`two_view`.
+        cfg, flip_perm, out, out_valid, norm: as :func:`two_view`.
 
     Returns:
         (out, out_valid) as :func:`two_view`.
@@ -656,6 +676,19 @@ def two_view_frames(
         raise ValueError(f"flip_perm must be (V,) = ({v},), got {perm.shape}")
     out = _buffer(out, (r, n, c, cfg.out_len, v, m), np.float32, "out")
     out_valid = _buffer(out_valid, (r, n, cfg.out_len, v, m), np.bool_, "out_valid")
+    # The kernel's tempo slot takes the crop speed; the default (1.0,) gives exactly 1.0.
+    arrays = arrays._replace(tempo=arrays.tempo / max(cfg.tempos))
+    if norm is None:
+        centre, cj = np.zeros((n, 3)), -1
+    else:
+        # The normalisation's rotation acts first: out = mat @ rot @ (x - centre).
+        arrays = arrays._replace(mat=np.ascontiguousarray(
+            np.einsum("rnij,njk->rnik", arrays.mat, np.asarray(norm.rot, np.float64))))
+        centre, cj = np.ascontiguousarray(norm.centre, np.float64), int(norm.centre_joint)
+        if centre.shape != (n, 3) or np.shape(norm.rot) != (n, 3, 3) or cj >= v:
+            raise ValueError(f"norm must hold (N, 3) = ({n}, 3) centres, (N, 3, 3) rotations "
+                             f"and a joint < V = {v}, got {centre.shape}, "
+                             f"{np.shape(norm.rot)}, {cj}")
     args = (
         np.ascontiguousarray(frames_FVCM),
         np.ascontiguousarray(valid_FVM),
@@ -668,6 +701,8 @@ def two_view_frames(
         cfg.min_crop,
         cfg.blur_kernel // 2,
         *arrays,
+        centre,
+        cj,
         out,
         out_valid,
     )
@@ -686,10 +721,16 @@ def two_view_ref(
     params: TwoViewParams,
     cfg: AugmentConfig,
     flip_perm: np.ndarray | None = None,
+    norm: WindowNorm | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of :func:`two_view`: the chain of the standalone ``_ref`` ops per view."""
+    """Numpy twin of :func:`two_view`: the chain of the standalone ``_ref`` ops per view (the
+    normalisation first, on the raw windows)."""
     v = raw_NTVCM.shape[2]
     perm = np.arange(v) if flip_perm is None else flip_perm
+    if norm is not None:
+        y = normalize_windows_ref(raw_NTVCM, valid_NTVM, norm.centre, norm.rot, norm.mode,
+                                  norm.centre_joint)
+        raw_NTVCM = np.ascontiguousarray(y.transpose(0, 2, 3, 1, 4))
     outs, vals = [], []
     for p in params.views:
         x, val = crop_resize_ref(
@@ -698,7 +739,7 @@ def two_view_ref(
             lengths_N,
             p.crop_frac,
             p.crop_pos,
-            p.tempo,
+            p.tempo / max(cfg.tempos),
             cfg.out_len,
             cfg.padding_ratio,
             cfg.min_crop,

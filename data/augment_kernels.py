@@ -100,12 +100,13 @@ def _normal3(seed, k):
 
 
 @njit(**_JIT)
-def _crop_window(length, frac, pos, tempo, padding_ratio, min_crop):
-    """(pad, start, span) of one crop; ``start`` indexes the mirror-padded sequence."""
+def _crop_window(length, frac, pos, speed, padding_ratio, min_crop):
+    """(pad, start, span) of one crop; ``start`` indexes the mirror-padded sequence. ``speed``
+    scales the span (``tempo / max(tempos)`` in the composed op)."""
     pad = length // padding_ratio if padding_ratio > 0 else 0
     padded = length + 2 * pad
     c = min(max(math.floor(frac * length), min(min_crop, length), 1), length)
-    span = min(c * tempo, padded)
+    span = min(max(math.floor(c * speed), 1), padded)
     start = min(math.floor(pos * (padded - span + 1)), padded - span)
     return pad, start, span
 
@@ -195,13 +196,16 @@ def _crop_sample(
     min_crop,
     frac,
     pos,
-    tempo,
+    speed,
     noise_std,
     noise_seed,
+    centre,
+    cj,
     out_CLVM,
     vout_LVM,
 ):
-    """Crop + linear resize + joint permutation + person swap + linear map + noise, fused.
+    """Crop + linear resize + joint permutation + person swap + centring + linear map + noise,
+    fused.
 
     ``frames`` (F, V, C, M) float32 and ``vframes`` (F, V, M) bool are frame tables; window
     frame r lives at row ``_row(rowbase, lo, shift, mask, r)``. Per output frame: the two source
@@ -210,6 +214,11 @@ def _crop_sample(
     offsets), applies the linear map, zeroes invalid points and stores contiguous rows of
     ``out``. The rows ``_AHEAD`` output frames on are prefetched. Arithmetic is float32 (the
     numpy twin's float64 agrees to ~1e-6 relative).
+
+    Centring (``sscl.data.normalize``; its rotation is folded into ``mat`` by the caller):
+    every point has ``centre`` (3,) subtracted, or with ``cj >= 0`` person 0's raw joint ``cj``
+    of the source frame where it is valid there (interpolated like the points). With a zero
+    centre and ``cj < 0`` the output is bit-identical to no centring.
 
     Measured against the previous gather (two rows read point by point), one core, the
     composed two-view op on 60 different batches of 64 windows in turn (best of 12 rounds):
@@ -224,7 +233,7 @@ def _crop_sample(
         out[:] = 0.0
         vout[:] = False
         return
-    pad, start, span = _crop_window(length, frac, pos, tempo, padding_ratio, min_crop)
+    pad, start, span = _crop_window(length, frac, pos, speed, padding_ratio, min_crop)
     scale = span / L
     three = C == 3
     f32 = np.float32
@@ -234,6 +243,10 @@ def _crop_sample(
         a02, a12 = f32(mat[0, 2]), f32(mat[1, 2])
         a20, a21, a22 = f32(mat[2, 0]), f32(mat[2, 1]), f32(mat[2, 2])
     std = f32(noise_std)
+    # The centre: constant, or person 0's joint cj of the source rows (offsets in a raw row).
+    ox, oy, oz = f32(centre[0]), f32(centre[1]), f32(centre[2])
+    rx, ry, rz = ox, oy, oz
+    cb, cv = cj * C * M, cj * M
     pm = np.arange(M)
     if swap and M == 2:
         pm[0], pm[1] = 1, 0
@@ -277,6 +290,16 @@ def _crop_sample(
         for k in range(K):
             row[k] = w0f * x0[k] + wf * x1[k]
         v0, v1 = vflat[r0], vflat[r1]
+        if cj >= 0:
+            c0x, c0y, c0z = rx, ry, rz
+            if v0[cv]:
+                c0x, c0y = x0[cb], x0[cb + M]
+                c0z = x0[cb + 2 * M] if three else f32(0.0)
+            c1x, c1y, c1z = rx, ry, rz
+            if v1[cv]:
+                c1x, c1y = x1[cb], x1[cb + M]
+                c1z = x1[cb + 2 * M] if three else f32(0.0)
+            ox, oy, oz = w0f * c0x + wf * c1x, w0f * c0y + wf * c1y, w0f * c0z + wf * c1z
         vrow = vout[ti]
         o0, o1 = out[0, ti], out[1, ti]
         if three:
@@ -286,7 +309,7 @@ def _crop_sample(
                 keep = v0[s] and (exact or v1[s])
                 vrow[q] = keep
                 b = base[q]
-                b0, b1, b2 = row[b], row[b + M], row[b + 2 * M]
+                b0, b1, b2 = row[b] - ox, row[b + M] - oy, row[b + 2 * M] - oz
                 o0[q] = a00 * b0 + a01 * b1 + a02 * b2 if keep else f32(0.0)
                 o1[q] = a10 * b0 + a11 * b1 + a12 * b2 if keep else f32(0.0)
                 o2[q] = a20 * b0 + a21 * b1 + a22 * b2 if keep else f32(0.0)
@@ -296,7 +319,7 @@ def _crop_sample(
                 keep = v0[s] and (exact or v1[s])
                 vrow[q] = keep
                 b = base[q]
-                b0, b1 = row[b], row[b + M]
+                b0, b1 = row[b] - ox, row[b + M] - oy
                 o0[q] = a00 * b0 + a01 * b1 if keep else f32(0.0)
                 o1[q] = a10 * b0 + a11 * b1 if keep else f32(0.0)
         if std > 0.0:
@@ -432,6 +455,8 @@ def _view_sample(
     jm_seed,
     sigma,
     axis,
+    centre,
+    cj,
     out_CLVM,
     vout_LVM,
     ident,
@@ -454,6 +479,8 @@ def _view_sample(
         tempo,
         noise_std,
         noise_seed,
+        centre,
+        cj,
         out_CLVM,
         vout_LVM,
     )
@@ -488,10 +515,13 @@ def _two_view_one(
     jm_seed,
     sigma,
     axis,
+    centre,
+    cj,
     out,
     vout,
 ):
-    """All views of sample n: the source frames are read while they are hot in cache."""
+    """All views of sample n: the source frames are read while they are hot in cache.
+    ``tempo`` holds each view's crop speed; ``centre`` (N, 3) and ``cj`` the centring."""
     ident = np.arange(perm.shape[0])
     mask = (np.int64(1) << shift) - 1
     for r in range(out.shape[0]):
@@ -519,6 +549,8 @@ def _two_view_one(
             jm_seed[r, n],
             sigma[r, n],
             axis[r, n],
+            centre[n],
+            cj,
             out[r, n],
             vout[r, n],
             ident,
@@ -545,6 +577,7 @@ def _two_view_parallel(*args):
 def _crop_resize_kernel(raw, valid, lengths, frac, pos, tempo, padding_ratio, min_crop, out, vout):
     ident = np.arange(raw.shape[2])
     eye = np.eye(3)
+    zero3 = np.zeros(3)
     base = np.zeros(1, np.int64)
     for n in range(raw.shape[0]):
         _crop_sample(
@@ -565,6 +598,8 @@ def _crop_resize_kernel(raw, valid, lengths, frac, pos, tempo, padding_ratio, mi
             tempo[n],
             0.0,
             np.uint64(0),
+            zero3,
+            -1,
             out[n],
             vout[n],
         )
@@ -679,75 +714,6 @@ def _motion_kernel(x, valid, out, vout):
                     out[n, c, t, q] = d
 
 
-@njit(**_JIT)
-def _normalize_kernel(raw, valid, center, sa, sb, ha, hb, per_frame, out):
-    N, T, V, C, M = raw.shape
-    ctr = np.zeros((T, C))
-    d = np.zeros(C)
-    for n in range(N):
-        # Centre: person 0's centre joint; per frame with the last tracked value carried forward
-        # (and the first tracked value carried back), or the first tracked frame's value.
-        ctr[:] = 0.0
-        first = -1
-        for t in range(T):
-            if valid[n, t, center, 0]:
-                first = t
-                break
-        if first >= 0:
-            last = first
-            for t in range(T):
-                if per_frame and valid[n, t, center, 0]:
-                    last = t
-                for c in range(C):
-                    ctr[t, c] = raw[n, last, center, c, 0]
-        rot = np.eye(C)
-        if C == 3:
-            for t in range(T):
-                if not (
-                    valid[n, t, sa, 0]
-                    and valid[n, t, sb, 0]
-                    and valid[n, t, ha, 0]
-                    and valid[n, t, hb, 0]
-                ):
-                    continue
-                u = np.empty(3)
-                w = np.empty(3)
-                for c in range(3):
-                    u[c] = np.float64(raw[n, t, sb, c, 0]) - np.float64(raw[n, t, sa, c, 0])
-                    w[c] = np.float64(raw[n, t, hb, c, 0]) - np.float64(raw[n, t, ha, c, 0])
-                nu = math.sqrt(u[0] * u[0] + u[1] * u[1] + u[2] * u[2])
-                if nu < 1e-8:
-                    continue
-                u /= nu
-                dot = w[0] * u[0] + w[1] * u[1] + w[2] * u[2]
-                for c in range(3):
-                    w[c] = w[c] - dot * u[c]
-                nw = math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
-                if nw < 1e-8:
-                    continue
-                w /= nw
-                rot[0, :] = w
-                rot[1, 0] = u[1] * w[2] - u[2] * w[1]
-                rot[1, 1] = u[2] * w[0] - u[0] * w[2]
-                rot[1, 2] = u[0] * w[1] - u[1] * w[0]
-                rot[2, :] = u
-                break
-        for t in range(T):
-            for v in range(V):
-                for m in range(M):
-                    if not valid[n, t, v, m]:
-                        for c in range(C):
-                            out[n, t, v, c, m] = 0.0
-                        continue
-                    for c in range(C):
-                        d[c] = np.float64(raw[n, t, v, c, m]) - ctr[t, c]
-                    for c in range(C):
-                        y = 0.0
-                        for k in range(C):
-                            y += rot[c, k] * d[k]
-                        out[n, t, v, c, m] = y
-
-
 # numpy versions of the hash, for parameter drawing and the twins
 
 
@@ -768,7 +734,7 @@ def _stream(base: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 @njit(**_JIT)
 def _view_params_kernel(
-    u, z, extreme, rot, flip_p, lo, hi, shear, swap_p, tempo_p, noise_prob, noise_std,
+    u, z, extreme, rot, flip_p, lo, hi, shear, swap_p, tempos, noise_prob, noise_std,
     blur_prob, s0, s1, axis_prob, jm_p,
     crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
 ):
@@ -779,7 +745,7 @@ def _view_params_kernel(
         un = u[n]
         crop_frac[n] = lo + (hi - lo) * un[0]
         crop_pos[n] = un[1]
-        tempo[n] = 2 if un[2] < tempo_p else 1
+        tempo[n] = tempos[min(int(un[2] * tempos.shape[0]), tempos.shape[0] - 1)]
         flip[n] = un[3] < flip_p
         swap[n] = un[4] < swap_p
         ax = (2.0 * un[5] - 1.0) * rot[0]
@@ -821,7 +787,7 @@ def _view_params_kernel(
 
 @njit(**_JIT)
 def _batch_params_kernel(
-    seed, epoch, idx, slots, extreme, rot, flip_p, lo, hi, shear, swap_p, tempo_p, noise_prob,
+    seed, epoch, idx, slots, extreme, rot, flip_p, lo, hi, shear, swap_p, tempos, noise_prob,
     noise_std, blur_prob, s0, s1, axis_prob, jm_p,
     crop_frac, crop_pos, tempo, flip, swap, mat, nstd, nseed, jmp, jseed, bsig, axis,
 ):
@@ -844,7 +810,7 @@ def _batch_params_kernel(
             z[i, 0] = _hash(keys[i], base + 18)
             z[i, 1] = _hash(keys[i], base + 19)
         _view_params_kernel(
-            u, z, extreme[r], rot[r], flip_p[r], lo, hi, shear, swap_p, tempo_p, noise_prob,
+            u, z, extreme[r], rot[r], flip_p[r], lo, hi, shear, swap_p, tempos, noise_prob,
             noise_std, blur_prob, s0, s1, axis_prob, jm_p,
             crop_frac[r], crop_pos[r], tempo[r], flip[r], swap[r], mat[r], nstd[r], nseed[r],
             jmp[r], jseed[r], bsig[r], axis[r],

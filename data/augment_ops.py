@@ -19,11 +19,16 @@ from sscl.data.augment_kernels import (
     _mask_blur_kernel,
     _motion_kernel,
     _noise_kernel,
-    _normalize_kernel,
     _stream,
     _tempo_kernel,
 )
-from sscl.data.layouts import Layout
+from sscl.data.normalize import (  # noqa: F401  (normalization_joints: re-exported)
+    NormJoints,
+    normalization_joints,
+    normalize_windows,
+    normalize_windows_ref,
+    sequence_references,
+)
 from sscl.errors import ConfigError
 
 # --------------------------------------------------------------------------- public ops + twins
@@ -72,7 +77,7 @@ def crop_windows(
     lengths_N: np.ndarray,
     frac_N: np.ndarray,
     pos_N: np.ndarray,
-    tempo_N: np.ndarray,
+    speed_N: np.ndarray,
     padding_ratio: int = 6,
     min_crop: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,10 +85,11 @@ def crop_windows(
 
     With T_v = lengths[n]: pad = T_v // padding_ratio mirrored frames on each side (AimCLR's
     ``temperal_crop``), crop length c = clip(floor(frac * T_v), min(min_crop, T_v), T_v) (at
-    least 1), span = min(tempo * c, T_v + 2 pad) source frames, start = floor(pos * (T_v + 2 pad
-    - span + 1)) in padded coordinates. With frac = 1, tempo = 1 this is AimCLR's crop exactly.
-    A sequence shorter than the crop (T_v < min_crop) is taken whole; a 2x span that exceeds the
-    padded length is cut to it (the effective tempo is then below 2).
+    least 1), span = clip(floor(speed * c), 1, T_v + 2 pad) source frames, start = floor(pos *
+    (T_v + 2 pad - span + 1)) in padded coordinates. With frac = 1, speed = 1 this is AimCLR's
+    crop exactly. A sequence shorter than the crop (T_v < min_crop) is taken whole. ``two_view``
+    passes speed = tempo / max(tempos) <= 1 (a slower view spans fewer frames); a speed above 1
+    widens the span up to the padded length.
 
     Returns:
         (pad, start, span), each (N,) int64.
@@ -93,7 +99,7 @@ def crop_windows(
     padded = length + 2 * pad
     c = np.floor(_f64(frac_N) * length).astype(np.int64)
     c = np.minimum(np.maximum(np.maximum(c, np.minimum(min_crop, length)), 1), length)
-    span = np.minimum(c * _i64(tempo_N), padded)
+    span = np.minimum(np.maximum(np.floor(c * _f64(speed_N)).astype(np.int64), 1), padded)
     start = np.minimum(np.floor(_f64(pos_N) * (padded - span + 1)).astype(np.int64), padded - span)
     return pad, start, span
 
@@ -119,7 +125,8 @@ def crop_resize(
         raw_NTVCM: (N, T, V, C, M) float32 raw windows; frames >= lengths[n] are ignored.
         valid_NTVM: (N, T, V, M) bool.
         lengths_N: (N,) valid length of each window (clipped to T; 0 gives an all-zero view).
-        frac_N, pos_N, tempo_N: (N,) crop fraction, start position in [0, 1), tempo (1 or 2).
+        frac_N, pos_N, tempo_N: (N,) crop fraction, start position in [0, 1), span speed
+            (:func:`crop_windows`).
         out_len: L.
         padding_ratio, min_crop: see :func:`crop_windows`.
         out, out_valid: optional (N, C, L, V, M) float32 and (N, L, V, M) bool buffers.
@@ -137,7 +144,7 @@ def crop_resize(
         _i64(lengths_N),
         _f64(frac_N),
         _f64(pos_N),
-        _i64(tempo_N),
+        _f64(tempo_N),
         padding_ratio,
         min_crop,
         out,
@@ -532,40 +539,6 @@ def motion_stream_ref(x_NCTVM: np.ndarray, valid_NTVM: np.ndarray) -> tuple[np.n
     return np.where(val[:, None], d, np.float32(0.0)), val
 
 
-def normalization_joints(layout: Layout) -> tuple[int, int, int, int, int]:
-    """Joints of the NTU-style normalisation for a layout: (centre, spine_from, spine_to,
-    shoulder_from, shoulder_to).
-
-    NTU-25: (1, 0, 1, 8, 4): centre spine-middle, spine bone 0 -> 1, shoulder bone right (8) ->
-    left (4). Other layouts: centre ``layout.center``; spine bone root -> centre (or centre ->
-    ``neck`` when the root is the centre, e.g. OpenNI ``torso``); shoulder bone right -> left of
-    the first flip pair whose joint names contain "shoulder".
-
-    Raises:
-        ConfigError: the layout has no such joints; pass the joints explicitly to
-            :func:`normalize_ntu`.
-    """
-    names = layout.joint_names
-    center = layout.center
-    root = layout.parents.index(-1)
-    if root != center:
-        spine = (root, center)
-    elif "neck" in names:
-        spine = (center, names.index("neck"))
-    else:
-        raise ConfigError(
-            f"layout {layout.name!r}: root == centre and no 'neck' joint; "
-            "pass joints=(centre, spine_from, spine_to, shoulder_from, shoulder_to)"
-        )
-    for left, right in layout.flip_pairs:
-        if "shoulder" in names[left] and "shoulder" in names[right]:
-            return center, spine[0], spine[1], right, left
-    raise ConfigError(
-        f"layout {layout.name!r} has no left/right shoulder flip pair; pass "
-        "joints=(centre, spine_from, spine_to, shoulder_from, shoulder_to)"
-    )
-
-
 def normalize_ntu(
     raw_NTVCM: np.ndarray,
     valid_NTVM: np.ndarray,
@@ -573,17 +546,14 @@ def normalize_ntu(
     mode: str = "first",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """NTU-style pre-normalisation (2s-AGCN; METHOD.md section 1) of raw windows.
+    """NTU-style pre-normalisation (2s-AGCN; METHOD.md section 1) of whole sequences.
 
-    Centring subtracts person 0's centre joint: ``mode="first"`` (default) the value at the first
-    frame where it is tracked, for every frame, which keeps global translation (walk, jog, jump:
-    information localisation needs); ``mode="frame"`` the value of each frame (untracked frames
-    reuse the last tracked value, leading ones the first). Then every point is rotated by R, whose
-    rows are (e_x, e_y, e_z): e_z along person 0's spine bone and e_x along the shoulder bone made
-    orthogonal to e_z (Gram-Schmidt), taken at the first frame where the four joints are tracked
-    and the bones are not degenerate; so that bone is exactly +z and the shoulder bone lies in the
-    +x half of the xz-plane. No such frame: no rotation; no tracked centre: no centring. Two-channel
-    layouts are centred only. Invalid joints are written as 0.
+    Each row is taken as a whole sequence and normalised as ``sscl.data.normalize`` defines it:
+    centre reference person 0's centre joint at its first tracked frame (``"first"``: for every
+    frame; ``"frame"``: where the frame's own centre joint is untracked), rotation R with rows
+    (e_x, e_y, e_z) from the first frame with the four bone joints tracked (e_z the spine bone,
+    e_x the shoulder bone made orthogonal to it). The batch loader computes the same references
+    once per corpus sequence (``normalize.ReferenceTable``) and folds them into its kernels.
 
     Args:
         raw_NTVCM: (N, T, V, C, M) float32; valid_NTVM: (N, T, V, M) bool.
@@ -593,14 +563,16 @@ def normalize_ntu(
         out: optional (N, T, V, C, M) float32 buffer (must not alias raw).
 
     Returns:
-        (N, T, V, C, M) float32.
+        (N, T, V, C, M) float32; invalid points exactly 0.
     """
     if mode not in ("first", "frame"):
         raise ConfigError(f"normalization mode {mode!r}: expected 'first' or 'frame'")
     _check_raw(raw_NTVCM, valid_NTVM)
     out = _buffer(out, raw_NTVCM.shape, np.float32, "out")
-    c, sa, sb, ha, hb = (int(j) for j in joints)
-    _normalize_kernel(raw_NTVCM, valid_NTVM, c, sa, sb, ha, hb, mode == "frame", out)
+    nj = NormJoints(*(int(j) for j in joints))
+    centre, rot, _, _ = sequence_references(raw_NTVCM, valid_NTVM, nj)
+    y = normalize_windows(raw_NTVCM, valid_NTVM, centre, rot, mode, nj.centre)
+    out[...] = y.transpose(0, 2, 3, 1, 4)
     return out
 
 
@@ -611,37 +583,7 @@ def normalize_ntu_ref(
     mode: str = "first",
 ) -> np.ndarray:
     """Numpy twin of :func:`normalize_ntu`."""
-    n, t, _, c, _ = raw_NTVCM.shape
-    center, sa, sb, ha, hb = joints
-    x = raw_NTVCM.astype(np.float64)
-    rows = np.arange(n)[:, None]
-    tracked = valid_NTVM[:, :, center, 0]
-    first = np.argmax(tracked, axis=1)
-    idx = np.where(tracked, np.arange(t)[None, :], -1)
-    idx = np.maximum.accumulate(idx, axis=1) if mode == "frame" else np.full((n, t), -1)
-    idx = np.where(idx < 0, first[:, None], idx)
-    ctr = np.where(tracked.any(axis=1)[:, None, None], x[rows, idx, center, :, 0], 0.0)  # (N, T, C)
-
-    rot = np.tile(np.eye(c), (n, 1, 1))
-    if c == 3:
-        u = x[:, :, sb, :, 0] - x[:, :, sa, :, 0]
-        w = x[:, :, hb, :, 0] - x[:, :, ha, :, 0]
-        nu = np.sqrt(u[..., 0] * u[..., 0] + u[..., 1] * u[..., 1] + u[..., 2] * u[..., 2])
-        u = u / np.where(nu < 1e-8, 1.0, nu)[..., None]
-        dot = w[..., 0] * u[..., 0] + w[..., 1] * u[..., 1] + w[..., 2] * u[..., 2]
-        w = w - dot[..., None] * u
-        nw = np.sqrt(w[..., 0] * w[..., 0] + w[..., 1] * w[..., 1] + w[..., 2] * w[..., 2])
-        w = w / np.where(nw < 1e-8, 1.0, nw)[..., None]
-        ok = valid_NTVM[:, :, [sa, sb, ha, hb], 0].all(axis=2) & (nu >= 1e-8) & (nw >= 1e-8)
-        t1 = np.argmax(ok, axis=1)
-        e_z, e_x = u[np.arange(n), t1], w[np.arange(n), t1]
-        found = ok.any(axis=1)
-        r = np.stack([e_x, np.cross(e_z, e_x), e_z], axis=1)
-        rot = np.where(found[:, None, None], r, rot)
-    d = x - ctr[:, :, None, :, None]
-    y = np.zeros(x.shape)
-    for k in range(c):
-        y = y + rot[:, None, None, :, k, None] * d[:, :, :, k, None, :]
-    return np.where(valid_NTVM[:, :, :, None, :], y, 0.0).astype(np.float32)
-
-
+    nj = NormJoints(*(int(j) for j in joints))
+    centre, rot, _, _ = sequence_references(raw_NTVCM, valid_NTVM, nj)
+    y = normalize_windows_ref(raw_NTVCM, valid_NTVM, centre, rot, mode, nj.centre)
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1, 4))

@@ -25,10 +25,13 @@ nothing or the previous corpus intact.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,8 +42,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from sscl.data.chunks import ShardedArrayReader, chunk_checksums, crc32c
 from sscl.data.layouts import Layout
-from sscl.errors import CorpusError, DestinationExistsError
+from sscl.data.tmpbuilds import OWNER_FILE, clean_stale_builds, write_owner
+from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError
 
 SCHEMA_VERSION = 1
 
@@ -53,6 +58,9 @@ CHUNK_FRAMES = 1024
 CHUNKS_PER_SHARD = 64
 CODEC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"}
 JOINTS_CODEC: dict | None = None  # raw; pass a blosc dict (like CODEC) to compress joints
+NONFINITE = ("refuse", "mask")  # what the writer does with NaN/inf at a valid joint
+# errno values that mean "the disk or a limit is full": one clear message, not a traceback
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 @dataclass
@@ -142,9 +150,20 @@ class CorpusWriter:
         chunk_frames, chunks_per_shard: chunking (defaults measured; see data/README.md).
         codec: blosc settings of ``valid`` and ``labels`` (default ``CODEC``).
         joints_codec: blosc settings of ``joints``; None (default) stores them raw.
+        nonfinite: NaN/inf at a valid joint: ``"refuse"`` (default) raises with their count,
+            ``"mask"`` marks those joints invalid (stored as 0) and counts them
+            (``nonfinite_masked``, kept in the attributes).
+
+    Temporary builds of earlier writes to the same destination that were killed (SIGKILL,
+    power loss) are removed when their writer process is gone, with a warning naming them;
+    others (a write in progress, another host) are named in a warning and left alone.
 
     Raises:
         DestinationExistsError: ``dest`` exists and neither ``overwrite`` nor ``append`` is set.
+        CorpusError: ``append`` to a missing or incompatible corpus (checked before anything
+            is copied).
+        CorpusWriteError: the disk or a file size limit filled up, or another I/O error; the
+            temporary build is removed and ``dest`` is untouched.
     """
 
     def __init__(
@@ -159,7 +178,12 @@ class CorpusWriter:
         chunks_per_shard: int = CHUNKS_PER_SHARD,
         codec: dict | None = None,
         joints_codec: dict | None = JOINTS_CODEC,
+        nonfinite: str = "refuse",
     ):
+        if nonfinite not in NONFINITE:
+            raise CorpusError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.nonfinite_masked = 0  # coordinates of valid joints masked for being NaN/inf
         self.dest = str(dest)
         self.header = header
         self.provenance = dict(provenance or {})
@@ -179,6 +203,11 @@ class CorpusWriter:
         if append and not exists:
             raise CorpusError(f"{self.dest}: cannot append, no corpus there")
         self._append = append
+        self._old_attrs: dict = {}
+        if append:
+            self._old_attrs = self._read_attrs(self.dest)
+            self._check_append_compatible(self._old_attrs)
+        self._new = 0  # sequences appended by this writer
         self._tmp = self._tmp_location()
         self._shard_frames = chunk_frames * chunks_per_shard
         self._chunk_frames = chunk_frames
@@ -192,7 +221,10 @@ class CorpusWriter:
         self._buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._buf_frames = 0
         self._closed = False
-        self._open_group()
+        if not self._url:
+            clean_stale_builds(local_path(self.dest))
+        with self._guard():
+            self._open_group()
 
     # -- locations -------------------------------------------------------------------------
 
@@ -203,12 +235,39 @@ class CorpusWriter:
         p = local_path(self.dest)
         return str(p.parent / f".{p.name}{tag}")
 
+    @contextlib.contextmanager
+    def _guard(self):
+        """Any failure removes the temporary build; a full disk, a file size limit or another
+        I/O error becomes one CorpusWriteError."""
+        try:
+            yield
+        except OSError as e:
+            self.abort()
+            if isinstance(e, FileExistsError | FileNotFoundError | PermissionError) or \
+                    e.errno not in _FULL | {errno.EIO}:
+                raise CorpusWriteError(f"{self.dest}: writing failed ({e}); nothing was left "
+                                       "under that name and any previous corpus there is "
+                                       "intact") from e
+            raise CorpusWriteError(
+                f"{self.dest}: writing failed, {os.strerror(e.errno)} ({e}); nothing was left "
+                "under that name and any previous corpus there is intact. Free space (or raise "
+                "the file size limit) and convert again") from e
+        except BaseException:
+            self.abort()
+            raise
+
+    def _read_attrs(self, where: str) -> dict:
+        try:
+            return zarr.open_group(where, mode="r").attrs.asdict()
+        except Exception as e:
+            raise CorpusError(f"{where}: cannot append, not a readable corpus ({e})") from e
+
     def _open_group(self) -> None:
         V, C, M = self.header.layout.num_joints, self.header.layout.channels, self.header.persons
         if self._append:
             self._copy(self.dest, self._tmp)
+            self._write_owner()
             self.group = zarr.open_group(self._tmp, mode="r+")
-            self._check_append_compatible()
             arr = self.group["joints"]
             self._frames = int(arr.shape[0])
             old = json.loads(bytes(self.group["meta"][:]).decode())
@@ -217,6 +276,7 @@ class CorpusWriter:
             self._lengths = [int(n) for n in self.group["lengths"][:]]
             return
         self.group = zarr.open_group(self._tmp, mode="w")
+        self._write_owner()
         jc = self._joints_codec
         codec = None if jc is None else BloscCodec(typesize=4, **jc)
         cf, sf = self._chunk_frames, self._shard_frames
@@ -235,8 +295,11 @@ class CorpusWriter:
             compressors=BloscCodec(typesize=2, **self._codec), fill_value=-1,
         )
 
-    def _check_append_compatible(self) -> None:
-        attrs = self.group.attrs.asdict()
+    def _write_owner(self) -> None:
+        if not self._url:
+            write_owner(local_path(self._tmp))
+
+    def _check_append_compatible(self, attrs: dict) -> None:
         h = self.header
         mine = (h.layout.to_dict(), list(h.class_names), h.persons)
         theirs = (attrs.get("layout"), attrs.get("class_names"), attrs.get("persons"))
@@ -281,10 +344,12 @@ class CorpusWriter:
                 f"sequence {seq.seq_id!r}: metadata is not JSON-serialisable ({e})"
             ) from e
         self._lengths.append(len(joints))
+        self._new += 1
         self._buf.append((joints, valid, labels))
         self._buf_frames += len(joints)
         if self._buf_frames >= self._shard_frames:
-            self._flush(final=False)
+            with self._guard():
+                self._flush(final=False)
 
     def skip(self, item: Skipped) -> None:
         """Record a source item that was not converted, with its reason."""
@@ -325,15 +390,14 @@ class CorpusWriter:
         if not np.issubdtype(joints.dtype, np.floating):
             raise CorpusError(f"{where}: joints must be floating point, got {joints.dtype}")
         joints = joints.astype(np.float32, copy=True)
+        all_finite = bool(np.isfinite(joints).all())  # flat: the per-joint pass only if not
+        finite = np.ones((T, V, M), bool) if all_finite else np.isfinite(joints).all(axis=2)
         if seq.valid is None:
-            finite = np.isfinite(joints).all(axis=2)
-            if not finite.all():
-                t, v, m = np.argwhere(~finite)[0]
-                raise CorpusError(
-                    f"{where}: non-finite coordinate at frame {t}, joint {v}, person {m}; "
-                    "mark it invalid through `valid` or fix the source"
-                )
-            valid = (joints != 0).any(axis=2)
+            if all_finite:
+                valid = (joints != 0).any(axis=2)
+            else:
+                valid = finite & (np.where(finite[:, :, None, :], joints, 0) != 0).any(axis=2)
+            bad = ~finite
         else:
             valid = np.asarray(seq.valid)
             if valid.shape != (T, V, M):
@@ -341,13 +405,19 @@ class CorpusWriter:
                     f"{where}: valid must be (T={T}, V={V}, M={M}), got {valid.shape}"
                 )
             valid = valid.astype(bool)
-            bad = valid & ~np.isfinite(joints).all(axis=2)
-            if bad.any():
+            bad = valid & ~finite
+        if bad.any():
+            n = int(bad.sum())
+            if self.nonfinite == "refuse":
                 t, v, m = np.argwhere(bad)[0]
                 raise CorpusError(
-                    f"{where}: non-finite coordinate at frame {t}, joint {v}, person {m} "
-                    "marked valid; expected finite values wherever valid is True"
+                    f"{where}: {n} joint(s) with a NaN or infinite coordinate where valid, the "
+                    f"first at frame {t}, joint {v}, person {m}; fix the source, mark them "
+                    "invalid through `valid`, or pass nonfinite='mask' (--nonfinite mask) to "
+                    "store them as missing joints"
                 )
+            self.nonfinite_masked += n
+            valid = valid & finite
         joints = np.where(valid[:, :, None, :], joints, np.float32(0))  # stored as exact zeros
         if seq.labels is None:
             labels = np.full(T, -1, dtype=np.int16)
@@ -385,9 +455,32 @@ class CorpusWriter:
     # -- commit ----------------------------------------------------------------------------
 
     def commit(self) -> str:
-        """Flush, write metadata and attributes, and rename the corpus into place."""
+        """Flush, write metadata, checksums and attributes, and rename the corpus into place.
+
+        Raises:
+            CorpusError: no sequence was added (every source item skipped: the reasons are
+                counted in the message); nothing is written.
+            CorpusWriteError: a full disk, a file size limit or an I/O error; nothing is left
+                under ``dest`` and a previous corpus there is intact.
+        """
         if self._closed:
             raise CorpusError(f"{self.dest}: writer already closed")
+        if self._new == 0:
+            self.abort()
+            reasons: dict[str, int] = {}
+            for sk in self._skipped:
+                reasons[sk["reason"]] = reasons.get(sk["reason"], 0) + 1
+            top = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])
+                            [:5])
+            raise CorpusError(
+                f"{self.dest}: no sequence to write ({len(self._skipped)} source item(s) skipped"
+                + (f": {top}" if top else "") + "); nothing was written. Check the source "
+                "folder and the converter's options")
+        with self._guard():
+            self._commit()
+        return self.dest
+
+    def _commit(self) -> None:
         self._flush(final=True)
         lengths = np.asarray(self._lengths, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -403,6 +496,14 @@ class CorpusWriter:
             del self.group["meta"]
         self.group.create_array("meta", shape=blob.shape, dtype="uint8",
                                 chunks=(max(1, len(blob)),), fill_value=0)[:] = blob
+        checksums = {
+            "algorithm": "crc32c",
+            "arrays": {name: chunk_checksums(self._reader(name))
+                       for name in ("joints", "valid", "labels")},
+            "offsets": crc32c(offsets.astype("<i8").tobytes()),
+            "lengths": crc32c(lengths.astype("<i8").tobytes()),
+            "meta": crc32c(blob.tobytes()),
+        }
         h = self.header
         prov = dict(self.provenance)
         prov.setdefault("converter", h.converter)
@@ -419,12 +520,24 @@ class CorpusWriter:
             "num_sequences": len(lengths),
             "num_frames": int(lengths.sum()),
             "num_skipped": len(self._skipped),
+            "nonfinite_masked": int(self.nonfinite_masked
+                                    + self._old_attrs.get("nonfinite_masked", 0)),
+            "checksums": checksums,
             "complete": True,  # written last: readers refuse a corpus without it
         }
         self.group.attrs.update(attrs)
+        if not self._url:
+            (local_path(self._tmp) / OWNER_FILE).unlink(missing_ok=True)
         self._closed = True
         self._swap_into_place()
-        return self.dest
+
+    def _reader(self, name: str) -> ShardedArrayReader:
+        arr = self.group[name]
+        if self._url:
+            fs, root = self._fs, self._fs._strip_protocol(self._tmp).rstrip("/")
+        else:
+            fs, root = None, os.path.abspath(local_path(self._tmp))
+        return ShardedArrayReader(name, arr.metadata.to_dict(), arr.dtype, fs, root)
 
     def _swap_into_place(self) -> None:
         if self._url:
@@ -440,8 +553,15 @@ class CorpusWriter:
         dest, tmp = local_path(self.dest), local_path(self._tmp)
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dest, old)
-            os.replace(tmp, dest)
+            # SIGINT/SIGTERM wait until both renames are done: between them no corpus is in
+            # place (SIGKILL still can strike there; the next write names the .old- folder)
+            blocked = {signal.SIGINT, signal.SIGTERM}
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+            try:
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             shutil.rmtree(old)
         else:
             os.replace(tmp, dest)
@@ -461,7 +581,7 @@ class CorpusWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.commit()
+            self.commit()  # aborts on failure
         else:
             self.abort()
 
@@ -478,7 +598,8 @@ def write_corpus(
     return str(dest)
 
 
-from sscl.data.reader import Corpus, open_corpus, validate  # noqa: E402  (re-exported API)
+from sscl.data.integrity import validate  # noqa: E402  (re-exported API)
+from sscl.data.reader import Corpus, open_corpus  # noqa: E402  (re-exported API)
 
 __all__ = [
     "Corpus", "CorpusHeader", "CorpusWriter", "Sequence", "Skipped", "open_corpus", "validate",

@@ -1,23 +1,28 @@
-"""The batch stages (read -> augment -> batch) and the plain torch DataLoader engine over them.
+"""The input pipeline's entry point: its config, what it tells the trainer, and the plain torch
+DataLoader engine.
 
-One picklable :class:`BatchSource` turns ``(epoch, step)`` into one rank's batch as a dict of
-numpy arrays; both engines call exactly this object (the torch DataLoader here, the DALI
-parallel external source in ``sscl.data.pipeline``), which is why they yield identical batches
-for the same seed. The source opens the corpus lazily in each worker process, so only its path,
-the window set and the config cross the process boundary.
+One picklable ``BatchSource`` (``sscl.data.batch_source``: read -> normalise + augment ->
+batch) turns ``(epoch, step)`` into one rank's batch as a dict of numpy arrays; both engines
+call exactly this object (the torch DataLoader here, the DALI parallel external source in
+``sscl.data.pipeline``), which is why they yield identical batches for the same seed. The
+source opens the corpus lazily in each worker process, so only its path, the window set and the
+config cross the process boundary. Packed batch layouts: ``sscl.data.packing``.
 
 Batches (per rank, ``B`` = per-rank batch size):
 
 - pretraining: ``query``, ``key`` (B, C, L, V, M) float32, optionally ``extreme``, each with
-  its ``<view>_valid`` (B, L, V, M) bool (invalid points are exactly 0 in the view), and
+  its ``<view>_valid`` (B, L, V, M) bool (invalid points are exactly 0 in the view) and
+  ``<view>_tempo`` (B,) float32 (the view's tempo, ``AugmentConfig.tempos``), and
   ``weight`` (B,) float32 (0 for wrap-around padding), ``index`` (B,) int64 window index,
   ``position`` (B,) int64 global sample index (epoch position; the seed of its draws).
 - finetuning: ``x`` (B, C, T, V, M) float32 zero-padded to the longest window of the batch,
   ``labels`` (B, T) int64 (-1 on padding and unlabelled frames), ``mask`` (B, T) bool (real
   frames), ``weight``, ``index``, ``position``, and ``seq``/``start`` (B,) int64 for :func:`stitch`.
 
-:func:`make_loader` picks the engine (DALI when installed) and both engines expose the same
-``epoch(e, position) -> iterator of dict[str, torch.Tensor]`` interface and ``engine`` name.
+:func:`make_loader` picks the engine (torch unless asked for DALI: it measured faster) and
+both engines expose the same ``epoch(e, position) -> iterator of dict[str, torch.Tensor]``
+interface, ``engine`` name and ``info`` (:class:`LoaderInfo`: layout, persons, classes, steps
+per epoch, views and tempos, read from the corpus header).
 With either engine a batch's tensors may be views valid until the next batch is requested:
 copy (or move to the device) what must live longer. Workers run with one thread each
 (OpenBLAS, torch, Numba): BLAS thread pools in many processes oversubscribe the cores and can
@@ -27,8 +32,6 @@ stall Numba's threading layer.
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +42,21 @@ import numpy as np
 import torch
 
 from sscl.data import augment
+from sscl.data.batch_source import BatchSource
+from sscl.data.layouts import Layout
+from sscl.data.normalize import check_mode, normalization_joints
+from sscl.data.packing import (  # noqa: F401  (re-exported: the engines' and tests' imports)
+    _layout_key,
+    _spans,
+    batch_keys,
+    batch_layout,
+    max_batch_nbytes,
+    pack_into,
+    pretrain_batch_layout,
+    unpack_batch,
+    unpack_numpy,
+    view_names,
+)
 from sscl.data.sampling import EpochPlan, WindowSet, finetune_windows, pretrain_windows
 from sscl.errors import ConfigError
 
@@ -67,11 +85,19 @@ class LoaderConfig:
         train_long: finetuning: ``"windows"``, ``"crop"`` or ``"skip"`` for long sequences.
         sequences: restrict to these sequence indices (e.g. a label-fraction subset); None: all.
         augment: augmentation parameters for pretraining (``sscl.data.augment.AugmentConfig``).
+        normalize: NTU-style normalisation (``sscl.data.normalize``, METHOD.md section 1) of
+            every window, inside the batch kernels: ``"first"`` (default: centred on person 0's
+            spine middle at the sequence's first tracked frame, which keeps global translation),
+            ``"frame"`` (each frame centred on its own spine middle) or ``"none"``; both
+            rotate the sequence to its first tracked frame's body axes (spine +z, shoulders
+            +x). References are per sequence, so every window of a sequence agrees.
         extreme: pretraining: also make AimCLR's extremely augmented third view.
         strong_key: pretraining: draw the key view with the extreme recipe (noise, blur, axis
             mask, ...) instead of a third view: SkeletonCLR with a strong second view, the
             AimCLR feeder's two-view mode. Excludes ``extreme``.
-        pin_memory: pin batches when CUDA is available (torch engine).
+        pin_memory: with CUDA available (torch engine), hand out batches in page-locked
+            memory: copied from the workers' shared ring slot into a buffer of torch's caching
+            host allocator (see :class:`TorchLoader`), ready for ``non_blocking`` copies.
         memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
             default); bounds a worker's private memory on corpora larger than it.
         map_joints: on a corpus larger than ``memory_budget``, memory-map the raw joints
@@ -104,6 +130,7 @@ class LoaderConfig:
     train_long: str = "windows"
     sequences: tuple[int, ...] | None = None
     augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
+    normalize: str = "first"
     extreme: bool = False
     strong_key: bool = False
     pin_memory: bool = True
@@ -113,6 +140,7 @@ class LoaderConfig:
     locality: int = 0
 
     def __post_init__(self) -> None:
+        check_mode(self.normalize)
         if self.dali_group < 1:
             raise ConfigError(
                 f"loader.dali_group must be >= 1 (batches per DALI sample), got {self.dali_group}"
@@ -126,6 +154,57 @@ class LoaderConfig:
 
 # Frames per locality block: 16 corpus chunks of 1024 frames (sscl.data.corpus.CHUNK_FRAMES).
 LOCALITY_BLOCK = 16 * 1024
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: holds arrays (windows); compared by identity
+class LoaderInfo:
+    """What a trainer needs to know about its input pipeline, read from the corpus header (no
+    frame data is loaded): ``loader.info`` on both engines.
+
+    Attributes:
+        layout: the corpus's skeleton layout (joints, bones, adjacency, flip pairs).
+        num_persons: persons per frame M.
+        class_names: the K action classes (label K is background).
+        fps: corpus frame rate.
+        units: coordinate units (the corpus format stores metres, right-handed, y up).
+        normalize: the normalisation applied to every window (``LoaderConfig.normalize``).
+        frame_shape: (V, C, M) of one frame; batches are (B, C, T, V, M).
+        windows: the epoch's window set (``sscl.data.sampling.WindowSet``; for ``stitch``).
+        task: ``"pretrain"`` or ``"finetune"``.
+        views: the pretraining views in batch order (``("query", "key")``, plus
+            ``"extreme"``); empty for finetuning.
+        tempos: the tempo set every view draws from (``AugmentConfig.tempos``); batch key
+            ``<view>_tempo`` holds each sample's draw, float32.
+        out_len: frames L of every pretraining view.
+        batch_size: per-rank batch size B.
+        world_size: number of ranks; rank: this rank.
+        engine: ``"torch"`` or ``"dali"``, the engine that runs.
+    """
+
+    layout: Layout
+    num_persons: int
+    class_names: tuple[str, ...]
+    fps: float
+    units: str
+    normalize: str
+    frame_shape: tuple[int, int, int]
+    windows: WindowSet = field(repr=False)
+    task: str
+    views: tuple[str, ...]
+    tempos: tuple[float, ...]
+    out_len: int
+    batch_size: int
+    world_size: int
+    rank: int
+    engine: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def num_steps(self, epoch: int) -> int:
+        """Batches this rank yields in ``epoch`` (every rank the same; the last padded)."""
+        return EpochPlan(0, epoch, len(self.windows), self.world_size, self.batch_size).num_steps
 
 
 def corpus_path(corpus: Any) -> str:
@@ -157,16 +236,6 @@ def build_windows(lengths: np.ndarray, cfg: LoaderConfig) -> WindowSet:
     )
 
 
-def batch_keys(cfg: LoaderConfig) -> tuple[str, ...]:
-    """The keys of every batch for ``cfg``, in a fixed order (the DALI outputs' order)."""
-    if cfg.task == "pretrain":
-        views = ("query", "key", "extreme") if cfg.extreme else ("query", "key")
-        data = tuple(k for v in views for k in (v, f"{v}_valid"))
-    else:
-        data = ("x", "labels", "mask", "seq", "start")
-    return data + ("weight", "index", "position")
-
-
 def limit_threads() -> None:
     """One torch and one Numba compute thread in this worker process (not the main process)."""
     import numba
@@ -192,255 +261,6 @@ def single_threaded_children() -> Iterator[None]:
                 os.environ.pop(v, None)
             else:
                 os.environ[v] = old
-
-
-class BatchSource:
-    """Picklable ``(epoch, step) -> batch`` for one rank: read windows, augment, batch.
-
-    Args:
-        path: corpus path or URL, opened lazily in the calling process.
-        cfg: loader config.
-        windows: the window set (built once by the parent from the corpus lengths).
-        rank: this process's rank.
-        world_size: number of ranks.
-        groups: (W,) corpus block of each window, for ``cfg.locality``.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        cfg: LoaderConfig,
-        windows: WindowSet,
-        rank: int,
-        world_size: int,
-        groups: np.ndarray | None = None,
-    ):
-        self.path = path
-        self.cfg = cfg
-        self.windows = windows
-        self.rank = rank
-        self.world_size = world_size
-        self.groups = groups
-        self._corpus = None
-        self._plan: tuple[int, Any] | None = None
-        self._packed: tuple | None = None
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_corpus"] = None  # reopened in the worker (file handles do not pickle)
-        state["_plan"] = None
-        return state
-
-    @property
-    def corpus(self):
-        if self._corpus is None:
-            from sscl.data.corpus import open_corpus
-
-            self._corpus = open_corpus(
-                self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints
-            )
-        return self._corpus
-
-    def plan(self, epoch: int) -> EpochPlan:
-        return EpochPlan(
-            self.cfg.seed,
-            epoch,
-            len(self.windows),
-            self.world_size,
-            self.cfg.batch_size,
-            self.cfg.shuffle,
-            groups=self.groups,
-            mix=self.cfg.locality if self.cfg.shuffle else 0,
-        )
-
-    def shard(self, epoch: int):
-        """This rank's shard of ``epoch`` (cached: the permutation is drawn once per epoch)."""
-        if self._plan is None or self._plan[0] != epoch:
-            self._plan = (epoch, self.plan(epoch).shard(self.rank))
-        return self._plan[1]
-
-    def num_steps(self, epoch: int) -> int:
-        return self.plan(epoch).num_steps
-
-    def packed_layout(self) -> tuple:
-        """(layout, bytes) of every pretraining batch packed (:func:`pretrain_batch_layout`)."""
-        if self._packed is None:
-            self._packed = pretrain_batch_layout(self.cfg, self.corpus.frame_shape)
-        return self._packed
-
-    def __call__(self, epoch: int, step: int, dest: np.ndarray | None = None
-                 ) -> dict[str, np.ndarray]:
-        """The batch of global step ``step`` of ``epoch`` for this rank.
-
-        Args:
-            epoch, step: which batch.
-            dest: optional uint8 buffer (pretraining only) of at least
-                :func:`pretrain_batch_layout` bytes: the batch is computed straight into it
-                (the returned arrays are views into ``dest``), so handing it off copies nothing.
-        """
-        positions, items, weights = self.shard(epoch).batch(step)
-        starts = self.windows.resolve_starts(items, positions, self.cfg.seed, epoch)
-        lengths = self.windows.length[items]
-        if self.cfg.task == "pretrain":
-            # The augmentation gathers its frames from the corpus (or its chunk cache) in
-            # place: no raw window is copied.
-            table = self.corpus.window_table(self.windows.seq[items], starts, lengths)
-            views = None
-            if dest is not None:
-                views = unpack_numpy(dest, self.packed_layout()[0])
-            out = self._pretrain(table, lengths, positions, epoch, views)
-            if views is not None:
-                views["weight"][:] = weights
-                views["index"][:] = items
-                views["position"][:] = positions
-                return views
-        else:
-            joints, valid, labels = self._read(self.windows.seq[items], starts, lengths)
-            out = self._finetune(joints, valid, labels, lengths)
-            out["seq"] = self.windows.seq[items].astype(np.int64)
-            out["start"] = starts.astype(np.int64)
-        out["weight"] = weights.astype(np.float32)
-        out["index"] = items.astype(np.int64)
-        out["position"] = positions.astype(np.int64)
-        return out
-
-    def _read(self, seq: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
-        """(N, Lmax, V, C, M) joints, (N, Lmax, V, M) valid, (N, Lmax) labels; 0 past each length.
-
-        Windows of the batch's longest length are read in one ``read_windows`` call; shorter
-        ones (sequences shorter than the window) one by one, since a fixed-length read would
-        cross into the next sequence.
-        """
-        corpus = self.corpus
-        lmax = int(lengths.max())
-        full = lengths == lmax
-        joints, valid, labels = corpus.read_windows(seq[full], starts[full], lmax)
-        if full.all():
-            return joints, valid, labels
-        n = seq.size
-        j = np.zeros((n,) + joints.shape[1:], np.float32)
-        v = np.zeros((n,) + valid.shape[1:], bool)
-        lab = np.full((n, lmax), -1, np.int16)
-        j[full], v[full], lab[full] = joints, valid, labels
-        for i in np.flatnonzero(~full).tolist():
-            a, b, c = corpus.read_window(int(seq[i]), int(starts[i]), int(lengths[i]))
-            t = int(lengths[i])
-            j[i, :t], v[i, :t], lab[i, :t] = a, b, c
-        return j, v, lab
-
-    def _pretrain(self, table, lengths, positions, epoch, views=None) -> dict[str, np.ndarray]:
-        cfg = self.cfg
-        params = augment.stacked_params_for(
-            cfg.seed, epoch, positions, cfg.augment, extreme=cfg.extreme,
-            strong_key=cfg.strong_key,
-        )
-        flip = self.corpus.layout.flip_permutation() if self.corpus.layout.flip_pairs else None
-        views, valid_views = augment.two_view_frames(
-            table.joints, table.valid, table.rowbase, table.lo, table.shift, lengths, params,
-            cfg.augment, flip_perm=flip,
-            out=None if views is None else views["_views"],
-            out_valid=None if views is None else views["_valid"],
-        )
-        out = {}
-        for name, view, view_valid in zip(("query", "key", "extreme"), views, valid_views):
-            out[name], out[f"{name}_valid"] = view, view_valid
-        return out
-
-    @staticmethod
-    def _finetune(joints, valid, labels, lengths) -> dict[str, np.ndarray]:
-        mask = np.arange(joints.shape[1])[None, :] < lengths[:, None]
-        x = np.ascontiguousarray(joints.transpose(0, 3, 1, 2, 4))  # (N,L,V,C,M) -> (N,C,L,V,M)
-        return {"x": x, "labels": np.where(mask, labels, -1).astype(np.int64), "mask": mask}
-
-
-def batch_layout(batch: dict[str, np.ndarray]) -> tuple[tuple, int]:
-    """((name, dtype, shape, byte offset) per array, total bytes), arrays 8-byte aligned."""
-    layout, offset = [], 0
-    for k, v in batch.items():
-        layout.append((k, v.dtype.str, v.shape, offset))
-        offset += -(-v.nbytes // 8) * 8
-    return tuple(layout), offset
-
-
-def pack_into(batch: dict[str, np.ndarray], layout: tuple, dest: np.ndarray) -> None:
-    """Copy every array of ``batch`` into the uint8 buffer ``dest`` at its layout offset."""
-    for (_, _, _, off), v in zip(layout, batch.values()):
-        dest[off:off + v.nbytes] = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
-
-
-def unpack_batch(buf: torch.Tensor, layout: tuple) -> dict[str, torch.Tensor]:
-    """Views into ``buf`` as packed by :func:`pack_into` (no copy)."""
-    arr = buf.numpy()
-    # Layouts that crossed a process boundary may hold lists (a DataLoader converts sequences).
-    key = tuple((k, d, tuple(sh), int(off)) for k, d, sh, off in layout)
-    return {k: torch.from_numpy(arr[a:b].view(dt).reshape(shape))
-            for k, dt, shape, a, b in _spans(key)}
-
-
-@functools.lru_cache(maxsize=64)
-def _spans(layout: tuple) -> tuple:
-    """(name, numpy dtype, shape, first byte, end byte) per array of a layout (runs per batch in
-    the training process: computed once per distinct layout)."""
-    out = []
-    for k, dtype, shape, off in layout:
-        dt = np.dtype(dtype)
-        out.append((k, dt, tuple(shape), off, off + math.prod(shape) * dt.itemsize))
-    return tuple(out)
-
-
-def pretrain_batch_layout(cfg: LoaderConfig, frame_shape: tuple[int, int, int]
-                          ) -> tuple[tuple[tuple[str, str, tuple[int, ...], int], ...], int]:
-    """The packed layout (as :func:`batch_layout`) of every pretraining batch of ``cfg``.
-
-    The views lie side by side as one (R, B, C, L, V, M) block and their masks as one
-    (R, B, L, V, M) block, so the augmentation kernel writes straight into a hand-off buffer.
-    """
-    V, C, M = frame_shape
-    B, L = cfg.batch_size, cfg.augment.out_len
-    names = ("query", "key", "extreme") if cfg.extreme else ("query", "key")
-    view, mask = B * C * L * V * M * 4, B * L * V * M
-    layout = [(n, "<f4", (B, C, L, V, M), r * view) for r, n in enumerate(names)]
-    off = len(names) * view
-    layout += [(f"{n}_valid", "|b1", (B, L, V, M), off + r * mask) for r, n in enumerate(names)]
-    off += -(-len(names) * mask // 8) * 8
-    for name, dtype in (("weight", "<f4"), ("index", "<i8"), ("position", "<i8")):
-        layout.append((name, dtype, (B,), off))
-        off += -(-B * np.dtype(dtype).itemsize // 8) * 8
-    order = {k: i for i, k in enumerate(batch_keys(cfg))}  # batches list keys in this order
-    return tuple(sorted(layout, key=lambda e: order[e[0]])), off
-
-
-def unpack_numpy(buf: np.ndarray, layout: tuple) -> dict[str, np.ndarray]:
-    """Numpy views into the uint8 ``buf`` for a :func:`pretrain_batch_layout` layout, plus
-    ``_views`` / ``_valid``: the whole view and mask blocks (the kernel's output buffers)."""
-    out = {k: buf[a:b].view(dt).reshape(shape) for k, dt, shape, a, b in _spans(layout)}
-    offset = {k: off for k, _, _, off in layout}
-    r = sum(1 for k in offset if k in ("query", "key", "extreme"))
-    first, first_valid = out["query"], out["query_valid"]
-    a = offset["query"]
-    out["_views"] = buf[a:a + r * first.nbytes].view(np.float32).reshape((r,) + first.shape)
-    a = offset["query_valid"]
-    out["_valid"] = buf[a:a + r * first_valid.nbytes].view(np.bool_).reshape(
-        (r,) + first_valid.shape)
-    return out
-
-
-def max_batch_nbytes(cfg: LoaderConfig, frame_shape: tuple[int, int, int], longest: int) -> int:
-    """An upper bound of a packed batch's bytes (the size of one hand-off slot).
-
-    Args:
-        cfg: loader config.
-        frame_shape: (V, C, M) of the corpus.
-        longest: frames of the longest window (finetuning pads a batch to its longest).
-    """
-    V, C, M = frame_shape
-    B = cfg.batch_size
-    if cfg.task == "pretrain":
-        views, L = (3 if cfg.extreme else 2), cfg.augment.out_len
-        data = views * B * (C * L * V * M * 4 + L * V * M)  # float32 views + bool masks
-    else:  # x float32, labels int64, mask bool, seq and start int64
-        data = B * longest * (V * C * M * 4 + 8 + 1) + 2 * B * 8
-    return data + B * (4 + 8 + 8) + 8 * 16  # weight, index, position; alignment slack
 
 
 class _StepDataset(torch.utils.data.Dataset):
@@ -499,39 +319,57 @@ class TorchLoader:
     Like the DALI engine's, a batch's tensors are therefore views valid until the next batch is
     requested: copy (or move to the device) what must live longer. The ring holds
     ``num_workers * prefetch + 2`` slots, more than the DataLoader ever has dispatched and not
-    yet handed out (``num_workers * prefetch``) plus the batch the caller holds. With pinned
-    memory (CUDA) batches travel as pinned tensors instead.
+    yet handed out (``num_workers * prefetch``) plus the batch the caller holds.
+
+    Pinned memory (``cfg.pin_memory`` with CUDA available): the ring stays on (the measured
+    path) and the training process copies each batch from its slot into a page-locked buffer
+    from torch's caching host allocator (one memcpy of the packed batch, e.g. 1.6 MB, about
+    0.1-0.3 ms), whose tensors it hands out: they are then the caller's to keep, and
+    ``.to(device, non_blocking=True)`` is a true asynchronous copy (the allocator does not
+    reuse a buffer before the copies recorded on it complete, as for DataLoader pinning).
+    Pinning the shared ring itself (cudaHostRegister) would save that memcpy, but a worker
+    rewrites a slot two batches after it was handed out, while an asynchronous copy from it may
+    still be queued behind the GPU's work. Without workers, the DataLoader pins as usual.
 
     Args:
         source: the batch source.
         cfg: loader config (workers, prefetch, pinning).
         slot_bytes: size of one ring slot (:func:`max_batch_nbytes`).
+        info: what the trainer reads (:class:`LoaderInfo`).
     """
 
     engine = "torch"
 
-    def __init__(self, source: BatchSource, cfg: LoaderConfig, slot_bytes: int):
+    def __init__(self, source: BatchSource, cfg: LoaderConfig, slot_bytes: int,
+                 info: LoaderInfo | None = None):
         self.source = source
+        self.info = info
         self._sampler = _StepSampler()
         workers = cfg.num_workers
         pin = cfg.pin_memory and torch.cuda.is_available()
         self._ring = None
-        if workers and not pin:
+        if workers:
             slots = workers * cfg.prefetch + 2
             self._ring = torch.empty((slots, slot_bytes), dtype=torch.uint8).share_memory_()
+        # Batches handed out from a pinned copy of their ring slot (see above).
+        self.pin_from_ring = pin and self._ring is not None
         self._issued = 0  # batches requested so far: the slot of the next one is issued % slots
         self._loader = torch.utils.data.DataLoader(
             _StepDataset(source, self._ring),
             sampler=self._sampler,
             batch_size=None,
             num_workers=workers,
-            pin_memory=pin,
+            pin_memory=pin and not self.pin_from_ring,
             worker_init_fn=_worker_init if workers else None,
             prefetch_factor=cfg.prefetch if workers else None,
             persistent_workers=workers > 0,
             # spawn: safe after CUDA initialisation and with Numba/OpenBLAS threads in the parent.
             multiprocessing_context="spawn" if workers else None,
         )
+
+    @property
+    def windows(self) -> WindowSet:
+        return self.source.windows
 
     def num_steps(self, epoch: int) -> int:
         return self.source.num_steps(epoch)
@@ -545,29 +383,53 @@ class TorchLoader:
         self._issued += len(steps)
         with single_threaded_children():
             it = iter(self._loader)
-        return (unpack_batch(buf if buf is not None else self._ring[slot], layout)
-                for buf, layout, slot in it)
+        return (self._hand_out(buf, layout, slot) for buf, layout, slot in it)
+
+    def _hand_out(self, buf: torch.Tensor | None, layout: tuple, slot: int
+                  ) -> dict[str, torch.Tensor]:
+        if buf is None:
+            buf = self._ring[slot]
+            if self.pin_from_ring:
+                nbytes = max(end for *_, end in _spans(_layout_key(layout)))
+                pinned = pinned_empty(nbytes)
+                pinned.copy_(buf[:nbytes])
+                buf = pinned
+        return unpack_batch(buf, layout)
+
+
+def pinned_empty(nbytes: int) -> torch.Tensor:
+    """A page-locked uint8 buffer from torch's caching host allocator (CUDA only)."""
+    return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
 
 
 def make_loader(
     corpus: Any, cfg: LoaderConfig, rank: int = 0, world_size: int = 1, engine: str = "auto"
-):
+) -> TorchLoader | Any:
     """Build the input pipeline for one rank.
+
+    ``engine="auto"`` picks the torch engine: every measured case in bench/README.md has it
+    ahead of DALI (MSRC-12 pretraining 42,267 against 37,501 samples/s, the 400k-frame
+    synthetic corpus 24,024 against 21,286), because the batches are made by the same
+    ``BatchSource`` in worker processes either way and DALI only adds its per-sample hand-off
+    in the training process. DALI stays available (``engine="dali"``), e.g. to feed a DALI GPU
+    pipeline; both give identical batches.
 
     Args:
         corpus: an opened ``Corpus`` (or its path); workers reopen it from its path.
         cfg: loader config.
         rank: this process's rank (0 <= rank < world_size).
         world_size: number of ranks.
-        engine: ``"auto"`` (DALI when importable, else torch), ``"dali"`` or ``"torch"``.
+        engine: ``"auto"`` (the torch engine, see above), ``"dali"`` or ``"torch"``.
 
     Returns:
-        A loader with ``engine`` (``"dali"`` or ``"torch"``: which one runs), ``num_steps(epoch)``,
-        ``epoch(epoch, position=0)`` and ``windows``.
+        A loader (``TorchLoader`` or ``sscl.data.pipeline.DaliLoader``) with ``info``
+        (:class:`LoaderInfo`: layout, persons, classes, steps per epoch, views and tempos, ...),
+        ``engine``, ``num_steps(epoch)``, ``epoch(epoch, position=0)`` and ``windows``.
 
     Raises:
-        ConfigError: unknown engine, ``"dali"`` asked for where DALI is not installed, or flips
-            asked for on a layout without left/right pairs.
+        ConfigError: unknown engine, ``"dali"`` asked for where DALI is not installed, flips
+            asked for on a layout without left/right pairs, or a normalisation the layout
+            lacks joints for.
     """
     if engine not in ("auto", "dali", "torch"):
         raise ConfigError(f"engine must be 'auto', 'dali' or 'torch', got {engine!r}")
@@ -586,15 +448,24 @@ def make_loader(
 
         # Budget 0: the parent needs lengths and layout only, never the decoded frames.
         corpus = open_corpus(path, memory_budget=0)
+    # Fail here, not inside a worker.
     if cfg.task == "pretrain":
-        cfg.augment.check_layout(corpus.layout)  # fail here, not inside a worker
+        cfg.augment.check_layout(corpus.layout)
+    if cfg.normalize != "none":
+        normalization_joints(corpus.layout)
     windows = build_windows(corpus.lengths, cfg)
     groups = (corpus.offsets[windows.seq] + windows.start) // LOCALITY_BLOCK
     source = BatchSource(path, cfg, windows, rank, world_size, groups)
-    if engine == "torch" or (engine == "auto" and not pipeline.dali_available()):
+    name = "dali" if engine == "dali" else "torch"
+    V, C, M = corpus.frame_shape
+    info = LoaderInfo(
+        layout=corpus.layout, num_persons=M, class_names=tuple(corpus.class_names),
+        fps=float(corpus.fps), units="metres" if C == 3 else "source units (2-D)",
+        normalize=cfg.normalize, frame_shape=(V, C, M), windows=windows, task=cfg.task,
+        views=view_names(cfg), tempos=cfg.augment.tempos, out_len=cfg.augment.out_len,
+        batch_size=cfg.batch_size, world_size=world_size, rank=rank, engine=name,
+    )
+    if name == "torch":
         longest = int(windows.length.max()) if len(windows) else 1
-        loader = TorchLoader(source, cfg, max_batch_nbytes(cfg, corpus.frame_shape, longest))
-    else:
-        loader = pipeline.DaliLoader(source, cfg, corpus.frame_shape)
-    loader.windows = source.windows
-    return loader
+        return TorchLoader(source, cfg, max_batch_nbytes(cfg, corpus.frame_shape, longest), info)
+    return pipeline.DaliLoader(source, cfg, corpus.frame_shape, info)

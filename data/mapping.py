@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from sscl.data.chunks import ShardedArrayReader
+from sscl.errors import CorpusError
 
 _PROT_NONE, _PROT_READ = 0, 1
 _MAP_SHARED, _MAP_PRIVATE, _MAP_FIXED, _MAP_ANONYMOUS, _MAP_NORESERVE = 0x1, 0x2, 0x10, 0x20, 0x4000
@@ -140,6 +141,12 @@ def map_frames(reader: ShardedArrayReader) -> MappedFrames | None:
     region = _Region(base, total, (reader.num_chunks * reader.chunk_frames,) + reader.row_shape,
                      reader.dtype)  # unmaps the whole range when the last array goes
     for s, length in enumerate(lengths):
+        # A mapping past the end of its file faults (SIGBUS) on first touch: the reader's index
+        # checks already bound every chunk by the file size; this keeps the guarantee local.
+        size = os.fstat(reader._fd(s)).st_size
+        if size < length:
+            raise CorpusError(f"{reader._shard_path(s)}: {size} bytes, shorter than the "
+                              f"{length} its index maps (truncated); restore it or convert again")
         addr = libc.mmap(base + s * shard_nbytes, length, _PROT_READ, _MAP_SHARED | _MAP_FIXED,
                          reader._fd(s), 0)
         _check(addr, "mapping a shard", reader._shard_path(s))

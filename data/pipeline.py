@@ -35,12 +35,14 @@ import torch
 from sscl.data.loader import (
     BatchSource,
     LoaderConfig,
+    LoaderInfo,
     batch_keys,
     limit_threads,
     pretrain_batch_layout,
     single_threaded_children,
     unpack_batch,
 )
+from sscl.data.sampling import WindowSet
 
 
 def dali_available() -> bool:
@@ -138,12 +140,15 @@ class DaliLoader:
         source: the batch source.
         cfg: loader config (workers, prefetch depth).
         frame_shape: (V, C, M) of the corpus.
+        info: what the trainer reads (``sscl.data.loader.LoaderInfo``).
     """
 
     engine = "dali"
 
-    def __init__(self, source: BatchSource, cfg: LoaderConfig, frame_shape: tuple[int, int, int]):
+    def __init__(self, source: BatchSource, cfg: LoaderConfig, frame_shape: tuple[int, int, int],
+                 info: LoaderInfo | None = None):
         self.source = source
+        self.info = info
         self.cfg = cfg
         self.keys = batch_keys(cfg)
         self.packed = (
@@ -155,6 +160,10 @@ class DaliLoader:
         # (epoch, position) the live pipeline continues at; None when it must be rebuilt (also
         # after an epoch left unfinished: DALI resets only at an epoch's end).
         self._next: tuple[int, int] | None = None
+
+    @property
+    def windows(self) -> WindowSet:
+        return self.source.windows
 
     def num_steps(self, epoch: int) -> int:
         return self.source.num_steps(epoch)

@@ -53,6 +53,8 @@ def build_backbone(model: ModelConfig, layout, num_persons: int):
 
     common = dict(num_persons=num_persons, width=model.width, input_norm=model.input_norm,
                   init=model.init)
+    if model.adjacency is not None:
+        common["adjacency"] = model.adjacency
     if model.backbone == "stgcn":
         return STGCN(layout, last_channels=model.last_channels, dropout=model.dropout, **common)
     if model.last_channels is not None:

@@ -12,16 +12,20 @@ Subcommands::
                                       corpus) as JSON, optionally a timeline PNG
 
 User mistakes print one ``error:`` line naming the file/field and exit with status 2.
+SIGTERM ends a command like Ctrl-C does (exit 143): a corpus being written is removed, the
+previous one at that name stays.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import warnings
 from pathlib import Path
 
-from sscl.errors import ConfigError, SsclError
+from sscl.errors import ConfigError, SsclError, SsclWarning
 
 
 def _demo_path() -> Path:
@@ -60,10 +64,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from sscl.data.formats import convert
 
-    skip = {"cmd", "data_cmd", "func", "format", "src", "dest", "overwrite", "append", "quiet"}
+    skip = {"cmd", "data_cmd", "func", "format", "src", "dest", "overwrite", "append", "quiet",
+            "nonfinite"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
     report = convert(args.format, args.src, args.dest, overwrite=args.overwrite,
-                     append=args.append, progress=not args.quiet, **options)
+                     append=args.append, progress=not args.quiet, nonfinite=args.nonfinite,
+                     **options)
     print(report)
     return 0
 
@@ -85,6 +91,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = validate(args.corpus, progress=True)
     for p in problems:
         print(f"problem: {p}")
+    if not problems:
+        from sscl.data.corpus import open_corpus
+
+        c = open_corpus(args.corpus, memory_budget=0)
+        if not c.has_checksums:
+            print("note: no checksums recorded (written by an older sscl): damage to chunk "
+                  "contents cannot be found; convert again to add them")
+        if c.attrs.get("nonfinite_masked"):
+            print(f"note: {c.attrs['nonfinite_masked']} joint(s) with NaN/inf were masked as "
+                  "missing when converting")
     print(f"{args.corpus}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     return 1 if problems else 0
 
@@ -279,6 +295,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         fp.add_argument("--overwrite", action="store_true", help="replace an existing corpus")
         fp.add_argument("--append", action="store_true", help="add to an existing corpus")
         fp.add_argument("--quiet", action="store_true", help="no progress bars")
+        fp.add_argument("--nonfinite", choices=("refuse", "mask"), default="refuse",
+                        help="NaN/inf at a valid joint: refuse (default; the error counts them) "
+                        "or mask (store the joint as missing; counted in the report)")
         mod.add_arguments(fp)
         fp.set_defaults(func=cmd_convert)
 
@@ -313,13 +332,40 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so context managers clean up (a corpus being written
+    is removed)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, SsclWarning):  # a note for the user, not a code location
+        return f"warning: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+_default_formatwarning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.func(args)
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("error: terminated (SIGTERM); nothing was left half-written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        warnings.formatwarning = formatted
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ class ModelConfig:
         dropout: dropout after the temporal BN of blocks 2-10 (ST-GCN).
         input_norm: batch norm of the input coordinates (off in the AGCN localizer preset).
         init: initialisation scheme: ``torch``, ``agcn`` or ``skeletonclr``.
+        adjacency: graph partition: None (the backbone's own: ``spatial`` for ST-GCN, the
+            2s-AGCN ``agcn`` stack(I, In, Out) for AGCN), ``spatial``, ``stgcn`` (the partition
+            ST-GCN's released code computes; AimCLR trains with it) or ``agcn``.
     """
 
     backbone: str = "stgcn"
@@ -122,6 +125,7 @@ class ModelConfig:
     dropout: float = 0.0
     input_norm: bool = True
     init: str = "torch"
+    adjacency: str | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in ("stgcn", "agcn"):

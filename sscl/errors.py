@@ -59,3 +59,13 @@ class NonFiniteError(SsclError, FloatingPointError):
 
 class EvaluationError(SsclError, ValueError):
     """Predictions or ground truth handed to a metric are malformed or leave it undefined."""
+
+
+class CorpusWriteError(CorpusError):
+    """Writing a corpus failed (disk full, a file size limit, an I/O error); nothing was left
+    under the destination name and any previous corpus there is intact."""
+
+
+class SsclWarning(UserWarning):
+    """Something the user should know that is not an error (applied defaults, unused input,
+    cleaned-up leftovers)."""

@@ -48,7 +48,7 @@ def test_info_and_validate(tmp_path, capsys):
     assert main(["data", "validate", str(c)]) == 0
     zarr.open_group(c, mode="r+")["labels"][0] = 7
     assert main(["data", "validate", str(c)]) == 1
-    assert "label 7 outside -1..2" in capsys.readouterr().out
+    assert "array 'labels', shard 0" in capsys.readouterr().out  # fails its checksums
 
 
 def test_errors_exit_2_with_one_line(tmp_path, capsys):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 from tqdm import tqdm
 
 from sscl.data.corpus import CorpusWriter, Skipped
@@ -57,10 +58,18 @@ class ConversionReport:
     sequences: int
     frames: int
     skipped: int
+    nonfinite_masked: int = 0
+    label_counts: dict | None = None  # frames per class name, "background", "unlabelled"
 
     def __str__(self) -> str:
-        return (f"wrote {self.dest}: {self.sequences} sequences, {self.frames} frames, "
-                f"{self.skipped} skipped")
+        out = (f"wrote {self.dest}: {self.sequences} sequences, {self.frames} frames, "
+               f"{self.skipped} skipped")
+        if self.nonfinite_masked:
+            out += f", {self.nonfinite_masked} NaN/inf joints masked as missing"
+        if self.label_counts:
+            out += "\nlabel frames: " + ", ".join(f"{k} {v}" for k, v in
+                                                  self.label_counts.items())
+        return out
 
 
 def convert(
@@ -71,6 +80,7 @@ def convert(
     overwrite: bool = False,
     append: bool = False,
     progress: bool = True,
+    nonfinite: str = "refuse",
     **options,
 ) -> ConversionReport:
     """Convert raw data in format ``fmt`` at ``src`` into a corpus at ``dest``.
@@ -82,6 +92,8 @@ def convert(
         overwrite: replace an existing corpus (atomically, once the new one is complete).
         append: add to an existing corpus with the same layout, classes and persons.
         progress: show progress bars.
+        nonfinite: NaN/inf at a valid joint: "refuse" (an error with their count) or "mask"
+            (stored as missing joints, counted in the report).
         **options: format-specific options (see ``sscl data convert FORMAT --help``).
 
     Raises:
@@ -91,6 +103,8 @@ def convert(
     src = Path(src)
     if not src.exists():
         raise ConfigError(f"source {src} does not exist")
+    if nonfinite == "mask" and fmt == "generic":
+        options.setdefault("nan_as_missing", True)  # its own check would refuse them first
     header, items = mod.read(src, **options)
     header.converter = mod.NAME
     provenance = {
@@ -100,8 +114,9 @@ def convert(
         "source_checksum": "sha256:" + source_checksum(src, progress),
         "options": {k: str(v) for k, v in sorted(options.items())},
     }
+    counts = np.zeros(len(header.class_names) + 2, np.int64)  # unlabelled, classes, background
     with CorpusWriter(dest, header, overwrite=overwrite, append=append,
-                      provenance=provenance) as w:
+                      provenance=provenance, nonfinite=nonfinite) as w:
         frames = 0
         with tqdm(items, unit="seq", desc=f"convert {fmt}", disable=not progress) as bar:
             for item in bar:
@@ -110,6 +125,13 @@ def convert(
                 else:
                     w.append(item)
                     frames += len(item.joints)
+                    if item.labels is None:
+                        counts[0] += len(item.joints)
+                    else:
+                        counts += np.bincount(np.asarray(item.labels, np.int64) + 1,
+                                              minlength=len(counts))
                 bar.set_postfix(frames=frames, skipped=w.num_skipped, refresh=False)
-        report = ConversionReport(str(dest), w.num_sequences, frames, w.num_skipped)
+    names = ["unlabelled", *header.class_names, "background"]
+    report = ConversionReport(str(dest), w.num_sequences, frames, w.num_skipped,
+                              w.nonfinite_masked, dict(zip(names, counts.tolist())))
     return report

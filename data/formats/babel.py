@@ -53,6 +53,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
+from sscl.data.formats._npz import inside, npz_header
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -262,7 +263,7 @@ def _check_entry(entry: object, sid: str, path: Path) -> None:
 
 
 def _joint_file(root: Path, feat_p: str) -> Path | None:
-    direct = root / feat_p
+    direct = inside(root, feat_p, "feat_p", root)  # a feat_p of ../ or / is refused
     if direct.is_file():
         return direct
     parts = PurePosixPath(feat_p).parts
@@ -278,6 +279,8 @@ def _load_joints(
     path: Path, feat_p: str, fps_map: dict[str, float]
 ) -> tuple[np.ndarray, float | None]:
     """(T, J, 3) float64 joint positions and the source fps (None when unknown)."""
+    if npz_header(path, "joint_pos") is None:  # also checks the claimed size before loading
+        raise FormatError(path, "no 'joint_pos' array; expected joint_pos (T, J*3)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "joint_pos" not in npz.files:

@@ -4,7 +4,11 @@ Inputs (this project's own format for data without a dedicated converter):
 - SRC: a folder (searched recursively) of `.npz` and `.csv` files, one sequence each; the
   sequence id is the path relative to SRC without the suffix.
   - npz: `joints` (T, V, C) or (T, V, C, M); optional `valid` (T, V) or (T, V, M) bool,
-    `labels` (T,) ints in -1..K (-1 unlabelled, K background; needs --classes), `fps` scalar.
+    `labels` (T,) ints in -1..K (-1 unlabelled, K background; needs --classes), `fps` scalar,
+    `subject` and `split` scalars (a split such as "test" becomes the split tag "split:test";
+    one with a colon, "xsub:test", is kept; several are separated by spaces or commas). Other
+    members (e.g. `frame_ids`) are not used and are listed in a warning. Every member's size is
+    checked from its header before it is loaded, and nothing is unpickled (sscl.data.formats._npz).
   - CSV: one frame per line, V*C values per person (joint-major: j0 x, j0 y, j0 z, j1 x, ...;
     persons one after the other), separated by commas or whitespace; a first line that is not
     numeric is a header and skipped.
@@ -15,8 +19,17 @@ Inputs (this project's own format for data without a dedicated converter):
   of --classes. Overlaps: the later row wins. In a sequence with rows, uncovered frames are
   background (K); a sequence without rows keeps its npz `labels`, else is unlabelled (-1). A
   sequence with both rows and npz `labels` is an error (ambiguous).
-- `--classes FILE`: one class name per line. Without it, class indices in --labels define
-  K = max + 1 with names class_0.., and npz `labels` are refused (K unknown).
+- `--classes FILE`: one class name per line, or JSON: a list of names or {"classes": [...]}.
+  Without it, class indices in --labels define K = max + 1 with names class_0.., and npz
+  `labels` are refused (K unknown).
+- `--minus-one unlabelled|background`: what -1 in npz `labels` means (default unlabelled: the
+  frame is ignored by a localizer; many datasets use -1 for background instead). The label
+  counts are printed after converting.
+- `--meta FILE`: CSV with a header naming `seq_id` and any of `subject`, `split`, `camera`,
+  `setup` (split as for the npz key); its values override the npz ones. A seq_id that names no
+  file, or leads outside SRC (`..`, absolute), is an error.
+- `--max-frames`, `--max-persons`: limits checked from the headers before loading (defaults
+  1,000,000 frames, 16 persons); also a 4 GiB limit per array ($SSCL_MAX_ARRAY_BYTES).
 - `--units m|cm|mm` scales into metres; `--up x|-x|y|-y|z|-z` names the source axis pointing up,
   and a proper rotation (no mirroring: the source must be right-handed) takes it to +y:
   z -> (x, z, -y), -z -> (x, -z, y), x -> (-y, x, z), -x -> (y, -x, z), -y -> (x, -y, -z).
@@ -24,7 +37,9 @@ Inputs (this project's own format for data without a dedicated converter):
 Validity: a joint is valid when its `valid` entry (if given) is True, its values are finite and
 it is not exactly all zeros (unless --zeros-valid); invalid joints are stored as 0. NaN or
 infinity at a joint marked valid (or without `valid`) is an error unless --nan-as-missing.
-Sequences with 0 frames are Skipped ("empty sequence").
+Sequences with 0 frames are Skipped ("empty sequence"). Folders reached through a symbolic
+link are not searched; they are counted in a warning, as are files without `fps` that take
+--fps (default 30).
 """
 
 from __future__ import annotations
@@ -33,13 +48,21 @@ import argparse
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.layouts import Layout, get_layout
+from sscl.data.formats._generic_inputs import (
+    check_limits,
+    read_classes,
+    read_meta,
+    split_tags,
+    warn_unused,
+)
+from sscl.data.formats._npz import npz_header
+from sscl.data.layouts import Layout, get_layout, layout_names
 from sscl.errors import FormatError, LayoutError
 
 NAME = "generic"
@@ -55,20 +78,41 @@ UP_ROTATIONS: dict[str, np.ndarray] = {
     "-x": np.array([[0, 1, 0], [-1, 0, 0], [0, 0, 1]], dtype=np.float64),
 }
 _SPLIT_RE = re.compile(r"[,\s]+")
+DEFAULT_FPS = 30.0
+MAX_FRAMES = 1_000_000  # ~9 hours at 30 fps
+MAX_PERSONS = 16
+_USED_KEYS = {"joints", "valid", "labels", "fps", "subject", "split"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the generic converter's options."""
     parser.add_argument(
-        "--layout", required=True, help="layout name (e.g. ntu25) or a JSON layout file"
+        "--layout", required=True,
+        help="layout name (" + ", ".join(layout_names()) + ") or a JSON layout file",
     )
     parser.add_argument(
         "--labels", default=None, help="CSV of seq_id,start,end,class rows (end exclusive)"
     )
-    parser.add_argument("--classes", default=None, help="class names, one per line")
     parser.add_argument(
-        "--fps", type=float, default=30.0, help="frame rate of files without an fps entry"
+        "--classes", default=None,
+        help='class names: a text file (one per line) or JSON (a list, or {"classes": [...]})',
     )
+    parser.add_argument(
+        "--fps", type=float, default=None,
+        help=f"frame rate of files without an fps entry (default {DEFAULT_FPS:g}, with a warning)",
+    )
+    parser.add_argument(
+        "--minus-one", choices=("unlabelled", "background"), default="unlabelled",
+        help="what -1 in npz labels means (default unlabelled)",
+    )
+    parser.add_argument(
+        "--meta", default=None,
+        help="CSV with a header: seq_id and any of subject, split, camera, setup",
+    )
+    parser.add_argument("--max-frames", type=int, default=MAX_FRAMES,
+                        help=f"most frames a sequence may have (default {MAX_FRAMES:,})")
+    parser.add_argument("--max-persons", type=int, default=MAX_PERSONS,
+                        help=f"most persons a sequence may have (default {MAX_PERSONS})")
     parser.add_argument(
         "--units", choices=tuple(UNITS), default="m", help="unit of the coordinates"
     )
@@ -94,6 +138,9 @@ class _Source:
     seq_id: str
     persons: int
     has_labels: bool
+    has_fps: bool = False
+    unused: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)  # subject / split / camera / setup from --meta
 
 
 def parse_csv_text(text: str, path: str | Path, width: int) -> np.ndarray:
@@ -193,21 +240,9 @@ def _first_line(text: str) -> int:
 
 
 def _npz_shape(path: Path, key: str) -> tuple[int, ...] | None:
-    """Shape of one npz member from its header, without loading it (None if absent)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            name = f"{key}.npy"
-            if name not in zf.namelist():
-                return None
-            with zf.open(name) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, _, _ = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    shape, _, _ = np.lib.format.read_array_header_2_0(fh)
-                return tuple(shape)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise FormatError(path, f"cannot read the npz ({exc})") from exc
+    """Shape of one npz member from its header, checked, without loading it (None if absent)."""
+    head = npz_header(path, key, kinds="biufUS")
+    return None if head is None else head[0]
 
 
 def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skipped]]:
@@ -243,21 +278,32 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         raise FormatError(src, f"--up must be one of {', '.join(UP_ROTATIONS)}, got {up!r}")
     if C != 3 and up != "y":
         raise FormatError(src, f"--up {up} needs 3-D joints; layout {layout.name} has {C} channels")
-    fps = float(options.get("fps") or 30.0)
+    fps_given = options.get("fps") is not None
+    fps = float(options["fps"]) if fps_given else DEFAULT_FPS
     if not (np.isfinite(fps) and fps > 0):
         raise FormatError(src, f"--fps must be a positive number, got {fps}")
     nan_as_missing = bool(options.get("nan_as_missing", False))
     zeros_valid = bool(options.get("zeros_valid", False))
+    minus_one = options.get("minus_one") or "unlabelled"
+    if minus_one not in ("unlabelled", "background"):
+        raise FormatError(src, f"--minus-one must be unlabelled or background, got {minus_one!r}")
+    max_frames = int(options.get("max_frames") or MAX_FRAMES)
+    max_persons = int(options.get("max_persons") or MAX_PERSONS)
 
-    # the label and class files may live inside SRC; they are not sequences
-    option_files = {Path(options[k]).resolve() for k in ("labels", "classes") if options.get(k)}
+    # the label, class and meta files may live inside SRC; they are not sequences
+    option_files = {Path(options[k]).resolve() for k in ("labels", "classes", "meta")
+                    if options.get(k)}
+    entries = list(src.rglob("*"))
+    # rglob does not descend into linked folders: say how many were left out
+    linked = sorted(p for p in entries if p.is_symlink() and p.is_dir())
     files = sorted(
         p
-        for p in src.rglob("*")
+        for p in entries
         if p.suffix in (".npz", ".csv") and p.is_file() and p.resolve() not in option_files
     )
     if not files:
-        raise FormatError(src, "no .npz or .csv files found")
+        raise FormatError(src, "no .npz or .csv files found"
+                          + (f" ({len(linked)} linked folder(s) not searched)" if linked else ""))
     sources: list[_Source] = []
     ids: dict[str, Path] = {}
     for p in files:
@@ -267,11 +313,16 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                 p, f"sequence id {seq_id!r} also comes from {ids[seq_id]}; expected one file per id"
             )
         ids[seq_id] = p
-        sources.append(_scan(p, seq_id, V, C))
+        sources.append(_scan(p, seq_id, V, C, max_frames, max_persons))
+    if options.get("meta"):
+        by_id = read_meta(Path(options["meta"]), ids, src)
+        sources = [_Source(s.path, s.seq_id, s.persons, s.has_labels, s.has_fps, s.unused,
+                           by_id.get(s.seq_id, {})) for s in sources]
+    warn_unused(src, sources, linked, fps, fps_given)
 
     class_names: tuple[str, ...] | None = None
     if options.get("classes"):
-        class_names = _read_classes(Path(options["classes"]))
+        class_names = read_classes(Path(options["classes"]))
     rows_by_seq: dict[str, list[tuple[int, int, int, int]]] = {}
     label_path = Path(options["labels"]) if options.get("labels") else None
     if label_path is not None:
@@ -318,6 +369,8 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             raise FormatError(s.path, f"has both npz 'labels' and rows in {label_path}; keep one")
 
     persons = int(options.get("persons") or max(s.persons for s in sources))
+    if persons > max_persons:
+        raise FormatError(src, f"--persons {persons} is over --max-persons {max_persons}")
     too_many = next((s for s in sources if s.persons > persons), None)
     if too_many is not None:
         raise FormatError(
@@ -338,13 +391,14 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             if label_path is not None
             else ""
         )
-        + "npz 'labels' taken as given",
+        + ("npz 'labels' taken as given, -1 unlabelled" if minus_one == "unlabelled" else
+           "npz 'labels' taken as given, -1 read as background"),
     )
 
     def generate() -> Iterator[Sequence | Skipped]:
         for s in sources:
             rel = s.path.relative_to(src).as_posix()
-            joints, valid, labels, seq_fps = _load(s, V, C)
+            joints, valid, labels, seq_fps, info = _load(s, V, C)
             T = len(joints)
             if T == 0:
                 yield Skipped(rel, "empty sequence (0 frames)")
@@ -355,7 +409,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                 raise FormatError(
                     s.path,
                     f"NaN or infinity at frame {t}, joint {v}, person {m}; expected finite "
-                    "values (or pass --nan-as-missing)",
+                    "values (or pass --nan-as-missing or --nonfinite mask)",
                 )
             valid &= finite
             joints = np.where(valid[:, :, None, :], joints, 0.0)
@@ -376,6 +430,8 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                         f"(-1 unlabelled, {len(class_names)} background)",
                     )
                 labels = labels.astype(np.int16)
+                if minus_one == "background":
+                    labels[labels == -1] = len(class_names)
             if s.seq_id in rows_by_seq:
                 labels = np.full(T, len(class_names), dtype=np.int16)
                 for line, start, end, k in rows_by_seq[s.seq_id]:
@@ -386,6 +442,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                             line=line,
                         )
                     labels[start:end] = k
+            info.update(s.meta)
             yield Sequence(
                 seq_id=s.seq_id,
                 joints=np.ascontiguousarray(joints, dtype=np.float32),
@@ -393,6 +450,10 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                 labels=labels,
                 valid=valid,
                 fps=seq_fps if seq_fps is not None else fps,
+                subject=info.get("subject", ""),
+                camera=info.get("camera", ""),
+                setup=info.get("setup", ""),
+                split_tags=split_tags(info.get("split", "")),
             )
 
     return header, generate()
@@ -406,23 +467,11 @@ def _is_int(token: str) -> bool:
     return True
 
 
-def _read_classes(path: Path) -> tuple[str, ...]:
-    try:
-        names = [
-            line.strip() for line in path.read_text(encoding="utf-8").split("\n") if line.strip()
-        ]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(path, f"cannot read the class list ({exc})") from exc
-    if not names:
-        raise FormatError(path, "no class names; expected one name per line")
-    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if dup is not None:
-        raise FormatError(path, f"class {dup!r} is listed twice")
-    return tuple(names)
-
-
-def _scan(path: Path, seq_id: str, V: int, C: int) -> _Source:
-    """Eager per-file check of the joint shape (npz from its header; CSV from its first row)."""
+def _scan(path: Path, seq_id: str, V: int, C: int, max_frames: int = MAX_FRAMES,
+          max_persons: int = MAX_PERSONS) -> _Source:
+    """Eager per-file check of every shape, before anything is loaded (npz from the member
+    headers; CSV from its rows): joints against the layout and the limits, the other members
+    against the joints."""
     if path.suffix == ".npz":
         shape = _npz_shape(path, "joints")
         if shape is None:
@@ -435,9 +484,26 @@ def _scan(path: Path, seq_id: str, V: int, C: int) -> _Source:
         persons = shape[3] if len(shape) == 4 else 1
         if persons < 1:
             raise FormatError(path, f"joints has shape {shape}; expected at least one person")
-        return _Source(path, seq_id, persons, _npz_shape(path, "labels") is not None)
+        check_limits(path, shape[0], persons, max_frames, max_persons)
+        T = shape[0]
+        wants = {"valid": ((T, V), (T, V, persons)), "labels": ((T,),), "fps": ((), (1,)),
+                 "subject": ((), (1,)), "split": ((), (1,))}
+        for key, allowed in wants.items():
+            got = _npz_shape(path, key)
+            if got is not None and got not in allowed:
+                raise FormatError(path, f"{key} has shape {got}; expected "
+                                  + " or ".join(str(a) for a in allowed))
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise FormatError(path, f"cannot read the npz ({exc})") from exc
+        return _Source(path, seq_id, persons, "labels" in members, "fps" in members,
+                       tuple(sorted(set(members) - _USED_KEYS)))
     values = parse_csv_text(_read_text(path), path, V * C)
-    return _Source(path, seq_id, max(1, values.shape[1] // (V * C)), False)
+    persons = max(1, values.shape[1] // (V * C))
+    check_limits(path, len(values), persons, max_frames, max_persons)
+    return _Source(path, seq_id, persons, False)
 
 
 def _read_text(path: Path) -> str:
@@ -449,20 +515,27 @@ def _read_text(path: Path) -> str:
 
 def _load(
     s: _Source, V: int, C: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None]:
-    """(T, V, C, M) float64 joints, (T, V, M) bool valid, labels or None, fps or None."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float | None, dict[str, str]]:
+    """(T, V, C, M) float64 joints, (T, V, M) bool valid, labels or None, fps or None, and
+    {"subject": ..., "split": ...} from the npz."""
     if s.path.suffix == ".csv":
         values = parse_csv_text(_read_text(s.path), s.path, V * C)
         T, M = len(values), max(1, values.shape[1] // (V * C))
         joints = values.reshape(T, M, V, C).transpose(0, 2, 3, 1)
-        return joints, np.ones((T, V, M), dtype=bool), None, None
+        return joints, np.ones((T, V, M), dtype=bool), None, None, {}
+    info: dict[str, str] = {}
     try:
+        # _scan checked every member's header (size, dtype, shape) before this load
         with np.load(s.path, allow_pickle=False) as npz:
             joints = np.asarray(npz["joints"], dtype=np.float64)
             valid = np.asarray(npz["valid"]) if "valid" in npz.files else None
             labels = np.asarray(npz["labels"]) if "labels" in npz.files else None
             fps = np.asarray(npz["fps"]) if "fps" in npz.files else None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            for key in ("subject", "split"):
+                if key in npz.files:
+                    v = np.asarray(npz[key]).reshape(-1)[0]
+                    info[key] = v.decode() if isinstance(v, bytes) else str(v)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
         raise FormatError(s.path, f"cannot read the npz ({exc})") from exc
     if joints.ndim == 3:
         joints = joints[..., None]
@@ -494,4 +567,4 @@ def _load(
         ):
             raise FormatError(s.path, f"fps must be one positive number, got {fps!r}")
         seq_fps = float(fps.reshape(-1)[0])
-    return joints, valid, labels, seq_fps
+    return joints, valid, labels, seq_fps, info

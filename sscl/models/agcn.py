@@ -186,7 +186,7 @@ class AGCN(GCNBackbone):
         generator: random source of `init`; None uses torch's global generator. With
             init="torch" and no generator the construction-time draws are kept.
         adjacency: the fixed graph A_k (`Layout.adjacency`): "agcn" (default, 2s-AGCN's
-            stack(I, In, Out)); "spatial" reproduces this module's earlier graph.
+            stack(I, In, Out)); "spatial" is the ST-GCN partition it used before.
 
     Forward: see `GCNBackbone.forward` (input (N, C, T, V, M); block features
     (N * M, C_b, ceil(T / f_b), V) with f = 1, 2, 2, 2, 4, 4, 4, 8, 8, 8).

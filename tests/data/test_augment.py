@@ -59,7 +59,7 @@ def test_crop_resize_matches_ref(seed, shape, out_len, padding_ratio, min_crop):
     n, t = shape[:2]
     raw, valid = _raw(rng, *shape)
     lengths = rng.integers(0, t + 5, n)  # includes empty windows and lengths past T
-    frac, pos, tempo = rng.random(n), rng.random(n), rng.integers(1, 3, n)
+    frac, pos, tempo = rng.random(n), rng.random(n), rng.uniform(0.05, 2.0, n)
     got, got_v = A.crop_resize(
         raw, valid, lengths, frac, pos, tempo, out_len, padding_ratio, min_crop
     )
@@ -175,7 +175,7 @@ def test_two_view_matches_chain_of_refs(seed, shape, extreme, out_len):
         rotate_deg=(10, 10, 10),
         flip_prob=0.5,
         swap_prob=0.5,
-        tempo_2x_prob=0.5,
+        tempos=(1.0, 2.0),
         joint_mask_p=0.2,
     )
     params = A.draw_two_view_params(rng, n, cfg, extreme=extreme)
@@ -427,7 +427,7 @@ def test_normalization_puts_spine_on_z_and_centre_at_origin():
 
 def test_normalization_joints_for_other_layouts():
     assert A.normalization_joints(get_layout("kinect20"))[:3] == (1, 0, 1)
-    with pytest.raises(ConfigError, match="pass joints"):
+    with pytest.raises(ConfigError, match="layout 'line' has no spine bone"):
         A.normalization_joints(Layout("line", ("a", "b"), (-1, 0), 0, ()))
 
 
@@ -435,7 +435,7 @@ def test_normalization_joints_for_other_layouts():
 
 
 def test_params_for_is_a_function_of_seed_epoch_index():
-    cfg = A.AugmentConfig(flip_prob=0.5, tempo_2x_prob=0.5)
+    cfg = A.AugmentConfig(flip_prob=0.5, tempos=(1.0, 2.0))
     a = A.params_for(7, 3, np.array([5, 9, 11]), cfg, extreme=True)
     b = A.params_for(7, 3, np.array([11, 2]), cfg, extreme=True)
     for va, vb in zip(a.views, b.views, strict=True):
@@ -471,7 +471,8 @@ def test_params_for_is_a_function_of_seed_epoch_index():
 )
 def test_params_for_matches_its_numpy_twin(seed, epoch, idx, views, p, q):
     cfg = A.AugmentConfig(
-        flip_prob=p, swap_prob=q, tempo_2x_prob=q, noise_prob=p, blur_prob=q, axis_mask_prob=p,
+        flip_prob=p, swap_prob=q, tempos=(1.0, 0.5, 2.0), noise_prob=p, blur_prob=q,
+        axis_mask_prob=p,
         rotate_deg=(10.0, 20.0, 30.0), extreme_rotate_deg=(5.0, 45.0, 90.0), joint_mask_p=q,
     )
     kw = {"extreme": views == "extreme", "strong_key": views == "strong_key"}
@@ -496,7 +497,7 @@ def test_params_for_rejects_extreme_with_strong_key():
 
 
 def test_param_distributions_follow_the_config():
-    cfg = A.AugmentConfig(crop_range=(0.6, 0.9), tempo_2x_prob=0.5)
+    cfg = A.AugmentConfig(crop_range=(0.6, 0.9), tempos=(1.0, 2.0))
     p = A.params_for(1, 0, np.arange(4000), cfg, extreme=True)
     assert 0.6 <= p.query.crop_frac.min() and p.query.crop_frac.max() < 0.9
     e = p.extreme
@@ -583,7 +584,7 @@ def test_parallel_kernel_does_not_stall_beside_blas_threads_or_after_fork(tmp_pa
        axis_p=st.sampled_from([0.0, 0.5, 1.0]))
 def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
     cfg = A.AugmentConfig(rotate_deg=(10.0, 20.0, 5.0), flip_prob=0.3, swap_prob=0.4,
-                          tempo_2x_prob=0.5, joint_mask_p=0.1, axis_mask_prob=axis_p)
+                          tempos=(1.0, 2.0), joint_mask_p=0.1, axis_mask_prob=axis_p)
     rng = np.random.default_rng(seed)
     u = rng.random((n, 18))
     z = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
@@ -595,3 +596,35 @@ def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
         else:
             np.testing.assert_array_equal(a, b, err_msg=f.name)
+
+
+# --------------------------------------------------------------------------- relative tempo
+
+
+def test_tempo_scales_the_crop_span_relative_to_the_fastest():
+    """RVTCLR's relative tempo: with tempos (1, 2) a 2x view covers twice the frames of a 1x
+    view in the same out_len; only tempo / max(tempos) matters, so (1,) and (2,) agree."""
+    n, t = 64, 120
+    raw = np.zeros((n, t, 3, 3, 1), np.float32)
+    raw[:, :, :, 0, 0] = np.arange(t, dtype=np.float32)[None, :, None]  # x = frame index
+    valid = np.ones((n, t, 3, 1), bool)
+    cfg = A.AugmentConfig(out_len=20, padding_ratio=0, crop_range=(1.0, 1.0), shear=0.0,
+                          tempos=(1.0, 2.0), extreme_flip_prob=0.0)
+    p = A.params_for(4, 0, np.arange(n), cfg)
+    tempo = np.stack([p.query.tempo, p.key.tempo])
+    assert set(np.unique(tempo)) == {1.0, 2.0}
+    out, _ = A.two_view(raw, valid, np.full(n, t), p, cfg)
+    covered = out[:, :, 0, -1, 0, 0] - out[:, :, 0, 0, 0, 0]  # frames between first and last
+    # A span of s frames resized to L: source frames (l + 0.5) s / L - 0.5, l = 0 .. L - 1.
+    span = np.where(tempo == 2.0, t, t // 2)
+    np.testing.assert_allclose(covered, span * (cfg.out_len - 1) / cfg.out_len, atol=1e-4)
+    single = {}
+    for tempos in ((1.0,), (2.0,)):
+        c = A.AugmentConfig(out_len=20, tempos=tempos, extreme_flip_prob=0.0)
+        q = A.params_for(4, 0, np.arange(n), c)
+        assert (q.query.tempo == tempos[0]).all()
+        single[tempos] = A.two_view(raw, valid, np.full(n, t), q, c)[0]
+    np.testing.assert_array_equal(single[(1.0,)], single[(2.0,)])
+    for bad in ((), (0.0, 1.0), (1.0, 1.0), (float("inf"),)):
+        with pytest.raises(ConfigError, match="augment.tempos"):
+            A.AugmentConfig(tempos=bad)

@@ -185,7 +185,8 @@ def test_invalid_joints_stored_as_zero(tmp_path):
     [
         (dict(joints=np.ones((5, 24, 3, 2), np.float32)), r"joints must be \(T, V=25"),
         (dict(joints=np.ones((0, 25, 3, 2), np.float32)), "empty sequence"),
-        (dict(joints=np.full((5, 25, 3, 2), np.nan, np.float32)), "non-finite coordinate"),
+        (dict(joints=np.full((5, 25, 3, 2), np.nan, np.float32)),
+         "250 joint.s. with a NaN or infinite coordinate"),
         (dict(labels=np.array([0, 1, 2, 3, 0])), "label 3 at frame 3 is outside -1..2"),
         (dict(labels=np.zeros(4)), r"labels must be \(T=5,\)"),
         (dict(extra={"x": object()}), "not JSON-serialisable"),
@@ -293,10 +294,22 @@ def test_window_out_of_range(tmp_path):
         c.read_window(5, 0, 1)
 
 
-def test_validate_finds_corruption(tmp_path):
+def _drop_checksums(dest) -> None:
+    """Make ``dest`` look like a corpus written before checksums were recorded."""
+    import json
+
+    meta = json.loads((dest / "zarr.json").read_text())
+    del meta["attributes"]["checksums"]
+    (dest / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_validate_finds_corruption(tmp_path, checksums):
     dest = tmp_path / "c.zarr"
     seqs = random_sequences(np.random.default_rng(11), 3)
     write_corpus(dest, header(), seqs)
+    if not checksums:
+        _drop_checksums(dest)
     assert validate(dest) == []
     g = zarr.open_group(dest, mode="r+")
     g["labels"][3] = 9
@@ -304,10 +317,17 @@ def test_validate_finds_corruption(tmp_path):
     v, m = np.argwhere(~valid)[0]
     g["joints"][10, v, 0, m] = 1.5
     problems = validate(dest)
-    assert any("label 9 outside -1..2" in p for p in problems)
-    assert any("frame 10: non-zero coordinate where invalid" in p for p in problems)
+    if checksums:  # any write behind the writer's back fails the chunks' crc32c
+        assert any("array 'labels', shard 0" in p for p in problems)
+        assert any("array 'joints', shard 0" in p and "chunk 0 (frames 0.." in p
+                   for p in problems)
+    else:
+        assert any("label 9 outside -1..2" in p for p in problems)
+        assert any("non-zero coordinate(s) where invalid, the first at frame 10" in p
+                   for p in problems)
     g["lengths"][0] = g["lengths"][0] + 1
-    assert any("offsets" in p for p in validate(dest))
+    assert any("'lengths' fails its crc32c" if checksums else "offsets" in p
+               for p in validate(dest))
     shutil.rmtree(dest)
 
 
