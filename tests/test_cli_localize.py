@@ -181,7 +181,7 @@ def test_predict_generic_npz_matches_the_corpus(run, corpus, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--layout", "kinect20"], "is not the layout 'ntu25'"),
+    (["--layout", "kinect20", "--fps", "10"], "is not the layout 'ntu25'"),
     (["--layout", "ntu25", "--fps", "30"], "frame rate 30 fps differs from the 10 fps"),
     (["--layout", "ntu25", "--fps", "10", "--persons", "2"],
      "2 person(s) per frame, the localizer"),
