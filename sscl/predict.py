@@ -143,6 +143,9 @@ def check_input(trained, corpus, sequences: tuple[int, ...], source: str,
         how = (f"; pass --{RESAMPLE_OPTIONS[fmt].replace('_', '-')} {want:g} to resample"
                if fmt in RESAMPLE_OPTIONS else
                "; resample the recording to that rate (this converter does not resample)")
+        if fmt == "generic":
+            how += (f", or, if it was recorded at {want:g} fps and its files have no 'fps' "
+                    f"entry, pass --fps {want:g}")
         raise ConfigError(
             f"{source}: frame rate {', '.join(f'{r:g}' for r in bad)} fps differs from the "
             f"{want:g} fps the localizer {trained.path} was trained at{how}")
