@@ -114,6 +114,7 @@ def load_localizer(path: str | Path, device: torch.device | str = "cpu") -> Trai
         raise CheckpointError(f"{weights_path}: damaged localizer files: {e}") from None
     check_meta(meta, meta_path)
     try:
+        Layout.from_dict(meta["corpus_layout"])  # check_layout reads its joint names
         model_cfg = config_mod.build(ModelConfig, meta["model"], "model.")
         backbone = build_backbone(model_cfg, Layout.from_dict(meta["layout"]),
                                   meta["num_persons"])

@@ -218,6 +218,7 @@ def test_predict_named_errors(run, corpus, capsys, tmp_path):
     (lambda m: m["model"].update(backbone="__import__('os').system('touch pwned')"),
      "cannot be built"),
     (lambda m: m.update(layout={"name": "x", "joints": "../../etc/passwd"}), "cannot be built"),
+    (lambda m: m.update(corpus_layout={"name": "ntu25"}), "cannot be built"),
     (lambda m: m.pop("class_names"), "lacks ['class_names']"),
     (lambda m: m.update(splits={"train": [], "val": [], "test": "../../x"}), "splits.test"),
     (lambda m: m.update(embed_dim="32"), "embed_dim"),
