@@ -25,13 +25,13 @@ import statistics
 import time
 
 import numpy as np
+import per_sample_baseline
 import pytest
 import torch
-
-import per_sample_baseline
 from bench_pipeline import WORKERS, _memmap, _synthetic, _worker_init  # noqa: F401
 from benchutil import SHARED
 from reference_stgcn import ReferenceSTGCN
+
 from sscl.contrastive import ContrastiveConfig, Pretrainer
 from sscl.data.augment import AugmentConfig
 from sscl.data.corpus import cache_dir

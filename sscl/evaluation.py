@@ -134,3 +134,62 @@ def summary_table(doc: dict) -> list[str]:
     from sscl.localize.report import map_table
 
     return map_table({"sscl": doc["metrics"], **doc["baselines"]}).splitlines()
+
+
+class _MappedBackbone(torch.nn.Module):
+    """The localizer's backbone behind its joint map: what the kNN probe embeds with."""
+
+    def __init__(self, task: torch.nn.Module) -> None:
+        super().__init__()
+        self.task = task
+
+    def embed(self, x_NCTVM: torch.Tensor, mask_NT: torch.Tensor) -> torch.Tensor:
+        return self.task.localizer.backbone.embed(self.task.map_joints(x_NCTVM), mask_NT)
+
+
+def evaluate_knn(localizer: str | Path, out_dir: Path, corpus: str | None = None,
+                 split: str | None = None, run_config=None,
+                 device: torch.device | str = "cpu") -> dict:
+    """kNN top-1 of the finetuned localizer's backbone on labelled clips (``sscl evaluate
+    --knn``): the pretraining monitor (``sscl.probe``) applied after finetuning.
+
+    Memory clips come from the finetuning ``train_split`` tag, queries from ``split`` (default
+    the finetuning ``test_split`` tag) of ``corpus`` (default the finetuning corpus), read with
+    the localizer's normalization. Writes ``out_dir/knn.json``.
+
+    Args:
+        run_config: the run's ``Config`` (probe and split settings); None: the defaults.
+
+    Returns:
+        ``{"top1", "k", "corpus", "train_split", "test_split", "clip_length", "max_clips"}``.
+    """
+    from sscl import config as config_mod
+    from sscl.atomic import write_bytes_atomic
+    from sscl.config import Config
+    from sscl.data.reader import open_corpus
+    from sscl.probe import KnnProbe
+
+    trained = load_localizer(localizer, device)
+    meta = trained.meta
+    cfg = run_config if run_config is not None else Config()
+    corpus = corpus or meta["corpus"]
+    path = corpus_location(corpus)
+    check_layout(trained, open_corpus(path, memory_budget=0).layout, path)
+    ft = cfg.finetune
+    probe_cfg = config_mod.replace(cfg.probe, corpus=corpus, train_split=ft.train_split,
+                                   test_split=split or ft.test_split)
+    loader = config_mod.replace(cfg.data.loader, normalize=meta["normalize"])
+    cfg = config_mod.replace(cfg, probe=probe_cfg,
+                             data=config_mod.replace(cfg.data, loader=loader))
+    probe = KnnProbe.from_config(cfg)
+    for tag, (_, _, labels) in probe.clips.items():
+        if len(labels) == 0:
+            raise ConfigError(
+                f"{corpus} {tag}: no clip of {probe_cfg.clip_length} frames has one class on at "
+                f"least half of its frames; lower probe.clip_length in the run's config.yaml")
+    top1 = probe(_MappedBackbone(trained.model), torch.device(device))
+    doc = {"top1": top1, "k": probe_cfg.k, "corpus": corpus, "train_split": ft.train_split,
+           "test_split": probe_cfg.test_split, "clip_length": probe_cfg.clip_length,
+           "max_clips": probe_cfg.max_clips}
+    write_bytes_atomic(Path(out_dir) / "knn.json", json.dumps(doc, indent=1).encode())
+    return doc

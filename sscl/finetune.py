@@ -30,10 +30,10 @@ from torch import Tensor, nn
 
 from sscl import config as config_mod
 from sscl.builders import build_backbone, corpus_location
-from sscl.atomic import write_bytes_atomic
-from sscl.config import Config, FinetuneConfig
+from sscl.config import Config, FinetuneConfig, ModelConfig
 from sscl.engine import Job
 from sscl.errors import CheckpointError, ConfigError
+from sscl.inference import save_localizer
 from sscl.runtime import RunDir
 
 log = logging.getLogger("sscl")
@@ -164,6 +164,30 @@ def load_encoder(backbone: nn.Module, path: Path) -> None:
             f"config (backbone, width, layout must match the pretraining run): {e}") from None
 
 
+def localizer_meta(model: ModelConfig, ft: FinetuneConfig, *, layout, corpus_layout,
+                   num_persons: int, class_names, fps: float, units: str, normalize: str,
+                   corpus: str, splits: SplitPlan, encoder: Path | None) -> dict:
+    """The inference metadata an exported localizer carries (``localizer.json``; read back by
+    ``sscl.inference.load_localizer``): model and head config, the pretraining layout (the
+    backbone's) and the finetuning corpus's, joint map, persons, classes, fps, units,
+    normalization, windowing, corpus and the sequence indices of each split.
+
+    Args:
+        layout, corpus_layout: ``sscl.data.layouts.Layout`` of the backbone and of the corpus.
+    """
+    return {
+        "model": config_mod.to_dict(model), "head": ft.head, "embed_dim": ft.embed_dim,
+        "layout": layout.to_dict(), "corpus_layout": corpus_layout.to_dict(),
+        "joint_map": list(ft.joint_map) if ft.joint_map is not None else None,
+        "num_persons": int(num_persons), "class_names": list(class_names), "fps": float(fps),
+        "units": units, "normalize": normalize, "max_length": ft.max_length,
+        "overlap": ft.overlap, "corpus": corpus,
+        "splits": {"train": list(splits.train), "val": list(splits.val),
+                   "test": list(splits.test)},
+        "protocol": ft.protocol, "encoder": str(encoder) if encoder else None,
+    }
+
+
 def finetune_job(cfg: Config, rd: RunDir, acc) -> tuple[Job, dict]:
     """The finetuning Job and the inference metadata the exported localizer carries."""
     from sscl.data.loader import make_loader
@@ -215,24 +239,14 @@ def finetune_job(cfg: Config, rd: RunDir, acc) -> tuple[Job, dict]:
     localizer = Localizer(backbone, len(info.class_names), head=ft.head, embed_dim=ft.embed_dim)
     torch.manual_seed(cfg.run.seed * 1000 + acc.process_index)
     module = FrameTask(localizer, ft.protocol, ft.joint_map)
-    meta = {
-        "model": config_mod.to_dict(cfg.model), "head": ft.head, "embed_dim": ft.embed_dim,
-        "layout": layout.to_dict(), "corpus_layout": info.layout.to_dict(),
-        "joint_map": list(ft.joint_map) if ft.joint_map is not None else None,
-        "num_persons": persons, "class_names": list(info.class_names), "fps": info.fps,
-        "units": corpus.attrs.get("units", "m"), "normalize": loader_cfg.normalize,
-        "max_length": ft.max_length, "overlap": ft.overlap, "corpus": ft.corpus or cfg.data.corpus,
-        "splits": {"train": list(plan.train), "val": list(plan.val), "test": list(plan.test)},
-        "protocol": ft.protocol, "encoder": str(enc) if enc else None,
-    }
+    meta = localizer_meta(
+        cfg.model, ft, layout=layout, corpus_layout=info.layout, num_persons=persons,
+        class_names=info.class_names, fps=info.fps, units=corpus.attrs.get("units", "m"),
+        normalize=loader_cfg.normalize, corpus=ft.corpus or cfg.data.corpus, splits=plan,
+        encoder=enc)
 
     def export(core) -> None:
-        from safetensors.torch import save
-
-        weights = {k: v.detach().contiguous().cpu()
-                   for k, v in core.localizer.state_dict().items()}
-        write_bytes_atomic(rd.root / "localizer.safetensors", save(weights))
-        write_bytes_atomic(rd.root / "localizer.json", json.dumps(meta, indent=1).encode())
+        save_localizer(rd.root, core.localizer, meta)
 
     return Job("finetune", module, loader, ft.batch_size, ft.optim, ("model", "finetune"),
                None, 0, export), meta

@@ -12,8 +12,8 @@ import json
 import torch
 
 from sscl import config as config_mod
-from sscl.builders import build_pretrainer, open_training_corpus
 from sscl.atomic import write_bytes_atomic
+from sscl.builders import build_pretrainer, open_training_corpus
 from sscl.config import Config
 from sscl.engine import Job
 from sscl.runtime import RunDir

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"presets (--config NAME):\n{listing}\n\n"
                "examples:\n"
                "  accelerate launch sscl/train.py                       # the demo\n"
-               "  accelerate launch sscl/train.py --config paper_pretrain --set data.corpus=ntu.zarr\n"
-               "  accelerate launch --multi_gpu --num_processes 2 sscl/train.py --set run.cpu=true\n"
+               "  accelerate launch sscl/train.py --config paper_pretrain "
+               "--set data.corpus=ntu.zarr\n"
+               "  accelerate launch --multi_gpu --num_processes 2 sscl/train.py "
+               "--set run.cpu=true\n"
                "  python sscl/train.py --resume auto                    # continue a killed run",
     )
     p.add_argument("--config", default=None, help="preset name or YAML path (default: demo)")

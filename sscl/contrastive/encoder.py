@@ -132,8 +132,10 @@ class Encoder(nn.Module):
         Returns:
             A dict of float32 tensors: "global" (N, D) unit rows; "pooled" (N, C) the backbone's
             pooled feature; with snippets "snip_feat" (N, C, S), "dense" (N, D, S) unit columns,
-            "dense_mean" (N, D) unit rows; with the tempo head "tempo" (N, D) unit rows; with
-            `drop` "global_drop" (N, D).
+            "dense_mean" (N, D) unit rows, "dense_coherence" (N,) = |mean_s h_s| / mean_s |h_s|
+            of the dense head's raw outputs h (1: all snippets point one way; near 0: they
+            cancel, so the time-mean keys of the snippet queue carry little); with the tempo
+            head "tempo" (N, D) unit rows; with `drop` "global_drop" (N, D).
 
         Raises:
             ConfigError: the clip is too short for S snippets.
@@ -155,7 +157,10 @@ class Encoder(nn.Module):
             dense_NDS = self.dense_head(snip_NCS)
             out["snip_feat"] = snip_NCS.float()
             out["dense"] = _unit(dense_NDS, 1)
-            out["dense_mean"] = _unit(dense_NDS.mean(dim=2), 1)
+            h = dense_NDS.float()
+            out["dense_mean"] = F.normalize(h.mean(dim=2), dim=1)
+            out["dense_coherence"] = h.mean(dim=2).norm(dim=1) / h.norm(dim=1).mean(dim=1).clamp(
+                min=1e-12)
         return out
 
 

@@ -49,9 +49,9 @@ def info_nce(logits: Tensor, pos_mask: Tensor | None = None) -> Tensor:
     Returns:
         (...) losses.
     """
+    if pos_mask is None:  # no full log-softmax tensor: (N, S, 1 + K) is large for snippets
+        return torch.logsumexp(logits, dim=-1) - logits[..., 0]
     log_p = F.log_softmax(logits, dim=-1)
-    if pos_mask is None:
-        return -log_p[..., 0]
     return -(log_p * pos_mask).sum(dim=-1) / pos_mask.sum(dim=-1)
 
 

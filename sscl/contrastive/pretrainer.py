@@ -99,6 +99,15 @@ class Pretrainer(nn.Module):
         """EMA step of the key encoder (k = m k + (1 - m) q, buffers copied); after each step."""
         momentum_update(self.encoder_k, self.encoder_q, self.cfg.momentum)
 
+    def sync_key_encoder(self) -> None:
+        """Make the key encoder an exact copy of the query encoder (parameters and buffers).
+
+        Call it after re-initialising or loading weights into `encoder_q` alone (e.g.
+        `sscl.models.init_weights(p.encoder_q, "skeletonclr")`, the reference code's init of
+        backbone and heads), so the EMA starts from the query encoder as MoCo's does.
+        """
+        momentum_update(self.encoder_k, self.encoder_q, 0.0)
+
     def clip_length(self, window: int) -> int:
         """Frames the backbone sees of a `window`-frame view (RVTCLR plays half of it)."""
         return window // 2 if self.cfg.method == "rvtclr" else window
@@ -124,8 +133,9 @@ class Pretrainer(nn.Module):
             docstring); metrics detached scalars over this rank's real items: "loss" (the
             unscaled weighted mean), "loss_global", "top1_global", "queue_fill", and by method
             "loss_global_tempo", "loss_tempo" (rvtclr), "loss_d3m" (extreme view),
-            "loss_snippet", "top1_snippet", "snippet_queue_fill" (snippet branch). Average them
-            over ranks for logging.
+            "loss_snippet", "top1_snippet", "snippet_queue_fill", "snippet_coherence" (snippet
+            branch; see `Encoder.forward`: a value falling towards 0 says the snippet task is
+            being solved by making time-means uninformative). Average them over ranks.
 
         Raises:
             ConfigError: a view is missing or misshapen, or too short for the snippets.
@@ -240,6 +250,7 @@ class Pretrainer(nn.Module):
             )
             terms["snippet"] = info_nce(s_logits, s_mask).mean(dim=1)
             metrics["top1_snippet"] = weighted_mean(top1(s_logits).mean(dim=1), weight)
+            metrics["snippet_coherence"] = weighted_mean(q["dense_coherence"].detach(), weight)
         return terms, metrics
 
     def _encode_extreme(self, x_extreme: Tensor) -> dict[str, Tensor]:

@@ -56,7 +56,9 @@ def test_too_few_frames_for_the_snippets_raises_before_running():
 def test_heads_give_unit_embeddings():
     enc = Encoder(_stgcn(), feature_dim=8, num_snippets=3, tempo_head=True)
     out = enc(torch.randn(4, 3, 16, 15, 1))
-    assert set(out) == {"pooled", "global", "tempo", "snip_feat", "dense", "dense_mean"}
+    assert set(out) == {"pooled", "global", "tempo", "snip_feat", "dense", "dense_mean",
+                        "dense_coherence"}
+    assert torch.all((out["dense_coherence"] > 0) & (out["dense_coherence"] <= 1 + 1e-6))
     ones = torch.ones(4)
     assert torch.allclose(out["global"].norm(dim=1), ones)
     assert torch.allclose(out["tempo"].norm(dim=1), ones)
@@ -99,7 +101,13 @@ def test_momentum_update_is_exact():
         np.testing.assert_array_equal(got.detach().numpy(), w)  # bit for bit
     for bk, bq in zip(p.encoder_k.buffers(), p.encoder_q.buffers()):
         assert torch.equal(bk, bq)
-    # momentum 0 copies the query encoder.
+    # momentum 0 copies the query encoder; so does sync_key_encoder.
     momentum_update(p.encoder_k, p.encoder_q, 0.0)
     for k, q in zip(p.encoder_k.parameters(), p.encoder_q.parameters()):
+        assert torch.equal(k, q)
+    with torch.no_grad():
+        for t in p.encoder_q.parameters():
+            t.add_(1.0)
+    p.sync_key_encoder()
+    for k, q in zip(p.encoder_k.state_dict().values(), p.encoder_q.state_dict().values()):
         assert torch.equal(k, q)

@@ -41,7 +41,7 @@ def test_step_of_every_method(method, extra):
     loss, metrics = p(batch, epoch=1)  # mining on
     assert loss.dim() == 0 and torch.isfinite(loss)
     want = {"loss", "loss_global", "top1_global", "queue_fill", "loss_snippet", "top1_snippet",
-            "snippet_queue_fill"}
+            "snippet_queue_fill", "snippet_coherence"}
     if method == "rvtclr":
         want |= {"loss_global_tempo", "loss_tempo"}
     if cfg.uses_extreme:
@@ -90,7 +90,7 @@ def test_snippet_flag_is_the_ablation_switch():
     assert base.snippet_queue is None and base.encoder_q.dense_head is None
     # No snippet branch: no snippet length constraint either.
     _, metrics = base(_batch(2, 4), epoch=0)
-    assert "loss_snippet" not in metrics and "snippet_queue_fill" not in metrics
+    assert not any("snippet" in name for name in metrics)
     full = Pretrainer(ContrastiveConfig(snippet=True, queue_size=8, num_snippets=2), _backbone)
     n_base = sum(t.numel() for t in base.encoder_q.parameters())
     n_full = sum(t.numel() for t in full.encoder_q.parameters())

@@ -20,7 +20,8 @@ def test_every_preset_resolves_and_round_trips():
 def test_set_coerces_to_the_field_type():
     cfg = config_mod.resolve("demo", ["optim.lr=0.05", "data.loader.augment.out_len=80",
                                       "optim.milestones=[3, 5]", "model.last_channels=256",
-                                      "run.threads=2"])
+                                      "run.threads=2", "optim.weight_decay=1e-5"])
+    assert cfg.optim.weight_decay == 1e-5
     assert cfg.optim.lr == 0.05 and isinstance(cfg.optim.lr, float)
     assert cfg.data.loader.augment.out_len == 80
     assert cfg.optim.milestones == (3.0, 5.0)

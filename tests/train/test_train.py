@@ -26,7 +26,7 @@ def tiny_corpus(tmp_path_factory):
     from sscl.data.synthetic import SynthConfig, synthesize
 
     dest = tmp_path_factory.mktemp("corpus") / "tiny.zarr"
-    synthesize(dest, SynthConfig(num_sequences=12, min_frames=150, max_frames=260, subjects=6),
+    synthesize(dest, SynthConfig(num_sequences=12, min_frames=300, max_frames=330, subjects=6),
                seed=3)
     return dest
 
@@ -39,7 +39,7 @@ def tiny_args(corpus: Path, *extra: str) -> list[str]:
         "--set", "model.width=0.125", "--set", "pretrain.queue_size=40",
         "--set", "pretrain.num_snippets=4", "--set", "optim.epochs=3",
         "--set", "run.threads=1", "--set", "probe.corpus=null", "--set", "run.log_every=1",
-        *extra,
+        "--set", "run.stage=pretrain", *extra,
     ]
 
 
@@ -195,7 +195,7 @@ def test_two_machines_on_localhost_train_one_model(tiny_corpus, tmp_path):
         procs.append(subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-4000:]
     assert "2 process(es)" in outs[0][1]
     assert outs[0][0].strip().splitlines()[-1].startswith("final: pretrain step 2")
