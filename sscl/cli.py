@@ -319,8 +319,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help="corpus path or 'demo' (default: the finetuning corpus)")
     ev.add_argument("--split", default=None,
                     help="split tag (default: the finetuning test sequences)")
-    ev.add_argument("--decoder", choices=("auto", "reference", "argmax"), default="auto",
-                    help="auto: chosen on the finetuning validation sequences (default)")
+    ev.add_argument("--decoder", choices=("auto", "reference", "reference_code", "argmax"),
+                    default="auto",
+                    help="auto: chosen on the finetuning validation sequences (default); "
+                    "reference_code: the reference decoder with the reference code's NMS overlap "
+                    "(intersection over the other segment's length)")
     ev.add_argument("--timelines", type=_timelines, default=20, metavar="N|all",
                     help="timeline PNGs to draw (default 20; 'all': every sequence)")
     ev.add_argument("--knn", action="store_true",
