@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,11 +189,10 @@ TINY = [
 
 
 def _train(preset: str, run_dir: Path, sets: list[str]) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     args = [sys.executable, str(TRAIN), "--config", preset, "--run-dir", str(run_dir)]
     for item in TINY + sets:
         args += ["--set", item]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, f"{preset}: {proc.stderr[-3000:]}"
     return proc.stdout
 
