@@ -12,7 +12,7 @@
 //
 // Register blocking (per variant, at compile time): a block of RB rows x JB output vectors keeps
 // RB * JB accumulators, JB vectors of B and one broadcast input in registers, so
-// RB * JB + JB + 1 <= SSCL_ISA_NREGS. With 64-byte vectors on an AVX2 machine (the earlier
+// RB * JB + JB + 1 <= SSCL_ISA_NREGS. Wider graphs take several column passes. With 64-byte vectors on an AVX2 machine (the earlier
 // kernel) the block needed twice the 16 YMM registers and the accumulators spilled.
 // Each B vector then feeds RB FMAs and each broadcast JB FMAs. Rows are flattened across the
 // outer index so that only the last block of a call is short.
@@ -25,9 +25,11 @@ struct VecT {
   static constexpr int lanes = SSCL_ISA_VBYTES / sizeof(T);
 };
 
-// Output vectors per block and rows per block, as the register file allows.
+// Output vectors per block and rows per block, as the register file allows. With 32 registers
+// the rows stop at 4 (the earlier AVX-512 kernel's block; 8 rows measured no faster there).
+// With 16 registers, 2 vectors x 6 rows: 12 accumulators + 2 B vectors + 1 broadcast.
 constexpr int kMaxCols = SSCL_ISA_NREGS >= 32 ? 4 : 2;
-constexpr int kMaxRows = SSCL_ISA_NREGS >= 32 ? 8 : 6;
+constexpr int kMaxRows = SSCL_ISA_NREGS >= 32 ? 4 : 6;
 
 constexpr int block_rows(int jb) {
   return (SSCL_ISA_NREGS - 1 - jb) / jb < kMaxRows ? (SSCL_ISA_NREGS - 1 - jb) / jb : kMaxRows;

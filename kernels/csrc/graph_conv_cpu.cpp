@@ -4,12 +4,13 @@
 //
 // The unfused formulations (1x1 conv to K*C' channels, then einsum with A) write and re-read an
 // (N, K, C', T, V) intermediate, K times the output. Here one task handles a tile of Tb frames of
-// one sample: the V x V aggregation (a register-blocked loop, V padded to whole 64-byte vectors)
-// and the channel mixing (a GEMM on the cache-sized tile through ATen/BLAS) run back to back on
-// a per-thread buffer of K * C * Tb * V elements, so the K-fold tensor never exists in memory.
+// one sample: the V x V aggregation (a register-blocked loop in one copy per instruction set,
+// graph_conv_aggregate.h, V padded to whole 64-byte vectors) and the channel mixing (a GEMM on
+// the cache-sized tile through ATen/BLAS) run back to back on a per-thread buffer of
+// K * C * Tb * V elements, so the K-fold tensor never exists in memory.
 // Backward, per tile and in one pass: M = W^T grad_y (one GEMM for all k) gives grad_x (M
 // aggregated with A^T) and grad_A (x^T M_k); grad_W is grad_y (x aggregated with A)^T. Sums
-// over (n, t) go to per-thread partials, added once at the end.
+// over (n, t) go to per-group partials (fixed groups of tiles), added once at the end.
 // Threads: at::parallel_for, compiled with -fopenmp so that it is torch's OpenMP pool (honours
 // torch.set_num_threads); workers carry the caller's dispatcher state.
 // Precision: float32 and float64 natively; float16/bfloat16 are upcast to float32, computed with
@@ -285,12 +286,16 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
   // OpenMP workers do not inherit the caller's dispatcher state (autograd already handled above
   // this kernel): carry it over so the tile GEMMs dispatch like a call from this thread.
   const at::ThreadLocalState tls;
-  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+  // Tiles are handed out one at a time (each writes only its own output), so a thread that is
+  // descheduled on a busy machine holds back one tile, not a fixed share of them.
+  const int64_t n_tiles = N * n_tb;
+  std::atomic<int64_t> next_tile{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), n_tiles), 1, [&](int64_t, int64_t) {
     const at::ThreadLocalStateGuard tls_guard(tls);
     const SerialBlas serial_blas;
     at::Tensor buf = at::empty({K * std::max(C, O) * Tb * V}, x.options());
     T* buf_ptr = buf.data_ptr<T>();
-    for (int64_t tile = begin; tile < end; ++tile) {
+    for (int64_t tile; (tile = next_tile.fetch_add(1, std::memory_order_relaxed)) < n_tiles;) {
       const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
       const int64_t cols = tb * V;
       const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
@@ -364,15 +369,26 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
   const T* gy_ptr = gy.data_ptr<T>();
   T* gx_ptr = need_x ? gx.data_ptr<T>() : nullptr;
 
-  // Per-thread partial sums of the reductions over (n, t), summed once at the end.
-  at::Tensor gw_part = need_w ? at::zeros({n_threads, O, K * C}, x.options()) : at::Tensor();
-  at::Tensor ga_part = need_a ? at::zeros({n_threads, A.numel()}, x.options()) : at::Tensor();
-  at::Tensor gb_part = need_b ? at::zeros({n_threads, O}, x.options()) : at::Tensor();
+  // The tiles form fixed groups of consecutive tiles, handed out one group at a time (as in
+  // forward_impl, for busy machines). Each group sums its reductions over (n, t) into its own
+  // partial, and the partials are added in group order at the end: the split depends on the
+  // shape and the thread count only, so the gradients are the same on every run. About four
+  // groups per thread, fewer where the grad_W partials would pass 16 MiB.
+  const int64_t n_tiles = N * n_tb;
+  const int64_t part_bytes = static_cast<int64_t>(sizeof(T)) * (O * K * C + A.numel() + O);
+  const int64_t max_groups =
+      std::max<int64_t>(n_threads, (int64_t{16} << 20) / std::max<int64_t>(1, part_bytes));
+  const int64_t want_groups = std::min(4 * n_threads, max_groups);
+  const int64_t per_group = (n_tiles + want_groups - 1) / want_groups;
+  const int64_t n_groups = (n_tiles + per_group - 1) / per_group;
+  at::Tensor gw_part = need_w ? at::zeros({n_groups, O, K * C}, x.options()) : at::Tensor();
+  at::Tensor ga_part = need_a ? at::zeros({n_groups, A.numel()}, x.options()) : at::Tensor();
+  at::Tensor gb_part = need_b ? at::zeros({n_groups, O}, x.options()) : at::Tensor();
 
   const at::ThreadLocalState tls;  // see forward_impl
-  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+  std::atomic<int64_t> next_group{0};
+  at::parallel_for(0, std::min(n_threads, n_groups), 1, [&](int64_t, int64_t) {
     const at::ThreadLocalStateGuard tls_guard(tls);
-    const int64_t tid = at::get_thread_num();
     const SerialBlas serial_blas;
     at::Tensor m_buf = at::empty({K * C * Tb * V}, x.options());
     at::Tensor xa_buf = at::empty({K * C * Tb * V}, x.options());
@@ -380,52 +396,55 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
     T* m_ptr = m_buf.data_ptr<T>();
     T* xa_ptr = xa_buf.data_ptr<T>();
     T* xc_ptr = xc_buf.data_ptr<T>();
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
-      const int64_t cols = tb * V;
-      const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
-      const int64_t a_off = per_sample ? n * K * V * VP : 0;
-      at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
-      if (need_x || need_a) {
-        at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
-        at::mm_out(m, Wt, gy_tile);
-        if (need_x) {
+    for (int64_t group; (group = next_group.fetch_add(1, std::memory_order_relaxed)) < n_groups;) {
+      const int64_t first = group * per_group, last = std::min(n_tiles, first + per_group);
+      for (int64_t tile = first; tile < last; ++tile) {
+        const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
+        const int64_t cols = tb * V;
+        const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
+        const int64_t a_off = per_sample ? n * K * V * VP : 0;
+        at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
+        if (need_x || need_a) {
+          at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
+          at::mm_out(m, Wt, gy_tile);
+          if (need_x) {
+            for (int64_t k = 0; k < K; ++k) {
+              aggregate<T>(agg, {m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
+                           ApT_ptr + a_off + k * V * VP, k > 0);
+            }
+          }
+          if (need_a) {
+            // grad_A[k] += x_tile^T M_k over the C * tb rows (v, w): a V x V GEMM with a long
+            // inner dimension, on a contiguous copy of the x tile.
+            for (int64_t c = 0; c < C; ++c) {
+              std::memcpy(xc_ptr + c * cols, x_ptr + x_off + c * TV, sizeof(T) * cols);
+            }
+            at::Tensor xc = mat(xc_buf, 0, C * tb, V, V);
+            at::Tensor ga_t = ga_part[group];
+            for (int64_t k = 0; k < K; ++k) {
+              const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
+              at::Tensor acc = mat(ga_t, g_off, V, V, V);
+              acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
+            }
+          }
+        }
+        if (need_w) {
+          const T* A_n = Ap_ptr + a_off;
           for (int64_t k = 0; k < K; ++k) {
-            aggregate<T>(agg, {m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
-                         ApT_ptr + a_off + k * V * VP, k > 0);
+            aggregate<T>(agg, {x_ptr + x_off, TV, V}, {xa_ptr + k * C * cols, cols, V}, C, tb, V,
+                         A_n + k * V * VP, false);
           }
+          at::Tensor acc = gw_part[group];
+          acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
         }
-        if (need_a) {
-          // grad_A[k] += x_tile^T M_k over the C * tb rows (v, w): a V x V GEMM with a long
-          // inner dimension, on a contiguous copy of the x tile.
-          for (int64_t c = 0; c < C; ++c) {
-            std::memcpy(xc_ptr + c * cols, x_ptr + x_off + c * TV, sizeof(T) * cols);
+        if (need_b) {
+          T* gb_t = gb_part.data_ptr<T>() + group * O;
+          for (int64_t o = 0; o < O; ++o) {
+            const T* row = gy_ptr + y_off + o * TV;
+            T s = T(0);
+            for (int64_t j = 0; j < cols; ++j) s += row[j];
+            gb_t[o] += s;
           }
-          at::Tensor xc = mat(xc_buf, 0, C * tb, V, V);
-          at::Tensor ga_t = ga_part[tid];
-          for (int64_t k = 0; k < K; ++k) {
-            const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
-            at::Tensor acc = mat(ga_t, g_off, V, V, V);
-            acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
-          }
-        }
-      }
-      if (need_w) {
-        const T* A_n = Ap_ptr + a_off;
-        for (int64_t k = 0; k < K; ++k) {
-          aggregate<T>(agg, {x_ptr + x_off, TV, V}, {xa_ptr + k * C * cols, cols, V}, C, tb, V,
-                       A_n + k * V * VP, false);
-        }
-        at::Tensor acc = gw_part[tid];
-        acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
-      }
-      if (need_b) {
-        T* gb_t = gb_part.data_ptr<T>() + tid * O;
-        for (int64_t o = 0; o < O; ++o) {
-          const T* row = gy_ptr + y_off + o * TV;
-          T s = T(0);
-          for (int64_t j = 0; j < cols; ++j) s += row[j];
-          gb_t[o] += s;
         }
       }
     }
