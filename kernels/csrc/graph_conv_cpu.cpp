@@ -150,6 +150,7 @@ int env_max_isa() {
   }
   TORCH_CHECK(false, "SSCL_GRAPH_CONV_MAX_ISA=", env,
               " is not one of generic, avx2, avx512: set one of them or unset it");
+  return kGeneric;  // not reached
 }
 
 int active_isa() { return std::min({cpu_isa(), kCompiledIsa, env_max_isa()}); }
