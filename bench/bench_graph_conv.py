@@ -17,8 +17,15 @@ the same rounds.
 Ratios and details are printed in the "sscl ratios" summary (bench/conftest.py); the issue's
 targets are checked when timing is on.
 
+Every row names the instruction-set variant of the fused kernel that ran (`cpu_isa`), what the
+CPU and the build offer, torch's own CPU capability and the path `graph_conv_auto` takes
+(`graph_conv_path`); `-s` also prints them once before the first shape.
+
 Run:  pytest bench/bench_graph_conv.py            (CI-sized grid, about a minute)
       SSCL_BENCH_FULL_GRID=1 pytest bench/bench_graph_conv.py   (the full AGCN grid)
+      AVX2 on an AVX-512 machine, both sides (the kernel's copy and torch's MKL/oneDNN/ATen):
+      SSCL_GRAPH_CONV_MAX_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+          MKL_ENABLE_INSTRUCTIONS=AVX2 pytest bench/bench_graph_conv.py -s
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sscl.kernels import backend, graph_conv, graph_conv_ref
+from sscl.kernels import backend, graph_conv, graph_conv_path, graph_conv_ref
+from sscl.kernels.build import cpu_isa_details
 
 V, K = 25, 3
 CI_SHAPES = [(16, 64, 64, 64), (16, 128, 128, 38), (16, 256, 256, 38)]
@@ -44,6 +52,25 @@ FULL_SHAPES = [
 FULL = os.environ.get("SSCL_BENCH_FULL_GRID", "") not in ("", "0")
 SHAPES = FULL_SHAPES if FULL else CI_SHAPES
 ROUNDS = int(os.environ.get("SSCL_BENCH_ROUNDS", "7"))
+
+
+_ISA_ENVS = ("SSCL_GRAPH_CONV_MAX_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+             "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_line() -> str:
+    """The kernel variant in use, the CPU's and the build's highest, torch's capability, the
+    `graph_conv_auto` path and the ISA-limiting environment variables that are set."""
+    d = cpu_isa_details()
+    envs = " ".join(f"{k}={os.environ[k]}" for k in _ISA_ENVS if k in os.environ) or "none"
+    return (
+        f"kernel isa {d['used']} (cpu {d['cpu']}, compiled {d['compiled']}), torch cpu "
+        f"capability {torch.backends.cpu.get_cpu_capability()}, graph_conv_auto path "
+        f"{graph_conv_path('cpu')}, isa env: {envs}"
+    )
+
+
+_printed: list[bool] = []
 
 
 def target(c: int, o: int) -> float | None:
@@ -107,6 +134,10 @@ def test_matmul_rate(benchmark):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n{}c{}o{}t{}".format(*s))
 def test_graph_conv_fwd_bwd(benchmark, ratios, shape):
     n, c, o, t = shape
+    isa = isa_line()
+    if not _printed:
+        print(f"\nbench_graph_conv: {isa}")
+        _printed.append(True)
     steps = {name: make_step(fn, n, c, o, t) for name, fn in IMPLS.items()}
     mm_a, mm_b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     # the machine's fp32 matmul rate, sampled in the same rounds as the implementations
@@ -130,7 +161,7 @@ def test_graph_conv_fwd_bwd(benchmark, ratios, shape):
         {f"{name}_ms": round(1e3 * m, 2) for name, m in med.items()}
         | {"baseline": baseline, "ratio": round(ratio, 3), "fused_gflops": round(gflops, 1),
            "matmul_gflops": round(rate, 1), "threads": torch.get_num_threads(),
-           "backend": backend("cpu")}
+           "backend": backend("cpu"), "isa": isa}
     )
     ratios.add(
         f"graph_conv fwd+bwd N={n} C={c}->{o} T={t}",
@@ -138,5 +169,5 @@ def test_graph_conv_fwd_bwd(benchmark, ratios, shape):
         target(c, o),
         f"fused {1e3 * med['fused']:.1f} ms vs {baseline} {1e3 * med[baseline]:.1f} ms; "
         f"{gflops:.1f} GFLOP/s = {100 * gflops / rate:.0f}% of the {rate:.0f} GFLOP/s fp32 mm; "
-        f"{torch.get_num_threads()} threads, {backend('cpu')}",
+        f"{torch.get_num_threads()} threads, {backend('cpu')}; {isa}",
     )

@@ -8,6 +8,13 @@ pybind11, no `torch/extension.h`), which keeps the first build short.
 
 When no compiler is usable, or `SSCL_GRAPH_CONV_BACKEND=reference` forces it, the op falls back to
 the einsum reference and logs ONE warning per process and device type.
+
+The CPU library holds one copy of the aggregation kernel per instruction set (`generic`, `avx2`,
+`avx512`; `csrc/graph_conv_cpu.cpp`) and runs the highest one the CPU supports.
+`SSCL_GRAPH_CONV_MAX_ISA` (`generic`, `avx2` or `avx512`, unset = `avx512`) caps it: at build time
+it leaves the copies above it out of the library (a separate build, cached under its own name),
+at call time it keeps a library that has them from running them. `cpu_isa()` says which copy
+runs.
 """
 
 from __future__ import annotations
@@ -19,13 +26,19 @@ from pathlib import Path
 
 import torch
 
+from sscl.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 FORCE_ENV = "SSCL_GRAPH_CONV_BACKEND"
+MAX_ISA_ENV = "SSCL_GRAPH_CONV_MAX_ISA"
+ISAS = ("generic", "avx2", "avx512")  # the kernel's instruction-set variants, lowest first
 
 # device type -> True (ops loaded), False (fell back, warning already logged)
 _state: dict[str, bool] = {}
+# SSCL_GRAPH_CONV_MAX_ISA value -> the CPU kernel variant that runs under it
+_isa_used: dict[str, str] = {}
 
 
 def extensions_dir() -> Path:
@@ -46,7 +59,22 @@ def _forced_reference() -> bool:
     return os.environ.get(FORCE_ENV, "").strip().lower() == "reference"
 
 
-def _load(name: str, sources: list[Path], cuda: bool) -> None:
+def max_isa() -> str:
+    """`SSCL_GRAPH_CONV_MAX_ISA`, validated: the highest kernel variant allowed ("avx512" if unset).
+
+    Raises:
+        ConfigError: the variable holds something other than generic, avx2 or avx512.
+    """
+    value = os.environ.get(MAX_ISA_ENV, "").lower() or ISAS[-1]
+    if value not in ISAS:
+        raise ConfigError(
+            f"{MAX_ISA_ENV}={os.environ[MAX_ISA_ENV]!r} is not a kernel variant: set it to one of "
+            f"{', '.join(ISAS)}, or unset it to allow all"
+        )
+    return value
+
+
+def _load(name: str, sources: list[Path], cuda: bool, defines: tuple[str, ...] = ()) -> None:
     from torch.utils import cpp_extension
 
     # one directory per torch build (2.13.0+cpu and 2.13.0+cu130 must not share objects)
@@ -60,7 +88,7 @@ def _load(name: str, sources: list[Path], cuda: bool) -> None:
         sources=[str(s) for s in sources],
         # -fopenmp is what turns at::parallel_for (a header template) into an OpenMP region in
         # this library; the libgomp it links resolves to the one torch already loaded.
-        extra_cflags=["-O3", "-fopenmp"],
+        extra_cflags=["-O3", "-fopenmp", *defines],
         extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=cuda_flags,
         build_directory=str(build_dir),
@@ -88,8 +116,13 @@ def ensure_loaded(device_type: str) -> bool:
         if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
             reason = "no C++ compiler (c++/g++) on PATH"
         else:
+            # The variant cap is part of the library's name, so each cap has its own cached build
+            # (raises ConfigError on a bad value, before any build is tried).
+            cap = max_isa()
+            name = "sscl_graph_conv_cpu" + ("" if cap == ISAS[-1] else f"_max_{cap}")
+            define = f"-DSSCL_GRAPH_CONV_MAX_ISA_BUILD={ISAS.index(cap)}"
             try:
-                _load("sscl_graph_conv_cpu", [CSRC / "graph_conv_cpu.cpp"], cuda=False)
+                _load(name, [CSRC / "graph_conv_cpu.cpp"], cuda=False, defines=(define,))
                 ok = True
             except Exception as exc:  # a failed build must not make the op unusable
                 reason = f"the C++ build failed: {exc}"
@@ -127,6 +160,37 @@ def backend(device: str | torch.device = "cpu") -> str:
     return "reference"
 
 
+def cpu_isa() -> str:
+    """The instruction-set variant of the fused CPU kernel that runs now.
+
+    A fixed rule, never a timing: the highest of generic < avx2 < avx512 that the library was
+    built with, this CPU supports and `SSCL_GRAPH_CONV_MAX_ISA` allows. "none" when the fused CPU
+    kernel is not available (the op runs the einsum reference). Builds the extension on first call.
+    """
+    if not ensure_loaded("cpu"):
+        return "none"
+    cap = max_isa()  # a bad value is a ConfigError here, not a RuntimeError from the library
+    if cap not in _isa_used:  # the models ask per call: one library query per cap
+        _isa_used[cap] = torch.ops.sscl_cpu.graph_conv_isa()[0]
+    return _isa_used[cap]
+
+
+def cpu_isa_details() -> dict[str, str]:
+    """`cpu_isa()` with its inputs: {"used", "cpu", "compiled", "max_isa_env"} (for benchmarks)."""
+    if not ensure_loaded("cpu"):
+        return {"used": "none", "cpu": "unknown", "compiled": "none", "max_isa_env": max_isa()}
+    used, cpu, compiled = torch.ops.sscl_cpu.graph_conv_isa()
+    return {"used": used, "cpu": cpu, "compiled": compiled, "max_isa_env": max_isa()}
+
+
+def cpu_kernel_calls() -> dict[str, int]:
+    """Fused CPU forward + backward calls so far per variant (tests check the path taken)."""
+    if not ensure_loaded("cpu"):
+        return dict.fromkeys(ISAS, 0)
+    return dict(zip(ISAS, torch.ops.sscl_cpu.graph_conv_calls()))
+
+
 def reset_for_tests() -> None:
     """Forget which backends were loaded, so a test can exercise the fallback warning again."""
     _state.clear()
+    _isa_used.clear()

@@ -243,13 +243,42 @@ def graph_conv(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: Tensor
 
 
 CUDA_IMPL_ENV = "SSCL_GRAPH_CONV_CUDA"
+# Kernel variants measured faster than every unfused formulation (bench/README.md, both at their
+# own ISA): the portable `generic` variant is not among them (no ARM machine measured), so
+# `graph_conv_auto` runs the unfused formulation there.
+FAST_CPU_ISAS = ("avx2", "avx512")
+
+
+def graph_conv_path(device: str | torch.device = "cpu") -> str:
+    """Which implementation `graph_conv_auto` runs for tensors on `device`.
+
+    A fixed rule, never a timing taken at run time, so a resumed run computes what the killed one
+    did on the same machine and build:
+
+    - CPU: ``"fused-cpu/avx512"`` or ``"fused-cpu/avx2"`` when the fused kernel's variant for this
+      CPU (`sscl.kernels.cpu_isa`) is one of `FAST_CPU_ISAS`; otherwise (the portable variant, as
+      on ARM, or no C++ compiler) ``"mix_first"``, the unfused `graph_conv_mix_first`.
+    - CUDA: ``"mix_first"``; ``"fused-cuda"`` with ``SSCL_GRAPH_CONV_CUDA=fused``.
+    - any other device: ``"sscl-op"``, the custom op with its einsum fallback.
+
+    Builds the CPU extension on first call.
+    """
+    device_type = torch.device(device).type
+    if device_type == "cuda":
+        fused = os.environ.get(CUDA_IMPL_ENV, "").strip().lower() == "fused"
+        return "fused-cuda" if fused else "mix_first"
+    if device_type == "cpu":
+        isa = build.cpu_isa()
+        return f"fused-cpu/{isa}" if isa in FAST_CPU_ISAS else "mix_first"
+    return "sscl-op"
 
 
 def graph_conv_auto(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: Tensor) -> Tensor:
-    """The models' default: the fastest measured implementation for x's device.
+    """The models' default: the implementation `graph_conv_path(x.device)` names.
 
-    CPU (and anything but CUDA): the fused op, :func:`graph_conv` (1.4-2.7x the best unfused
-    formulation here, bench/bench_graph_conv.py). CUDA: the unfused mix-first formulation
+    CPU: the fused op, :func:`graph_conv`, where its kernel variant is measured faster than the
+    best unfused formulation (AVX2 and AVX-512; bench/bench_graph_conv.py, bench/README.md),
+    else `graph_conv_mix_first`. CUDA: the unfused mix-first formulation
     (`graph_conv_mix_first`, cuDNN + cuBLAS), because the fused CUDA kernel, correct to the
     oracle, measured 0.10-0.34x of it on an H200 and a whole AGCN training step 0.58x (fp32)
     and 0.76x (bf16) (bench/gpu_check.py, bench/README.md). Set ``SSCL_GRAPH_CONV_CUDA=fused``
@@ -258,12 +287,13 @@ def graph_conv_auto(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: T
 
     Same arguments, result and errors as :func:`graph_conv`.
     """
-    if x.is_cuda and os.environ.get(CUDA_IMPL_ENV, "").strip().lower() != "fused":
-        if torch.is_autocast_enabled("cuda"):
-            # As the fused op's autocast kernel: every argument in the autocast dtype.
-            dt = torch.get_autocast_dtype("cuda")
-            x, weight, adjacency = x.to(dt), weight.to(dt), adjacency.to(dt)
-            bias = None if bias is None else bias.to(dt)
-        check_inputs(x, weight, bias, adjacency)
-        return graph_conv_mix_first(x, weight, bias, adjacency)
-    return graph_conv(x, weight, bias, adjacency)
+    path = graph_conv_path(x.device)
+    if path != "mix_first":
+        return graph_conv(x, weight, bias, adjacency)
+    if x.is_cuda and torch.is_autocast_enabled("cuda"):
+        # As the fused op's autocast kernel: every argument in the autocast dtype.
+        dt = torch.get_autocast_dtype("cuda")
+        x, weight, adjacency = x.to(dt), weight.to(dt), adjacency.to(dt)
+        bias = None if bias is None else bias.to(dt)
+    check_inputs(x, weight, bias, adjacency)
+    return graph_conv_mix_first(x, weight, bias, adjacency)

@@ -4,12 +4,13 @@
 //
 // The unfused formulations (1x1 conv to K*C' channels, then einsum with A) write and re-read an
 // (N, K, C', T, V) intermediate, K times the output. Here one task handles a tile of Tb frames of
-// one sample: the V x V aggregation (a register-blocked loop, V padded to whole 64-byte vectors)
-// and the channel mixing (a GEMM on the cache-sized tile through ATen/BLAS) run back to back on
-// a per-thread buffer of K * C * Tb * V elements, so the K-fold tensor never exists in memory.
+// one sample: the V x V aggregation (a register-blocked loop in one copy per instruction set,
+// graph_conv_aggregate.h, V padded to whole 64-byte vectors) and the channel mixing (a GEMM on
+// the cache-sized tile through ATen/BLAS) run back to back on a per-thread buffer of
+// K * C * Tb * V elements, so the K-fold tensor never exists in memory.
 // Backward, per tile and in one pass: M = W^T grad_y (one GEMM for all k) gives grad_x (M
 // aggregated with A^T) and grad_A (x^T M_k); grad_W is grad_y (x aggregated with A)^T. Sums
-// over (n, t) go to per-thread partials, added once at the end.
+// over (n, t) go to per-group partials (fixed groups of tiles), added once at the end.
 // Threads: at::parallel_for, compiled with -fopenmp so that it is torch's OpenMP pool (honours
 // torch.set_num_threads); workers carry the caller's dispatcher state.
 // Precision: float32 and float64 natively; float16/bfloat16 are upcast to float32, computed with
@@ -20,8 +21,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 // The tile GEMMs run inside our parallel region; a BLAS that opened its own nested thread team
@@ -45,124 +49,153 @@ struct SerialBlas {
   SerialBlas& operator=(const SerialBlas&) = delete;
 };
 
-// Vectorised clones of the hot loop for AVX-512 / AVX2 machines, picked at load time, so the
-// build stays portable (no -march=native) and still uses the wide registers.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SSCL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// ---- Instruction-set variants of the aggregation kernel ----------------------------------------
+// Each variant is graph_conv_aggregate.h compiled for one instruction set with its own vector
+// width and register blocking: `generic` (16-byte vectors, the build's own target: SSE2 on
+// x86-64, NEON on aarch64), `avx2` (x86-64-v3: AVX2 + FMA, 32-byte vectors, 16 registers) and
+// `avx512` (x86-64-v4, 64-byte vectors, 32 registers). The x86 variants carry target attributes,
+// so the build needs no -march flag and a -march=haswell build still holds the AVX-512 copy.
+// SSCL_GRAPH_CONV_MAX_ISA_BUILD (set by build.py from SSCL_GRAPH_CONV_MAX_ISA) leaves out the
+// variants above it. Which variant runs is a fixed rule, never a timing: the highest one that
+// is compiled, supported by this CPU and allowed by SSCL_GRAPH_CONV_MAX_ISA at call time.
+enum Isa : int { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+constexpr const char* kIsaNames[] = {"generic", "avx2", "avx512"};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SSCL_X86 1
 #else
-#define SSCL_CLONES
+#define SSCL_X86 0
 #endif
 
-// One 64-byte vector (GCC/Clang vector extension; lowered to 2 or 4 registers on narrower ISAs).
-template <typename T>
-struct Vec {
-  typedef T type __attribute__((vector_size(64)));
-  static constexpr int lanes = 64 / sizeof(T);
-};
+#ifndef SSCL_GRAPH_CONV_MAX_ISA_BUILD
+#define SSCL_GRAPH_CONV_MAX_ISA_BUILD 2
+#endif
+#if SSCL_X86
+constexpr int kCompiledIsa = SSCL_GRAPH_CONV_MAX_ISA_BUILD;
+#else
+constexpr int kCompiledIsa = kGeneric;
+#endif
 
-// A strided set of rows, row (a, i) at ptr + a * so + i * si, for a < n_outer, i < n_inner.
+namespace isa_generic {
+#define SSCL_ISA_TARGET
+#define SSCL_ISA_VBYTES 16
+#if defined(__aarch64__)
+#define SSCL_ISA_NREGS 32
+#else
+#define SSCL_ISA_NREGS 16
+#endif
+#include "graph_conv_aggregate.h"
+#undef SSCL_ISA_TARGET
+#undef SSCL_ISA_VBYTES
+#undef SSCL_ISA_NREGS
+}  // namespace isa_generic
+
+#if SSCL_X86 && SSCL_GRAPH_CONV_MAX_ISA_BUILD >= 1
+namespace isa_avx2 {
+#define SSCL_ISA_TARGET __attribute__((target("arch=x86-64-v3")))
+#define SSCL_ISA_VBYTES 32
+#define SSCL_ISA_NREGS 16
+#include "graph_conv_aggregate.h"
+#undef SSCL_ISA_TARGET
+#undef SSCL_ISA_VBYTES
+#undef SSCL_ISA_NREGS
+}  // namespace isa_avx2
+#endif
+
+#if SSCL_X86 && SSCL_GRAPH_CONV_MAX_ISA_BUILD >= 2
+namespace isa_avx512 {
+#define SSCL_ISA_TARGET __attribute__((target("arch=x86-64-v4")))
+#define SSCL_ISA_VBYTES 64
+#define SSCL_ISA_NREGS 32
+#include "graph_conv_aggregate.h"
+#undef SSCL_ISA_TARGET
+#undef SSCL_ISA_VBYTES
+#undef SSCL_ISA_NREGS
+}  // namespace isa_avx512
+#endif
+
+// The highest variant this CPU runs (x86-64-v3: AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE;
+// x86-64-v4: v3 plus AVX-512 F/BW/CD/DQ/VL).
+int cpu_isa() {
+#if SSCL_X86
+  static const int isa = [] {
+    __builtin_cpu_init();
+#if !defined(__clang__) && __GNUC__ >= 12
+    const bool v3 = __builtin_cpu_supports("x86-64-v3");
+    const bool v4 = __builtin_cpu_supports("x86-64-v4");
+#else
+    const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+    const bool v4 = v3 && __builtin_cpu_supports("avx512f") &&
+                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512cd") &&
+                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+    return v4 ? kAvx512 : (v3 ? kAvx2 : kGeneric);
+  }();
+  return isa;
+#else
+  return kGeneric;
+#endif
+}
+
+// SSCL_GRAPH_CONV_MAX_ISA at call time: "avx512" (or unset: no limit), "avx2", "generic".
+int env_max_isa() {
+  const char* env = std::getenv("SSCL_GRAPH_CONV_MAX_ISA");
+  if (env == nullptr || *env == '\0') return kAvx512;
+  for (int i = 0; i < 3; ++i) {
+    const char* a = env;
+    const char* b = kIsaNames[i];
+    while (*a != '\0' && std::tolower(static_cast<unsigned char>(*a)) == *b) ++a, ++b;
+    if (*a == '\0' && *b == '\0') return i;  // case-insensitive, as build.py reads it
+  }
+  TORCH_CHECK(false, "SSCL_GRAPH_CONV_MAX_ISA=", env,
+              " is not one of generic, avx2, avx512: set one of them or unset it");
+  return kGeneric;  // not reached
+}
+
+int active_isa() { return std::min({cpu_isa(), kCompiledIsa, env_max_isa()}); }
+
+// Calls of the forward and backward kernels per variant (read by tests to see the path taken).
+std::atomic<int64_t> g_calls[3];
+
+template <typename T>
+using AggregateFn = void (*)(const T*, int64_t, int64_t, T*, int64_t, int64_t, int64_t, int64_t,
+                             int64_t, int64_t, const T*, bool);
+
+template <typename T>
+AggregateFn<T> aggregate_for(int isa) {
+  g_calls[isa].fetch_add(1, std::memory_order_relaxed);
+  switch (isa) {
+#if SSCL_X86 && SSCL_GRAPH_CONV_MAX_ISA_BUILD >= 2
+    case kAvx512: return &isa_avx512::aggregate<T>;
+#endif
+#if SSCL_X86 && SSCL_GRAPH_CONV_MAX_ISA_BUILD >= 1
+    case kAvx2: return &isa_avx2::aggregate<T>;
+#endif
+    default: return &isa_generic::aggregate<T>;
+  }
+}
+
+// A strided set of rows, row (a, i) at ptr + a * so + i * si.
 template <typename T>
 struct Rows {
   T* ptr;
   int64_t so, si;
 };
 
-template <typename T>
-inline typename Vec<T>::type load(const T* p) {
-  typename Vec<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-// Writes (or adds) the first V lanes of vector j of a row to o[j * lanes ...]: a whole-vector
-// store while it fits in V, lane by lane for the tail. Takes the vector by value so that the
-// caller's accumulators are never address-taken (they would be spilled to the stack).
-template <typename T>
-inline void store_part(T* o, typename Vec<T>::type acc, int j, int64_t V, bool accumulate) {
-  constexpr int L = Vec<T>::lanes;
-  if ((j + 1) * L <= V) {
-    if (accumulate) acc += load<T>(o + j * L);
-    std::memcpy(o + j * L, &acc, sizeof(acc));
-  } else {
-    for (int64_t w = j * L; w < V; ++w) o[w] = accumulate ? o[w] + acc[w - j * L] : acc[w - j * L];
-  }
-}
-
-// out[r, :V] (+)= sum_v in[r, v] * B[v, :], B is V x (NV * lanes) row-major, zero-padded beyond
-// V. RB rows share each row of B; the RB x NV accumulator vectors stay in registers.
-template <typename T, int NV>
-SSCL_CLONES void aggregate_fixed(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner,
-                                 int64_t V, const T* B, bool accumulate) {
-  using vec = typename Vec<T>::type;
-  constexpr int L = Vec<T>::lanes;
-  constexpr int VP = NV * L;
-  constexpr int RB = NV == 1 ? 8 : 4;
-  for (int64_t a = 0; a < n_outer; ++a) {
-    const T* in_a = in.ptr + a * in.so;
-    T* out_a = out.ptr + a * out.so;
-    int64_t i = 0;
-    for (; i + RB <= n_inner; i += RB) {
-      vec acc[RB][NV];
-      for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < NV; ++j) acc[r][j] = vec{};
-      for (int64_t v = 0; v < V; ++v) {
-        for (int j = 0; j < NV; ++j) {
-          const vec b = load<T>(B + v * VP + j * L);
-          for (int r = 0; r < RB; ++r) acc[r][j] += in_a[(i + r) * in.si + v] * b;
-        }
-      }
-      for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < NV; ++j) store_part<T>(out_a + (i + r) * out.si, acc[r][j], j, V, accumulate);
-    }
-    for (; i < n_inner; ++i) {
-      vec acc[NV];
-      for (int j = 0; j < NV; ++j) acc[j] = vec{};
-      for (int64_t v = 0; v < V; ++v) {
-        const T s = in_a[i * in.si + v];
-        for (int j = 0; j < NV; ++j) acc[j] += s * load<T>(B + v * VP + j * L);
-      }
-      for (int j = 0; j < NV; ++j) store_part<T>(out_a + i * out.si, acc[j], j, V, accumulate);
-    }
-  }
-}
-
-// Same contract for any padded width (large graphs); slower, but V > 4 vectors is rare.
-template <typename T>
-void aggregate_any(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner, int64_t V,
-                   int64_t VP, const T* B, bool accumulate) {
-  std::vector<T> acc(VP);
-  for (int64_t a = 0; a < n_outer; ++a) {
-    for (int64_t i = 0; i < n_inner; ++i) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      const T* x = in.ptr + a * in.so + i * in.si;
-      for (int64_t v = 0; v < V; ++v) {
-        const T* b = B + v * VP;
-        const T s = x[v];
-        for (int64_t w = 0; w < VP; ++w) acc[w] += s * b[w];
-      }
-      T* o = out.ptr + a * out.so + i * out.si;
-      for (int64_t w = 0; w < V; ++w) o[w] = accumulate ? o[w] + acc[w] : acc[w];
-    }
-  }
-}
-
-// Padded row width of the graph: whole 64-byte vectors.
+// Padded row width of the graph: whole 64-byte vectors (so whole vectors of every variant).
 template <typename T>
 int64_t padded(int64_t V) {
-  constexpr int L = Vec<T>::lanes;
+  constexpr int64_t L = 64 / sizeof(T);
   return (V + L - 1) / L * L;
 }
 
+// out[(a, i), :V] (+)= in[(a, i), :V] @ B for a < n_outer, i < n_inner (B: V x padded(V)).
 template <typename T>
-void aggregate(Rows<const T> in, Rows<T> out, int64_t n_outer, int64_t n_inner, int64_t V,
-               const T* B, bool accumulate) {
-  switch (padded<T>(V) / Vec<T>::lanes) {
-    case 1: return aggregate_fixed<T, 1>(in, out, n_outer, n_inner, V, B, accumulate);
-    case 2: return aggregate_fixed<T, 2>(in, out, n_outer, n_inner, V, B, accumulate);
-    case 3: return aggregate_fixed<T, 3>(in, out, n_outer, n_inner, V, B, accumulate);
-    case 4: return aggregate_fixed<T, 4>(in, out, n_outer, n_inner, V, B, accumulate);
-    default: return aggregate_any<T>(in, out, n_outer, n_inner, V, padded<T>(V), B, accumulate);
-  }
+inline void aggregate(AggregateFn<T> fn, Rows<const T> in, Rows<T> out, int64_t n_outer,
+                      int64_t n_inner, int64_t V, const T* B, bool accumulate) {
+  fn(in.ptr, in.so, in.si, out.ptr, out.so, out.si, n_outer, n_inner, V, padded<T>(V), B,
+     accumulate);
 }
 
 // (..., V, V) -> (..., V, VP) zero-padded copy, optionally transposing each V x V matrix.
@@ -241,6 +274,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
   const int64_t n_tb = (T_ + Tb - 1) / Tb;
   const int64_t TV = T_ * V;
 
+  const AggregateFn<T> agg = aggregate_for<T>(active_isa());
   const at::Tensor Ap = pad_graph(A, false);
   const T* Ap_ptr = Ap.data_ptr<T>();
   // aggregate-first mixes with W as (C', K*C); mix-first with W as (K*C', C).
@@ -253,19 +287,23 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
   // OpenMP workers do not inherit the caller's dispatcher state (autograd already handled above
   // this kernel): carry it over so the tile GEMMs dispatch like a call from this thread.
   const at::ThreadLocalState tls;
-  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+  // Tiles are handed out one at a time (each writes only its own output), so a thread that is
+  // descheduled on a busy machine holds back one tile, not a fixed share of them.
+  const int64_t n_tiles = N * n_tb;
+  std::atomic<int64_t> next_tile{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), n_tiles), 1, [&](int64_t, int64_t) {
     const at::ThreadLocalStateGuard tls_guard(tls);
     const SerialBlas serial_blas;
     at::Tensor buf = at::empty({K * std::max(C, O) * Tb * V}, x.options());
     T* buf_ptr = buf.data_ptr<T>();
-    for (int64_t tile = begin; tile < end; ++tile) {
+    for (int64_t tile; (tile = next_tile.fetch_add(1, std::memory_order_relaxed)) < n_tiles;) {
       const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
       const int64_t cols = tb * V;
       const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
       const T* A_n = Ap_ptr + (per_sample ? n * K * V * VP : 0);
       if (aggregate_first) {
         for (int64_t k = 0; k < K; ++k) {
-          aggregate<T>({x_ptr + x_off, TV, V}, {buf_ptr + k * C * cols, cols, V}, C, tb, V,
+          aggregate<T>(agg, {x_ptr + x_off, TV, V}, {buf_ptr + k * C * cols, cols, V}, C, tb, V,
                        A_n + k * V * VP, false);
         }
         at::Tensor y_tile = mat(y, y_off, O, cols, TV);
@@ -275,7 +313,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
         at::Tensor z = mat(buf, 0, K * O, cols, cols);
         at::mm_out(z, Wmix, mat(x, x_off, C, cols, TV));
         for (int64_t k = 0; k < K; ++k) {
-          aggregate<T>({buf_ptr + k * O * cols, cols, V}, {y_ptr + y_off, TV, V}, O, tb, V,
+          aggregate<T>(agg, {buf_ptr + k * O * cols, cols, V}, {y_ptr + y_off, TV, V}, O, tb, V,
                        A_n + k * V * VP, k > 0);
         }
       }
@@ -321,6 +359,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
   const int64_t TV = T_ * V;
   const int64_t n_threads = at::get_num_threads();
 
+  const AggregateFn<T> agg = aggregate_for<T>(active_isa());
   const at::Tensor Ap = pad_graph(A, false);   // for x (x) A, feeding grad_W
   const at::Tensor ApT = pad_graph(A, true);   // for M (x) A^T, giving grad_x
   const T* Ap_ptr = Ap.data_ptr<T>();
@@ -331,15 +370,26 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
   const T* gy_ptr = gy.data_ptr<T>();
   T* gx_ptr = need_x ? gx.data_ptr<T>() : nullptr;
 
-  // Per-thread partial sums of the reductions over (n, t), summed once at the end.
-  at::Tensor gw_part = need_w ? at::zeros({n_threads, O, K * C}, x.options()) : at::Tensor();
-  at::Tensor ga_part = need_a ? at::zeros({n_threads, A.numel()}, x.options()) : at::Tensor();
-  at::Tensor gb_part = need_b ? at::zeros({n_threads, O}, x.options()) : at::Tensor();
+  // The tiles form fixed groups of consecutive tiles, handed out one group at a time (as in
+  // forward_impl, for busy machines). Each group sums its reductions over (n, t) into its own
+  // partial, and the partials are added in group order at the end: the split depends on the
+  // shape and the thread count only, so the gradients are the same on every run. About four
+  // groups per thread, fewer where the grad_W partials would pass 16 MiB.
+  const int64_t n_tiles = N * n_tb;
+  const int64_t part_bytes = static_cast<int64_t>(sizeof(T)) * (O * K * C + A.numel() + O);
+  const int64_t max_groups =
+      std::max<int64_t>(n_threads, (int64_t{16} << 20) / std::max<int64_t>(1, part_bytes));
+  const int64_t want_groups = std::min(4 * n_threads, max_groups);
+  const int64_t per_group = (n_tiles + want_groups - 1) / want_groups;
+  const int64_t n_groups = (n_tiles + per_group - 1) / per_group;
+  at::Tensor gw_part = need_w ? at::zeros({n_groups, O, K * C}, x.options()) : at::Tensor();
+  at::Tensor ga_part = need_a ? at::zeros({n_groups, A.numel()}, x.options()) : at::Tensor();
+  at::Tensor gb_part = need_b ? at::zeros({n_groups, O}, x.options()) : at::Tensor();
 
   const at::ThreadLocalState tls;  // see forward_impl
-  at::parallel_for(0, N * n_tb, 1, [&](int64_t begin, int64_t end) {
+  std::atomic<int64_t> next_group{0};
+  at::parallel_for(0, std::min(n_threads, n_groups), 1, [&](int64_t, int64_t) {
     const at::ThreadLocalStateGuard tls_guard(tls);
-    const int64_t tid = at::get_thread_num();
     const SerialBlas serial_blas;
     at::Tensor m_buf = at::empty({K * C * Tb * V}, x.options());
     at::Tensor xa_buf = at::empty({K * C * Tb * V}, x.options());
@@ -347,52 +397,55 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
     T* m_ptr = m_buf.data_ptr<T>();
     T* xa_ptr = xa_buf.data_ptr<T>();
     T* xc_ptr = xc_buf.data_ptr<T>();
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
-      const int64_t cols = tb * V;
-      const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
-      const int64_t a_off = per_sample ? n * K * V * VP : 0;
-      at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
-      if (need_x || need_a) {
-        at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
-        at::mm_out(m, Wt, gy_tile);
-        if (need_x) {
+    for (int64_t group; (group = next_group.fetch_add(1, std::memory_order_relaxed)) < n_groups;) {
+      const int64_t first = group * per_group, last = std::min(n_tiles, first + per_group);
+      for (int64_t tile = first; tile < last; ++tile) {
+        const int64_t n = tile / n_tb, t0 = (tile % n_tb) * Tb, tb = std::min(Tb, T_ - t0);
+        const int64_t cols = tb * V;
+        const int64_t x_off = n * C * TV + t0 * V, y_off = n * O * TV + t0 * V;
+        const int64_t a_off = per_sample ? n * K * V * VP : 0;
+        at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
+        if (need_x || need_a) {
+          at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
+          at::mm_out(m, Wt, gy_tile);
+          if (need_x) {
+            for (int64_t k = 0; k < K; ++k) {
+              aggregate<T>(agg, {m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
+                           ApT_ptr + a_off + k * V * VP, k > 0);
+            }
+          }
+          if (need_a) {
+            // grad_A[k] += x_tile^T M_k over the C * tb rows (v, w): a V x V GEMM with a long
+            // inner dimension, on a contiguous copy of the x tile.
+            for (int64_t c = 0; c < C; ++c) {
+              std::memcpy(xc_ptr + c * cols, x_ptr + x_off + c * TV, sizeof(T) * cols);
+            }
+            at::Tensor xc = mat(xc_buf, 0, C * tb, V, V);
+            at::Tensor ga_t = ga_part[group];
+            for (int64_t k = 0; k < K; ++k) {
+              const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
+              at::Tensor acc = mat(ga_t, g_off, V, V, V);
+              acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
+            }
+          }
+        }
+        if (need_w) {
+          const T* A_n = Ap_ptr + a_off;
           for (int64_t k = 0; k < K; ++k) {
-            aggregate<T>({m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
-                         ApT_ptr + a_off + k * V * VP, k > 0);
+            aggregate<T>(agg, {x_ptr + x_off, TV, V}, {xa_ptr + k * C * cols, cols, V}, C, tb, V,
+                         A_n + k * V * VP, false);
           }
+          at::Tensor acc = gw_part[group];
+          acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
         }
-        if (need_a) {
-          // grad_A[k] += x_tile^T M_k over the C * tb rows (v, w): a V x V GEMM with a long
-          // inner dimension, on a contiguous copy of the x tile.
-          for (int64_t c = 0; c < C; ++c) {
-            std::memcpy(xc_ptr + c * cols, x_ptr + x_off + c * TV, sizeof(T) * cols);
+        if (need_b) {
+          T* gb_t = gb_part.data_ptr<T>() + group * O;
+          for (int64_t o = 0; o < O; ++o) {
+            const T* row = gy_ptr + y_off + o * TV;
+            T s = T(0);
+            for (int64_t j = 0; j < cols; ++j) s += row[j];
+            gb_t[o] += s;
           }
-          at::Tensor xc = mat(xc_buf, 0, C * tb, V, V);
-          at::Tensor ga_t = ga_part[tid];
-          for (int64_t k = 0; k < K; ++k) {
-            const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
-            at::Tensor acc = mat(ga_t, g_off, V, V, V);
-            acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
-          }
-        }
-      }
-      if (need_w) {
-        const T* A_n = Ap_ptr + a_off;
-        for (int64_t k = 0; k < K; ++k) {
-          aggregate<T>({x_ptr + x_off, TV, V}, {xa_ptr + k * C * cols, cols, V}, C, tb, V,
-                       A_n + k * V * VP, false);
-        }
-        at::Tensor acc = gw_part[tid];
-        acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
-      }
-      if (need_b) {
-        T* gb_t = gb_part.data_ptr<T>() + tid * O;
-        for (int64_t o = 0; o < O; ++o) {
-          const T* row = gy_ptr + y_off + o * TV;
-          T s = T(0);
-          for (int64_t j = 0; j < cols; ++j) s += row[j];
-          gb_t[o] += s;
         }
       }
     }
@@ -433,9 +486,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_bwd(
   return {gx.to(out_t), gw.to(out_t), gb.to(out_t), ga.to(out_t)};
 }
 
+// [variant in use, this CPU's highest variant, highest variant compiled in]
+std::vector<std::string> graph_conv_isa() {
+  return {kIsaNames[active_isa()], kIsaNames[cpu_isa()], kIsaNames[kCompiledIsa]};
+}
+
+// Forward and backward calls so far per variant: [generic, avx2, avx512].
+std::vector<int64_t> graph_conv_calls() {
+  return {g_calls[0].load(), g_calls[1].load(), g_calls[2].load()};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sscl_cpu, m) {
+  m.def("graph_conv_isa() -> str[]", &graph_conv_isa);
+  m.def("graph_conv_calls() -> int[]", &graph_conv_calls);
   m.def("graph_conv_fwd(Tensor x, Tensor weight, Tensor? bias, Tensor adjacency) -> Tensor");
   m.def(
       "graph_conv_bwd(Tensor grad_y, Tensor x, Tensor weight, Tensor adjacency, bool need_x, "
@@ -446,3 +511,4 @@ TORCH_LIBRARY_IMPL(sscl_cpu, CPU, m) {
   m.impl("graph_conv_fwd", &graph_conv_fwd);
   m.impl("graph_conv_bwd", &graph_conv_bwd);
 }
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -279,7 +280,62 @@ def test_cuda_parity(per_sample):
         assert graph_conv(*args).dtype == torch.bfloat16
 
 
-def test_graph_conv_auto_is_the_fused_op_on_cpu_and_mix_first_agrees():
+def _isa_from_cpuinfo() -> str | None:
+    """This CPU's kernel variant read from /proc/cpuinfo, independently of the library's own
+    detection (x86-64-v3 / -v4 feature sets); None where it cannot be read."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "generic"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    lines = [ln for ln in text.splitlines() if ln.startswith("flags")]
+    if not lines:
+        return None
+    flags = set(lines[0].split(":", 1)[1].split())
+    v3 = {"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm", "xsave"} <= flags
+    v4 = v3 and {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
+    return "avx512" if v4 else ("avx2" if v3 else "generic")
+
+
+def _expected_isa() -> str:
+    """The variant the rule must pick here: this CPU's, capped by SSCL_GRAPH_CONV_MAX_ISA."""
+    found = _isa_from_cpuinfo()
+    if found is None:
+        pytest.skip("cannot read this CPU's features (/proc/cpuinfo) to know the expected variant")
+    return build.ISAS[min(build.ISAS.index(found), build.ISAS.index(build.max_isa()))]
+
+
+def _needs_fused_cpu() -> None:
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler on PATH: the fallback is expected here")
+    assert backend("cpu") == "fused-cpu", "the fused CPU kernel did not build/load"
+
+
+def test_graph_conv_auto_runs_the_fused_kernel_variant_of_this_cpu():
+    """The models' default on the CPU: the fused C++ kernel, in the variant this CPU's features
+    call for, must actually run (its call counter moves), forward and backward."""
+    from sscl.kernels import cpu_isa, graph_conv_auto, graph_conv_path
+
+    _needs_fused_cpu()
+    isa = _expected_isa()
+    assert cpu_isa() == isa
+    fast = isa in ("avx2", "avx512")
+    assert graph_conv_path("cpu") == (f"fused-cpu/{isa}" if fast else "mix_first")
+    args = make_inputs(2, 5, 7, 9, 25, seed=29)
+    before = build.cpu_kernel_calls()
+    y, grads, gy = fwd_bwd(graph_conv_auto, args)
+    after = build.cpu_kernel_calls()
+    ran = {k: after[k] - before[k] for k in after}
+    # forward and backward, both in this CPU's variant; none when the unfused path is the rule
+    assert ran == {k: (2 if fast and k == isa else 0) for k in build.ISAS}
+    y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+    assert rel_err(y, y_ref) <= 1e-5
+    for g, g_ref in zip(grads, grads_ref):
+        assert rel_err(g, g_ref) <= 1e-5
+
+
+def test_mix_first_and_auto_agree_with_the_oracle():
     from sscl.kernels import graph_conv_auto, graph_conv_mix_first
 
     g = torch.Generator().manual_seed(3)
@@ -292,6 +348,80 @@ def test_graph_conv_auto_is_the_fused_op_on_cpu_and_mix_first_agrees():
         torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
     with pytest.raises(GraphConvInputError):
         graph_conv_auto(x, w[:, :, :3], b, a)
+
+
+def test_portable_variant_sends_graph_conv_auto_to_the_unfused_formulation(monkeypatch):
+    from sscl.kernels import cpu_isa, graph_conv_auto, graph_conv_path
+
+    _needs_fused_cpu()
+    monkeypatch.setenv(build.MAX_ISA_ENV, "generic")
+    assert cpu_isa() == "generic"
+    assert graph_conv_path("cpu") == "mix_first"
+    args = make_inputs(1, 4, 6, 5, 25, seed=31)
+    before = build.cpu_kernel_calls()
+    y = graph_conv_auto(*args)
+    assert build.cpu_kernel_calls() == before  # no fused call
+    assert rel_err(y, graph_conv_ref(*ref64(args))) <= 1e-5
+
+
+def test_graph_conv_path_on_cuda_is_mix_first_unless_fused_is_asked_for(monkeypatch):
+    from sscl.kernels import graph_conv_path
+
+    monkeypatch.delenv("SSCL_GRAPH_CONV_CUDA", raising=False)
+    assert graph_conv_path("cuda") == "mix_first"
+    monkeypatch.setenv("SSCL_GRAPH_CONV_CUDA", "fused")
+    assert graph_conv_path("cuda:0") == "fused-cuda"
+    assert graph_conv_path("meta") == "sscl-op"
+
+
+def test_bad_max_isa_is_a_config_error(monkeypatch):
+    from sscl.errors import ConfigError
+    from sscl.kernels import cpu_isa
+
+    _needs_fused_cpu()
+    monkeypatch.setenv(build.MAX_ISA_ENV, "sse9")
+    with pytest.raises(ConfigError, match="SSCL_GRAPH_CONV_MAX_ISA='sse9' is not a kernel"):
+        cpu_isa()
+    with pytest.raises(RuntimeError, match="SSCL_GRAPH_CONV_MAX_ISA=sse9 is not one of"):
+        torch.ops.sscl_cpu.graph_conv_fwd(*make_inputs(1, 2, 2, 3, 5))
+
+
+TILE_CASES = [
+    # n, c, o, t, v, k, per_sample, dtype, tile_t: tiles of the frame axis
+    (2, 6, 10, 13, 25, 3, False, torch.float32, 4),   # aggregate-first, tiles 4+4+4+1
+    (1, 12, 5, 11, 25, 3, True, torch.float32, 3),    # mix-first, tiles 3+3+3+2
+    (1, 64, 64, 41, 25, 3, False, torch.float32, 0),  # own tiling: 14+14+13 frames
+    (1, 5, 7, 9, 70, 2, True, torch.float32, 4),      # wide graph: several column blocks
+    (2, 5, 4, 7, 40, 2, False, torch.float64, 3),     # float64, 3 vectors of 64 bytes
+    (1, 3, 5, 10, 17, 3, True, torch.float64, 4),
+]
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "n{}c{}o{}t{}v{}k{}{}-{}-tile{}".format(
+    *c[:6], "-ps" if c[6] else "", str(c[7]).removeprefix("torch."), c[8] or "own"))
+def test_parity_over_tiles_and_remainders_per_variant(monkeypatch, isa, case):
+    """Several frame tiles, a shorter last tile, row and column remainders of the register
+    blocks, in every kernel variant this machine runs (SSCL_GRAPH_CONV_MAX_ISA picks it)."""
+    _needs_fused_cpu()
+    if build.ISAS.index(isa) > build.ISAS.index(_expected_isa()):
+        pytest.skip(f"the {isa} variant is above this machine's {_expected_isa()} (CPU features, "
+                    f"capped by {build.MAX_ISA_ENV})")
+    n, c, o, t, v, k, per_sample, dtype, tile_t = case
+    monkeypatch.setenv(build.MAX_ISA_ENV, isa)
+    if tile_t:
+        monkeypatch.setenv("SSCL_GRAPH_CONV_TILE_T", str(tile_t))
+    else:
+        monkeypatch.delenv("SSCL_GRAPH_CONV_TILE_T", raising=False)
+    args = make_inputs(n, c, o, t, v, k, per_sample=per_sample, dtype=dtype, seed=t + v)
+    before = build.cpu_kernel_calls()[isa]
+    y, grads, gy = fwd_bwd(graph_conv, args)
+    assert build.cpu_kernel_calls()[isa] - before == 2  # forward and backward in this variant
+    y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert rel_err(y, y_ref) <= tol
+    for name, g, g_ref in zip(("x", "weight", "bias", "adjacency"), grads, grads_ref):
+        assert rel_err(g, g_ref) <= tol, name
 
 
 @pytest.mark.gpu
