@@ -69,3 +69,18 @@ def test_a_yaml_file_is_a_config(tmp_path):
     p.write_text("run:\n  name: mine\noptim:\n  lr: 0.3\n")
     cfg = config_mod.resolve(str(p), ["optim.epochs=3"])
     assert (cfg.run.name, cfg.optim.lr, cfg.optim.epochs) == ("mine", 0.3, 3)
+
+
+def test_learning_rate_schedules():
+    from sscl.config import OptimConfig
+    from sscl.engine import lr_at
+
+    warm = OptimConfig(lr=0.1, warmup_epochs=1, schedule="step", milestones=(2.0, 3.0), gamma=0.1)
+    # 10 steps an epoch: linear warm-up over the first 10 steps, then x0.1 at epochs 2 and 3.
+    assert [round(lr_at(warm, s, 10, 50), 6) for s in (0, 4, 9, 10, 19, 20, 29, 30, 49)] == [
+        0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    cos = OptimConfig(lr=0.2, schedule="cosine")
+    assert lr_at(cos, 0, 10, 100) == 0.2
+    assert abs(lr_at(cos, 50, 10, 100) - 0.1) < 1e-12
+    assert lr_at(cos, 100, 10, 100) == 0.0
+    assert lr_at(OptimConfig(lr=0.3, schedule="constant"), 77, 10, 100) == 0.3

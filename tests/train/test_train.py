@@ -73,14 +73,17 @@ def test_no_sscl_module_shadows_the_standard_library():
 
 def test_pretrain_writes_a_run_directory_and_refuses_to_overwrite(tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    r = run_train(tiny_args(tiny_corpus, "--run-dir", str(run)), cwd=tmp_path)
+    # Gradient accumulation over 2 micro-batches and clipping on: 7 batches an epoch make
+    # 4 optimizer steps (the last one a single micro-batch), 12 in 3 epochs.
+    r = run_train(tiny_args(tiny_corpus, "--run-dir", str(run), "--set", "optim.accumulate=2",
+                            "--set", "optim.clip_norm=1.0"), cwd=tmp_path)
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("final: pretrain step ")
     assert (run / "config.yaml").is_file() and (run / "train.log").is_file()
     assert (run / "pretrain" / "encoder.safetensors").is_file()
     assert any((run / "pretrain" / "events").iterdir())
     state = json.loads((run / "pretrain" / "done.json").read_text())
-    assert state["step"] > 0
+    assert state["step"] == 12
     log = (run / "train.log").read_text()
     assert "torch thread(s)" in log and "precision fp32" in log
     again = run_train(tiny_args(tiny_corpus, "--run-dir", str(run)), cwd=tmp_path, check=False)
