@@ -41,7 +41,7 @@ log = logging.getLogger("sscl")
 RESUME_FIXED = ("model", "pretrain")
 # Loader fields that change samples or their order (the rest: workers, prefetch, memory only).
 LOADER_FIXED = ("batch_size", "raw_length", "window_mode", "dense_stride", "augment",
-                "extreme", "strong_key", "locality", "shuffle", "normalize")
+                "extreme", "strong_key", "locality", "shuffle", "normalize", "nonfinite")
 
 
 @dataclass
@@ -164,19 +164,27 @@ def save_checkpoint(acc, rd: RunDir, cfg: Config, model, optimizer, state: Train
     if acc.is_main_process:
         ckpt.begin(rd.checkpoints, state.step)
     acc.wait_for_everyone()
-    ckpt.write_rank_files(tmp, acc.process_index)
+    try:
+        ckpt.write_rank_files(tmp, acc.process_index)
+    except Exception:
+        ckpt.discard(tmp)
+        raise
     acc.wait_for_everyone()
     final = ckpt.step_dir(rd.checkpoints, state.step)
     if acc.is_main_process:
         scaler = getattr(acc, "scaler", None)
-        ckpt.write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
-            "step": state.step, "epoch": state.epoch, "position": state.position,
-            "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "world_size": acc.num_processes, "config": config_mod.to_dict(cfg),
-            "code_version": code_version(),
-        })
-        ckpt.commit(tmp, final, cfg.run.keep_last)
+        try:
+            ckpt.write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
+                "step": state.step, "epoch": state.epoch, "position": state.position,
+                "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "world_size": acc.num_processes, "config": config_mod.to_dict(cfg),
+                "code_version": code_version(),
+            })
+            ckpt.commit(tmp, final, cfg.run.keep_last)
+        except Exception:
+            ckpt.discard(tmp)  # a full disk: leave no half-written checkpoint behind
+            raise
     acc.wait_for_everyone()
     return final
 
@@ -186,17 +194,21 @@ def restore(acc, model, optimizer, loaded: ckpt.Checkpoint, state: TrainState) -
         acc.unwrap_model(model).load_state_dict(loaded.model, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {loaded.path} holds another model: {e}") from None
-    if loaded.optimizer is not None:
-        optimizer.load_state_dict(loaded.optimizer)
     s = loaded.state
     scaler = getattr(acc, "scaler", None)
-    if scaler is not None and s.get("scaler"):
-        scaler.load_state_dict(s["scaler"])
+    try:  # the optimizer, scaler and generator states are data from files: check by use
+        if loaded.optimizer is not None:
+            optimizer.load_state_dict(loaded.optimizer)
+        if scaler is not None and s.get("scaler"):
+            scaler.load_state_dict(s["scaler"])
+        if loaded.rng is not None:
+            ckpt.set_rng_state(*loaded.rng)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {loaded.path}: its optimizer, scaler or generator "
+                              f"state does not fit this run: {type(e).__name__}: {e}") from None
     state.step, state.epoch, state.position = s["step"], s["epoch"], s["position"]
     state.skipped, state.last_loss = s["skipped"], s["last_loss"]
     state.knn = s.get("knn", {})
-    if loaded.rng is not None:
-        ckpt.set_rng_state(*loaded.rng)
 
 
 @dataclass
@@ -256,6 +268,7 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
         else:
             loaded = ckpt.load(Path(resume), acc.process_index)
         if loaded is not None:
+            ckpt.check_state(loaded.state, loaded.path, ckpt.TRAINING_KEYS)
             check_resumable(cfg, loaded.state, world, loaded.path, job.fixed)
     if acc.is_main_process:
         import shutil
@@ -377,7 +390,7 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
             if _broadcast_flag(bool(due), device) and state.step < total:
                 save_checkpoint(acc, rd, cfg, model, optimizer, state)
                 last_ckpt = time.monotonic()
-            _kill_hook(state.step)
+            _kill_hook(state.step, acc.process_index)
     bar.close()
     run_monitor()
     state.final_checkpoint = save_checkpoint(acc, rd, cfg, model, optimizer, state)
@@ -389,11 +402,17 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
     return state
 
 
-def _kill_hook(step: int) -> None:
-    """``SSCL_KILL_AT_STEP=S``: SIGKILL this process right after step S (tests of resume)."""
+def _kill_hook(step: int, rank: int = 0) -> None:
+    """``SSCL_KILL_AT_STEP=S``: SIGKILL this process right after step S (tests of resume);
+    with ``SSCL_KILL_RANK=R`` only rank R dies (tests of a dead rank)."""
     import os
     import signal
 
     at = os.environ.get("SSCL_KILL_AT_STEP")
-    if at is not None and int(at) == step:
+    only = os.environ.get("SSCL_KILL_RANK")
+    if at is not None and int(at) == step and (only is None or int(only) == rank):
+        import sys
+
+        print(f"\nSSCL_KILL_AT_STEP: killing rank {rank} after step {step}", file=sys.stderr,
+              flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

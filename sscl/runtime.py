@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import socket
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +92,70 @@ def make_accelerator(cfg: Config):
     ]
     acc = Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=handlers,
                       step_scheduler_with_optimizer=False)
+    _record_peers(acc.device, cfg.run.dist_timeout_s)
     return acc, precision
+
+
+# Each rank's (pid, host hash), gathered at start: a survivor can then name a dead peer.
+_peers: dict = {}
+
+
+def _host_hash() -> int:
+    return zlib.crc32(socket.gethostname().encode())
+
+
+def _record_peers(device: torch.device, timeout_s: float) -> None:
+    import torch.distributed as dist
+
+    _peers.clear()
+    _peers["timeout_s"] = timeout_s
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    mine = torch.tensor([os.getpid(), _host_hash()], dtype=torch.int64, device=device)
+    every = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(every, mine)
+    _peers["rank"] = dist.get_rank()
+    _peers["table"] = [(int(t[0]), int(t[1])) for t in every]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie (killed, not yet reaped by the launcher) is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def collective_failure(e: BaseException) -> str | None:
+    """The user-facing message of a collective that failed because a peer died or hung (None:
+    ``e`` is something else). Names the dead rank(s) when they ran on this machine."""
+    if "table" not in _peers or not isinstance(e, RuntimeError):
+        return None
+    text = str(e)
+    import torch.distributed as dist
+
+    if not (isinstance(e, dist.DistError) or any(
+            w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed",
+                                "timed out", "Timeout", "Socket", "Broken pipe"))):
+        return None
+    me, table = _peers["rank"], _peers["table"]
+    here = _host_hash()
+    dead = [r for r, (pid, host) in enumerate(table) if r != me and host == here and _gone(pid)]
+    who = (f"rank(s) {', '.join(map(str, dead))} died (process "
+           f"{', '.join(str(table[r][0]) for r in dead)} on this machine is gone)" if dead
+           else "a peer died or hung (none of the ranks on this machine is gone: look at the "
+                "other machines' logs)")
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return (f"rank {me} lost contact with the other processes: {who}. A collective fails at "
+            f"once when a peer's connection closes and after run.dist_timeout_s="
+            f"{_peers['timeout_s']:g} s when a peer hangs. Continue with --resume auto from the "
+            f"last checkpoint. ({type(e).__name__}: {first[:300]})")
 
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:

@@ -64,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from sscl.atomic import is_full
+        from sscl.errors import DiskWriteError
+
+        if not is_full(e):
+            raise
+        # A full disk met outside the writes that name their file (TensorBoard, the log).
+        print(f"error: {DiskWriteError(e.filename or 'a file of the run', e)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        from sscl.runtime import collective_failure
+
+        message = collective_failure(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return 2
 
 
 def run(args: argparse.Namespace) -> int:

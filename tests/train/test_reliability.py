@@ -1,0 +1,413 @@
+"""The trainer's side of issue 12: a full disk, a dead rank, hostile files and non-finite input
+cost nothing but a clear message.
+
+- Full disk / write limit: RLIMIT_FSIZE (SIGXFSZ ignored) on a real training subprocess and an
+  injected ENOSPC (at fsync, where delayed allocation reports it) in-process, while writing a
+  checkpoint and a report: one ``DiskWriteError`` naming the file, exit 2 with one ``error:``
+  line, the previous checkpoint intact and the one ``--resume auto`` picks, nothing partial
+  under a final name.
+- A rank SIGKILLed in a 2-process run: the survivor names it and everything ends in bounded time.
+- Untrusted files: no unpickling anywhere in the package, hostile ``state.json`` is a
+  CheckpointError, config-derived paths cannot escape.
+- NaN in a corpus: refused with the count, or masked and trained on with a finite loss.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sscl import checkpoint as ckpt
+from sscl.errors import CheckpointError, ConfigError, DiskWriteError
+
+_spec = importlib.util.spec_from_file_location("sscl_test_trainrun",
+                                               Path(__file__).with_name("trainrun.py"))
+T = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(T)
+
+ROOT = T.ROOT
+
+
+def _errors(stderr: str) -> list[str]:
+    return [x for x in stderr.splitlines() if x.startswith("error:")]
+
+
+def _leftovers(root: Path) -> list[str]:
+    """Temporary files or directories anywhere under ``root``."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.name.endswith(".tmp") or ".tmp-" in p.name)
+
+
+# ----------------------------------------------------------------------------- full disk
+
+
+def _fsize_limit(limit: int):
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_a_file_size_limit_during_a_checkpoint_is_one_error_and_the_previous_one_stays(
+        tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    common = T.tiny_args(tiny_corpus, "--set", "run.checkpoint_every_s=100000",
+                         "--run-dir", str(run))
+    T.run_train([*common, "--set", "optim.max_steps=2"], cwd=tmp_path)
+    ckpts = run / "pretrain" / "checkpoints"
+    weights = (ckpts / "step-00000002" / "model.safetensors").stat().st_size
+    (run / "pretrain" / "done.json").unlink()  # continue the stage: 2 more steps
+    # Every file may grow to half the weights: the log, the events and the config fit, the
+    # next checkpoint's weights do not.
+    r = T.run_train([*common, "--set", "optim.max_steps=4", "--resume", "auto"], cwd=tmp_path,
+                    check=False, preexec_fn=_fsize_limit(weights // 2))
+    assert r.returncode == 2, r.stderr[-3000:]
+    errors = _errors(r.stderr)
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "step-00000004.tmp/model.safetensors" in errors[0]
+    assert "File too large" in errors[0] and "ulimit -f" in errors[0]
+    assert "--resume auto" in errors[0]
+    assert [p.name for p in ckpt.list_checkpoints(ckpts)] == ["step-00000002"]
+    assert _leftovers(run) == []
+    picked, notes = ckpt.latest(ckpts)  # what --resume auto continues from
+    assert picked.state["step"] == 2 and not notes
+
+
+class _FakeAccelerator:
+    """What ``save_checkpoint`` uses of Accelerate, for one process."""
+
+    is_main_process = True
+    process_index = 0
+    num_processes = 1
+    scaler = None
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def unwrap_model(self, model):
+        return model
+
+
+def _fail_fsync(monkeypatch, after: int) -> None:
+    """ENOSPC from the (after+1)-th fsync of a file on: a full disk seen at flush time."""
+    real, calls = os.fsync, [0]
+
+    def fsync(fd):
+        if not os.path.isdir(f"/proc/self/fd/{fd}"):
+            calls[0] += 1
+            if calls[0] > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("after", [0, 1, 2])  # rng file, weights, optimizer
+def test_injected_enospc_in_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch, after):
+    from sscl.config import Config
+    from sscl.engine import TrainState, save_checkpoint
+    from sscl.runtime import RunDir
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    rd, acc, cfg = RunDir(tmp_path), _FakeAccelerator(), Config()
+    save_checkpoint(acc, rd, cfg, model, opt, TrainState(step=1))
+    _fail_fsync(monkeypatch, after)
+    with pytest.raises(DiskWriteError, match=r"step-00000002\.tmp/.*No space left on device"):
+        save_checkpoint(acc, rd, cfg, model, opt, TrainState(step=2))
+    monkeypatch.undo()
+    assert [p.name for p in ckpt.list_checkpoints(rd.checkpoints)] == ["step-00000001"]
+    assert _leftovers(tmp_path) == []
+    picked, _ = ckpt.latest(rd.checkpoints)
+    assert picked.state["step"] == 1
+    assert torch.equal(picked.model["weight"], model.weight.detach())
+
+
+_REPORT_INPUTS = """
+import numpy as np
+from sscl.localize.evaluate import evaluate_sequences
+from sscl.localize.postprocess import ARGMAX
+rng = np.random.default_rng(0)
+probs = [rng.dirichlet(np.ones(3), size=40) for _ in range(2)]
+labels = [np.repeat([0, 1, 2, 1], 10).astype(np.int64) for _ in range(2)]
+metrics = evaluate_sequences(probs, labels, ARGMAX, sequence_ids=["a", "b"])
+names = ["x", "y"]
+"""
+
+
+def _report_inputs():
+    scope: dict = {}
+    exec(_REPORT_INPUTS, scope)
+    return scope["metrics"], scope["names"]
+
+
+def test_injected_enospc_in_a_report_keeps_the_previous_report(tmp_path, monkeypatch):
+    from sscl.localize.report import write_report
+
+    metrics, names = _report_inputs()
+    write_report(tmp_path, metrics, names, title="first")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    _fail_fsync(monkeypatch, 0)
+    with pytest.raises(DiskWriteError, match=r"report\.json failed: No space left on device; "
+                                             r"nothing was left.*previous content is intact"):
+        write_report(tmp_path, metrics, names, title="second")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert _leftovers(tmp_path) == []
+
+
+_REPORT_CHILD = _REPORT_INPUTS + """
+import sys
+from sscl.errors import DiskWriteError
+from sscl.localize.report import write_report
+try:
+    write_report(sys.argv[1], metrics, names, title="second")
+except DiskWriteError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_file_size_limit_during_a_report_is_one_error(tmp_path):
+    from sscl.localize.report import write_report
+
+    metrics, names = _report_inputs()
+    write_report(tmp_path, metrics, names, title="first")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    limit = len(before["report.json"]) // 2
+    r = subprocess.run([sys.executable, "-c", _REPORT_CHILD, str(tmp_path)], capture_output=True,
+                       text=True, timeout=120, preexec_fn=_fsize_limit(limit))
+    assert r.returncode == 2, r.stderr[-3000:]
+    (line,) = _errors(r.stderr)
+    assert "report.json failed: File too large" in line and "Traceback" not in r.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert _leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- a dead rank
+
+
+def test_a_dead_rank_is_named_by_the_survivor_within_the_timeout(tiny_corpus, tmp_path):
+    """Rank 1 is SIGKILLed after step 1 of a 2-process CPU run: rank 0 fails its next
+    collective, names rank 1, and the launcher ends within run.dist_timeout_s (20 s)."""
+    timeout_s = 20
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--main_process_port", str(T.free_port())]
+    args = T.tiny_args(tiny_corpus, "--set", "run.cpu=true", "--set", "data.loader.batch_size=4",
+                       "--set", f"run.dist_timeout_s={timeout_s}", "--run-dir",
+                       str(tmp_path / "run"))
+    p = subprocess.Popen([*launcher, str(T.TRAIN), *args], cwd=tmp_path,
+                         env={**os.environ, "SSCL_KILL_AT_STEP": "1", "SSCL_KILL_RANK": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed_at: list[float] = []
+    err: list[str] = []
+
+    def read() -> None:
+        for line in p.stderr:
+            if "SSCL_KILL_AT_STEP: killing rank 1" in line and not killed_at:
+                killed_at.append(time.monotonic())
+            err.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        p.wait(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    ended = time.monotonic()
+    reader.join(timeout=10)
+    stderr = "".join(err)
+    assert killed_at, stderr[-4000:]
+    waited = ended - killed_at[0]
+    print(f"the 2-process run ended {waited:.1f} s after rank 1 was killed")
+    assert p.returncode != 0
+    assert waited < timeout_s + 10, stderr[-4000:]
+    (line,) = [x for x in stderr.splitlines() if x.startswith("error: rank 0 lost contact")]
+    assert "rank(s) 1 died" in line and f"run.dist_timeout_s={timeout_s}" in line
+    assert "--resume auto" in line
+
+
+# ----------------------------------------------------------------------------- untrusted files
+
+
+_UNPICKLING = [
+    (re.compile(r"\btorch\.load\((?![^)]*weights_only\s*=\s*True)"), "torch.load without "
+     "weights_only=True"),
+    (re.compile(r"\b(c?pickle|dill|joblib|marshal|shelve)\.(load|loads|Unpickler|open)\b"),
+     "unpickling"),
+    (re.compile(r"allow_pickle\s*=\s*True"), "np.load(allow_pickle=True)"),
+    (re.compile(r"\byaml\.(load|unsafe_load|full_load)\("), "yaml.load (not safe_load)"),
+]
+
+
+def test_nothing_in_the_package_unpickles_or_loads_unsafe_yaml():
+    packages = [ROOT / d for d in ("sscl", "data", "kernels") if (ROOT / d).is_dir()]
+    files = [f for d in packages for f in d.rglob("*.py")]
+    assert len(files) > 30
+    found = []
+    for f in files:
+        text = f.read_text()
+        for pattern, what in _UNPICKLING:
+            for m in pattern.finditer(text):
+                line = text.count("\n", 0, m.start()) + 1
+                found.append(f"{f.relative_to(ROOT)}:{line}: {what}")
+    assert not found, found
+
+
+def test_the_scan_finds_what_it_looks_for():
+    bad = ["torch.load(f)", "torch.load(f, map_location='cpu')", "pickle.load(f)",
+           "np.load(p, allow_pickle=True)", "yaml.load(text)"]
+    for text in bad:
+        assert any(p.search(text) for p, _ in _UNPICKLING), text
+    assert not any(p.search("torch.load(f, weights_only=True)") for p, _ in _UNPICKLING)
+
+
+def _checkpoint(root: Path) -> Path:
+    from sscl import config as config_mod
+    from sscl.config import Config
+
+    m = torch.nn.Linear(4, 3)
+    tmp = ckpt.begin(root, 5)
+    ckpt.write_rank_files(tmp, 0)
+    ckpt.write_main(tmp, m.state_dict(), torch.optim.SGD(m.parameters(), lr=0.1).state_dict(), {
+        "step": 5, "epoch": 0, "position": 40, "skipped": 0, "last_loss": 1.5, "knn": {},
+        "scaler": None, "world_size": 1, "config": config_mod.to_dict(Config())})
+    ckpt.commit(tmp, ckpt.step_dir(root, 5), keep_last=3)
+    return ckpt.step_dir(root, 5)
+
+
+HOSTILE = {
+    "step is text": (lambda s: s.update(step="5"), "step = '5' is not a count"),
+    "huge position": (lambda s: s.update(position=10**40), "position = .* is not a count"),
+    "negative epoch": (lambda s: s.update(epoch=-1), "epoch = '-1'"),
+    "bool world size": (lambda s: s.update(world_size=True), "world_size = 'True'"),
+    "no step": (lambda s: s.pop("step"), "lacks step"),
+    "loss is a list": (lambda s: s.update(last_loss=[1]), "last_loss"),
+    "knn nonsense": (lambda s: s.update(knn={"a": "b"}), "knn is not a mapping"),
+    "optimizer groups": (lambda s: s["optimizer"].update(param_groups="x"), "optimizer is not"),
+    "optimizer index": (lambda s: s["optimizer"]["scalars"].update(x={}), "optimizer is not"),
+    "config unknown key": (lambda s: s["config"]["run"].update(evil=1),
+                           "unknown config key 'run.evil'"),
+    "config wrong type": (lambda s: s["config"]["model"].update(width="wide"),
+                          "model.width: expected a number"),
+    "config escaping name": (lambda s: s["config"]["run"].update(name="../../x"),
+                             "run.name must be one folder name"),
+    "config not a mapping": (lambda s: s.update(config=[1, 2]), "config is not a mapping"),
+    "state is a list": (lambda s: (s.clear(), s.update(_list=True)), "format"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_state_json_is_a_checkpoint_error(tmp_path, case):
+    path = _checkpoint(tmp_path)
+    state = json.loads((path / "state.json").read_text())
+    change, message = HOSTILE[case]
+    change(state)
+    doc = [1, 2] if state.get("_list") else state
+    (path / "state.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match=message):
+        ckpt.check_state(ckpt.load(path).state, path, ckpt.TRAINING_KEYS)
+    picked, notes = ckpt.latest(tmp_path)  # --resume auto: skipped with a note, never a crash
+    assert picked is None and len(notes) == 1 and "step-00000005" in notes[0]
+
+
+def test_a_hostile_rng_or_optimizer_state_is_a_checkpoint_error(tmp_path):
+    from safetensors.torch import save
+
+    path = _checkpoint(tmp_path)
+    (path / "rng-rank0.safetensors").write_bytes(
+        save({"torch": torch.zeros(3, dtype=torch.uint8)}, metadata={"meta": '{"numpy": 7}'}))
+    with pytest.raises(CheckpointError):
+        from sscl.engine import TrainState, restore
+
+        m = torch.nn.Linear(4, 3)
+        restore(_FakeAccelerator(), m, torch.optim.SGD(m.parameters(), lr=0.1),
+                ckpt.load(path), TrainState())
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "/etc"])
+def test_a_run_name_that_is_a_path_is_refused(name):
+    from sscl import config as config_mod
+
+    with pytest.raises(ConfigError, match="run.name must be one folder name"):
+        config_mod.resolve(None, [f"run.name={name!r}" if name else "run.name=''"])
+
+
+def test_evaluation_folder_names_stay_inside_the_eval_directory(tmp_path):
+    from sscl.evaluation import report_folder
+
+    for corpus, split in [("../../c.zarr", "../../../etc"), ("/x/ntu.zarr", "a/../../b"),
+                          ("..", ".."), ("demo", "xsub:test")]:
+        name = report_folder(corpus, split)
+        out = (tmp_path / "eval" / name).resolve()
+        assert out.parent == (tmp_path / "eval").resolve() and "/" not in name, (corpus, split)
+    assert report_folder("/x/ntu.zarr", "xsub:test") == "ntu-xsub_test"
+
+
+# ----------------------------------------------------------------------------- non-finite input
+
+
+@pytest.fixture(scope="module")
+def nan_corpus(tiny_corpus, tmp_path_factory) -> tuple[Path, int]:
+    """The tiny corpus with every valid joint of its first 200 frames set to NaN (as a foreign
+    writer without checksums could leave it); returns (path, NaN joints)."""
+    import zarr
+
+    dest = tmp_path_factory.mktemp("nan") / "nan.zarr"
+    shutil.copytree(tiny_corpus, dest)
+    meta = json.loads((dest / "zarr.json").read_text())
+    meta["attributes"].pop("checksums", None)
+    (dest / "zarr.json").write_text(json.dumps(meta))
+    g = zarr.open_group(dest, mode="r+")
+    rows = g["joints"][:200]
+    valid = g["valid"][:200]
+    rows[np.broadcast_to(valid[:, :, None, :], rows.shape)] = np.nan
+    g["joints"][:200] = rows
+    return dest, int(valid.sum())
+
+
+def test_nan_in_the_corpus_is_refused_with_its_count(nan_corpus, tmp_path):
+    path, _ = nan_corpus
+    r = T.run_train(T.tiny_args(path, "--set", "optim.max_steps=2", "--set",
+                                "data.split=null", "--run-dir", str(tmp_path / "run")),
+                    cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    (line,) = _errors(r.stderr)
+    assert re.search(r"\d+ valid joint.s. with a NaN", line), line
+
+
+def test_nan_in_the_corpus_masked_trains_with_a_finite_loss(nan_corpus, tmp_path):
+    path, _ = nan_corpus
+    run = tmp_path / "run"
+    r = T.run_train(T.tiny_args(path, "--set", "optim.max_steps=3", "--set", "data.split=null",
+                                "--set", "data.loader.nonfinite=mask", "--set",
+                                "run.max_nonfinite=0", "--run-dir", str(run)), cwd=tmp_path)
+    done = json.loads((run / "pretrain" / "done.json").read_text())
+    assert done["step"] == 3 and done["skipped"] == 0 and np.isfinite(done["loss"])
+    assert "non-finite" not in r.stderr
+
+
+def test_an_unknown_nonfinite_policy_is_a_config_error():
+    from sscl import config as config_mod
+
+    with pytest.raises(ConfigError, match="loader.nonfinite must be 'refuse' or 'mask'"):
+        config_mod.resolve(None, ["data.loader.nonfinite=ignore"])
