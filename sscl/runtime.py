@@ -147,10 +147,11 @@ def collective_failure(e: BaseException) -> str | None:
     me, table = _peers["rank"], _peers["table"]
     here = _host_hash()
     dead = [r for r, (pid, host) in enumerate(table) if r != me and host == here and _gone(pid)]
+    others = ", ".join(str(r) for r in range(len(table)) if r != me)
     who = (f"rank(s) {', '.join(map(str, dead))} died (process "
            f"{', '.join(str(table[r][0]) for r in dead)} on this machine is gone)" if dead
-           else "a peer died or hung (none of the ranks on this machine is gone: look at the "
-                "other machines' logs)")
+           else f"no rank on this machine died; rank(s) {others} did not answer (one hangs, or "
+                f"runs on another machine and died there: see that machine's log)")
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     return (f"rank {me} lost contact with the other processes: {who}. A collective fails at "
             f"once when a peer's connection closes and after run.dist_timeout_s="
