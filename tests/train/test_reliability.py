@@ -437,9 +437,13 @@ def test_an_unknown_nonfinite_policy_is_a_config_error():
 
 # ----------------------------------------------------------------------------- fuzzing predict
 
-FUZZ = settings(max_examples=int(os.environ.get("SSCL_FUZZ_EXAMPLES", 60)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow,
-                                       HealthCheck.function_scoped_fixture])
+# Examples per fuzz test: SSCL_FUZZ_EXAMPLES (default 60 for the .npz reader; a third of it for
+# the localizer, whose examples build a model and score a sequence, ~0.3 s each).
+_EXAMPLES = int(os.environ.get("SSCL_FUZZ_EXAMPLES", 60))
+_HEALTH = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+FUZZ = settings(max_examples=_EXAMPLES, deadline=None, suppress_health_check=_HEALTH)
+FUZZ_SLOW = settings(max_examples=max(1, _EXAMPLES // 3), deadline=None,
+                     suppress_health_check=_HEALTH)
 FPS = 10.0
 
 
@@ -512,7 +516,7 @@ def _mutate_json(doc, draw):
     return doc
 
 
-@FUZZ
+@FUZZ_SLOW
 @given(data=st.data(), mode=st.sampled_from(["bytes", "json", "weights"]))
 def test_predict_on_a_damaged_localizer_raises_only_typed_errors(trained_run, tmp_path_factory,
                                                                  data, mode):
@@ -532,12 +536,12 @@ def test_predict_on_a_damaged_localizer_raises_only_typed_errors(trained_run, tm
 
 def _base_npz(rng) -> dict:
     return {"joints": rng.normal(size=(30, 25, 3)).astype(np.float32),
-            "labels": rng.integers(-1, 3, size=30)}
+            "valid": rng.random((30, 25)) > 0.1}
 
 
 arrays = hnp.arrays(
     dtype=st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.complex64,
-                           np.dtype("U3"), np.dtype("V4")]),
+                           np.dtype("U3"), np.dtype("S3")]),
     shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6))
 
 
