@@ -132,6 +132,31 @@ def _gone(pid: int) -> bool:
         return False
 
 
+def _dead_peers() -> tuple[list[int], str]:
+    """(dead ranks on this machine, a phrase naming them or the ranks that did not answer)."""
+    me, table = _peers["rank"], _peers["table"]
+    here = _host_hash()
+    dead = [r for r, (pid, host) in enumerate(table) if r != me and host == here and _gone(pid)]
+    others = ", ".join(str(r) for r in range(len(table)) if r != me)
+    if dead:
+        return dead, (f"rank(s) {', '.join(map(str, dead))} died (process "
+                      f"{', '.join(str(table[r][0]) for r in dead)} on this machine is gone)")
+    return dead, (f"no rank on this machine died; rank(s) {others} did not answer (one hangs, or "
+                  f"runs on another machine and died there: see that machine's log)")
+
+
+def terminated_message() -> str:
+    """What a rank says when SIGTERM stops it (launchers stop every rank when one fails)."""
+    if "table" not in _peers:
+        return ("stopped by SIGTERM; checkpoints written so far are complete: continue with "
+                "--resume auto")
+    dead, who = _dead_peers()
+    why = (f"the launcher stops every rank when one fails: {who}" if dead
+           else "by the launcher or the scheduler")
+    return (f"rank {_peers['rank']} was stopped by SIGTERM ({why}). Continue with --resume auto "
+            f"from the last checkpoint")
+
+
 def collective_failure(e: BaseException) -> str | None:
     """The user-facing message of a collective that failed because a peer died or hung (None:
     ``e`` is something else). Names the dead rank(s) when they ran on this machine."""
@@ -140,18 +165,13 @@ def collective_failure(e: BaseException) -> str | None:
     text = str(e)
     import torch.distributed as dist
 
+    low = text.lower()
     if not (isinstance(e, dist.DistError) or any(
-            w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed",
-                                "timed out", "Timeout", "Socket", "Broken pipe"))):
+            w in low for w in ("gloo", "nccl", "connection reset", "connection closed",
+                               "timed out", "timeout", "socket", "broken pipe"))):
         return None
-    me, table = _peers["rank"], _peers["table"]
-    here = _host_hash()
-    dead = [r for r, (pid, host) in enumerate(table) if r != me and host == here and _gone(pid)]
-    others = ", ".join(str(r) for r in range(len(table)) if r != me)
-    who = (f"rank(s) {', '.join(map(str, dead))} died (process "
-           f"{', '.join(str(table[r][0]) for r in dead)} on this machine is gone)" if dead
-           else f"no rank on this machine died; rank(s) {others} did not answer (one hangs, or "
-                f"runs on another machine and died there: see that machine's log)")
+    me = _peers["rank"]
+    _, who = _dead_peers()
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     return (f"rank {me} lost contact with the other processes: {who}. A collective fails at "
             f"once when a peer's connection closes and after run.dist_timeout_s="

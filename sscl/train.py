@@ -55,12 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the run unwinds and says why it stopped."""
+
+
+def _catch_sigterm() -> None:
+    import signal
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:  # a forked loader worker: die as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sscl.errors import SsclError
 
+    _catch_sigterm()
     try:
         return run(args)
+    except Terminated:
+        from sscl.runtime import terminated_message
+
+        print(f"error: {terminated_message()}", file=sys.stderr, flush=True)
+        return 128 + 15
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

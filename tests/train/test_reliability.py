@@ -234,7 +234,7 @@ def test_a_dead_or_hung_rank_is_named_by_the_survivor_within_the_timeout(tiny_co
         for line in p.stderr:
             if f"SSCL_KILL_AT_STEP: {sig} to rank 1" in line:
                 at.setdefault("signal", time.monotonic())
-            if line.startswith("error: rank 0 lost contact"):
+            if line.startswith("error: rank 0 "):
                 at.setdefault("error", time.monotonic())
             err.append(line)
 
@@ -259,13 +259,17 @@ def test_a_dead_or_hung_rank_is_named_by_the_survivor_within_the_timeout(tiny_co
           f"{'launcher exited' if sig == 'SIGKILL' else 'test stopped it'} "
           f"{ended - at['signal']:.1f} s after it")
     assert at["error"] - at["signal"] < timeout_s + 10, stderr[-4000:]
-    (line,) = [x for x in stderr.splitlines() if x.startswith("error: rank 0 lost contact")]
-    assert f"run.dist_timeout_s={timeout_s}" in line and "--resume auto" in line
+    # Rank 0 fails its collective, or the launcher's SIGTERM (it stops every rank when one
+    # dies) comes first: either way one line names rank 1.
+    (line,) = [x for x in stderr.splitlines() if x.startswith("error: rank 0 ")]
+    assert "--resume auto" in line
     if sig == "SIGKILL":
         assert p.returncode != 0 and ended - at["signal"] < timeout_s + 10
         assert "rank(s) 1 died" in line
+        assert ("lost contact" in line and f"run.dist_timeout_s={timeout_s}" in line) or \
+            "stopped by SIGTERM (the launcher stops every rank when one fails" in line, line
     else:
-        assert "rank(s) 1 did not answer" in line
+        assert "rank(s) 1 did not answer" in line and f"run.dist_timeout_s={timeout_s}" in line
 
 
 # ----------------------------------------------------------------------------- untrusted files
@@ -586,3 +590,36 @@ def test_the_fuzzed_inputs_predict_when_undamaged(trained_run, tmp_path):
     assert _predict(run, raw, tmp_path / "b.json", "--format", "generic", "--layout", "ntu25",
                     "--fps", str(FPS)) == 0
     assert json.loads((tmp_path / "b.json").read_text())["sequences"][0]["frames"] == 30
+
+
+def test_the_survivors_messages_name_the_dead_rank(monkeypatch):
+    """Both messages a surviving rank can print, with rank 1's process gone and rank 2's alive
+    (the peer table as gathered at start)."""
+    from sscl import runtime
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = runtime._host_hash()
+    monkeypatch.setattr(runtime, "_peers", {"rank": 0, "timeout_s": 7.0, "table": [
+        (os.getpid(), here), (gone.pid, here), (os.getppid(), here)]})
+    msg = runtime.collective_failure(RuntimeError("[gloo/pair.cc:537] Read error: Connection "
+                                                  "reset by peer"))
+    assert msg.startswith("rank 0 lost contact") and f"rank(s) 1 died (process {gone.pid}" in msg
+    assert "run.dist_timeout_s=7 s" in msg
+    assert "rank(s) 1 died" in runtime.terminated_message()
+    assert runtime.collective_failure(RuntimeError("CUDA out of memory")) is None
+    assert runtime.collective_failure(ValueError("gloo")) is None
+    monkeypatch.setattr(runtime, "_peers", {"rank": 1, "timeout_s": 7.0, "table": [
+        (os.getppid(), here), (os.getpid(), here)]})
+    msg = runtime.collective_failure(RuntimeError("Timed out waiting 7000ms for recv"))
+    assert "rank(s) 0 did not answer" in msg
+    assert "by the launcher or the scheduler" in runtime.terminated_message()
+
+
+def test_sigterm_ends_a_run_with_one_error_line(tiny_corpus, tmp_path):
+    r = T.run_train(T.tiny_args(tiny_corpus, "--set", "optim.max_steps=3", "--run-dir",
+                                str(tmp_path / "run")), cwd=tmp_path, check=False,
+                    env={"SSCL_KILL_AT_STEP": "1", "SSCL_KILL_SIGNAL": "SIGTERM"})
+    assert r.returncode == 143 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert _errors(r.stderr) == ["error: stopped by SIGTERM; checkpoints written so far are "
+                                 "complete: continue with --resume auto"]
