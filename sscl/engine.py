@@ -418,6 +418,7 @@ def _kill_hook(step: int, rank: int = 0) -> None:
         import sys
 
         sig = getattr(signal, os.environ.get("SSCL_KILL_SIGNAL", "SIGKILL"))
-        print(f"\nSSCL_KILL_AT_STEP: {sig.name} to rank {rank} after step {step}",
+        print(f"\nSSCL_KILL_AT_STEP: {sig.name} to rank {rank} (pid {os.getpid()}) after step "
+              f"{step}",
               file=sys.stderr, flush=True)
         os.kill(os.getpid(), sig)

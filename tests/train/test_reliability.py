@@ -14,6 +14,7 @@ cost nothing but a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import json
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -225,8 +227,14 @@ def test_a_dead_or_hung_rank_is_named_by_the_survivor_within_the_timeout(tiny_co
     env = {**os.environ, "SSCL_KILL_AT_STEP": "1", "SSCL_KILL_RANK": "1",
            "SSCL_KILL_SIGNAL": sig}
     p = subprocess.Popen([*launcher, str(T.TRAIN), *args], cwd=tmp_path, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ranks: dict[int, psutil.Process] = {}  # each rank runs in a session of its own
+
+    def track() -> None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(p.pid).children(recursive=True):
+                ranks.setdefault(child.pid, child)
+
     at: dict[str, float] = {}
     err: list[str] = []
 
@@ -241,18 +249,22 @@ def test_a_dead_or_hung_rank_is_named_by_the_survivor_within_the_timeout(tiny_co
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     deadline = time.monotonic() + 240
-    while p.poll() is None and "error" not in at and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if sig == "SIGKILL":
-        try:
+    try:
+        while p.poll() is None and "error" not in at and time.monotonic() < deadline:
+            track()
+            time.sleep(0.2)
+        if sig == "SIGKILL":
             p.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    ended = time.monotonic()
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGKILL)  # the launcher's group: it, rank 0 and rank 1
-        p.wait(timeout=30)
-    reader.join(timeout=10)
+        ended = time.monotonic()
+    finally:
+        # The stopped rank would outlive the launcher (which waits 30 s before SIGKILL).
+        track()
+        for child in ranks.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        p.kill()
+        p.wait(timeout=60)
+        reader.join(timeout=10)
     stderr = "".join(err)
     assert "signal" in at and "error" in at, stderr[-4000:]
     print(f"{sig}: error line {at['error'] - at['signal']:.1f} s after the signal; "
