@@ -4,6 +4,10 @@
     python sscl/train.py ...                       (one process, same thing)
 
 With no arguments it runs the embedded demo preset on the demo corpus's training split.
+
+Exit status: 0 when done; 2 after one ``error:`` line (a config, corpus or checkpoint problem, a
+full disk or file size limit, a peer rank that died or hung); 143 after SIGTERM, with one
+``error:`` line naming a dead peer when a launcher stopped the ranks because one died.
 """
 
 from __future__ import annotations
