@@ -635,3 +635,26 @@ def test_sigterm_ends_a_run_with_one_error_line(tiny_corpus, tmp_path):
     assert r.returncode == 143 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert _errors(r.stderr) == ["error: stopped by SIGTERM; checkpoints written so far are "
                                  "complete: continue with --resume auto"]
+
+
+@pytest.mark.parametrize("damage", [b"(30, 25, 3(", b"(30, 25, 3,", b"(30, 25, 3]"])
+def test_a_damaged_npy_header_in_a_generic_npz_is_a_format_error(trained_run, tmp_path, damage):
+    """Found by the fuzz test above: numpy parses a header with ast/tokenize, so an unclosed
+    bracket was a TokenError or SyntaxError escaping ``sscl predict``."""
+    import io
+
+    from sscl.data.formats._npz import npz_header
+    from sscl.errors import FormatError
+
+    run, _ = trained_run
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    buf = io.BytesIO()
+    np.savez(buf, **_base_npz(np.random.default_rng(0)))
+    blob = buf.getvalue()
+    assert blob.count(b"(30, 25, 3)") == 1
+    (raw / "take.npz").write_bytes(blob.replace(b"(30, 25, 3)", damage))
+    with pytest.raises(FormatError, match="cannot read the npz member 'joints'"):
+        npz_header(raw / "take.npz", "joints")
+    assert _predict(run, raw, tmp_path / "p.json", "--format", "generic", "--layout", "ntu25",
+                    "--fps", str(FPS)) == 2
