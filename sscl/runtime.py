@@ -134,9 +134,17 @@ def _gone(pid: int) -> bool:
 
 def _dead_peers() -> tuple[list[int], str]:
     """(dead ranks on this machine, a phrase naming them or the ranks that did not answer)."""
+    import time
+
     me, table = _peers["rank"], _peers["table"]
     here = _host_hash()
-    dead = [r for r, (pid, host) in enumerate(table) if r != me and host == here and _gone(pid)]
+    local = [r for r, (_, host) in enumerate(table) if r != me and host == here]
+    # A killed peer's sockets close while its process is still exiting: look for up to 2 s.
+    for _ in range(40):
+        dead = [r for r in local if _gone(table[r][0])]
+        if dead or not local:
+            break
+        time.sleep(0.05)
     others = ", ".join(str(r) for r in range(len(table)) if r != me)
     if dead:
         return dead, (f"rank(s) {', '.join(map(str, dead))} died (process "
