@@ -73,7 +73,8 @@ class BatchSource:
             from sscl.data.corpus import open_corpus
 
             self._corpus = open_corpus(
-                self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints
+                self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints,
+                nonfinite=self.cfg.nonfinite,
             )
         return self._corpus
 

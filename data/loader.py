@@ -113,6 +113,12 @@ class LoaderConfig:
             interleaved, so on a corpus larger than ``memory_budget`` each worker decodes a
             chunk about once a pass instead of once a window (batches then draw from about k
             blocks). Part of the sample order: set it in the config, never by the machine.
+        nonfinite: a NaN or infinite coordinate at a valid joint of the corpus (which the
+            writer never stores; a foreign or damaged corpus may): ``"refuse"`` (a CorpusError
+            with their count, the default) or ``"mask"`` (the joint is marked missing, its
+            coordinates zeroed, and counted: ``sscl.data.reader.Corpus.nonfinite_masked``).
+            ``"mask"`` needs ``map_joints`` off on corpora larger than ``memory_budget``
+            (mapped joints are read-only).
     """
 
     task: str = "pretrain"
@@ -138,9 +144,13 @@ class LoaderConfig:
     map_joints: bool = True
     dali_group: int = 4
     locality: int = 0
+    nonfinite: str = "refuse"
 
     def __post_init__(self) -> None:
         check_mode(self.normalize)
+        if self.nonfinite not in ("refuse", "mask"):
+            raise ConfigError(
+                f"loader.nonfinite must be 'refuse' or 'mask', got {self.nonfinite!r}")
         if self.dali_group < 1:
             raise ConfigError(
                 f"loader.dali_group must be >= 1 (batches per DALI sample), got {self.dali_group}"

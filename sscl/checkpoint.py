@@ -12,9 +12,11 @@ A checkpoint is a directory ``<run>/checkpoints/step-<S>/`` holding
 Nothing is ever unpickled: tensors come back through safetensors, everything else through
 JSON. Writes go into ``step-<S>.tmp-<pid>/`` (each file written, flushed and fsynced), then the
 directory is renamed into place and its parent fsynced: a checkpoint under its final name is
-complete, whatever moment the process died at. ``SSCL_FAULT=<point>`` kills the process with
-SIGKILL at a named point of the write (``after_weights``, ``after_optimizer``,
-``before_rename``) so tests can show that the previous checkpoint survives.
+complete, whatever moment the process died at. A full disk, quota or file size limit is one
+``DiskWriteError`` naming the file; the trainer then removes the temporary directory.
+``SSCL_FAULT=<point>`` kills the process with SIGKILL at a named point of the write
+(``after_weights``, ``after_optimizer``, ``before_rename``) so tests can show
+that the previous checkpoint survives.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from sscl.atomic import fsync_dir
+from sscl.atomic import disk_errors, fsync_dir
 from sscl.errors import CheckpointError
 
 FORMAT = 1
@@ -59,8 +61,17 @@ def fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+KEPT = ("this checkpoint was discarded; earlier ones are intact and `--resume auto` continues "
+        "from the newest")
+
+
 def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+    """One file of a checkpoint being written (inside its temporary directory).
+
+    Raises:
+        DiskWriteError: a full disk, quota or file size limit, naming the file.
+    """
+    with disk_errors(path, KEPT), open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -155,8 +166,14 @@ def begin(root: Path, step: int) -> Path:
     tmp = Path(root) / f"step-{step:08d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    with disk_errors(tmp, KEPT):
+        tmp.mkdir(parents=True)
     return tmp
+
+
+def discard(tmp: Path) -> None:
+    """Remove an unfinished checkpoint directory (after a failed write)."""
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_main(tmp: Path, model_state: dict[str, torch.Tensor], optimizer_state: dict | None,
@@ -213,6 +230,11 @@ def load(path: Path, rank: int = 0) -> Checkpoint:
     path = Path(path)
     try:
         state = json.loads((path / "state.json").read_text())
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(
+                f"checkpoint {path} has format {got!r}; this sscl reads {FORMAT}")
+        check_state(state, path)
         model = st_load((path / "model.safetensors").read_bytes())
         opt = None
         if "optimizer" in state:
@@ -227,14 +249,75 @@ def load(path: Path, rank: int = 0) -> Checkpoint:
                 meta = json.loads(f.metadata()["meta"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
             rng = (tensors, meta)
+    except CheckpointError:
+        raise
     except FileNotFoundError as e:
         raise CheckpointError(f"checkpoint {path} is incomplete: {e.filename} is missing") from None
-    except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError, KeyError, ValueError) as e:
+    except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError, KeyError, ValueError,
+            TypeError, AttributeError, OverflowError, RecursionError) as e:
         raise CheckpointError(f"checkpoint {path} is damaged: {type(e).__name__}: {e}") from None
-    if state.get("format") != FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path} has format {state.get('format')!r}; this sscl reads {FORMAT}")
     return Checkpoint(path, model, opt, state, rng)
+
+
+# Counters of a checkpoint's state.json: integers in [0, 2**53) (JSON's exact integers).
+_COUNTERS = ("step", "epoch", "position", "skipped", "world_size")
+# What the trainer needs to continue from a checkpoint.
+TRAINING_KEYS = (*_COUNTERS, "last_loss", "config")
+
+
+def check_state(state: dict, path: Path, required: tuple[str, ...] = ("step",)) -> None:
+    """Check a loaded ``state.json`` before anything uses it (it is data from a file: wrong
+    types, absurd numbers or an unknown config key must be a named error, not a traceback);
+    replaces ``state["config"]`` by the complete config it describes.
+
+    Raises:
+        CheckpointError: the first wrong entry, named.
+    """
+    from sscl import config as config_mod
+    from sscl.errors import ConfigError
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: state.json {what}; the file is damaged or "
+                               f"not an sscl checkpoint (delete it; --resume auto then takes "
+                               f"the one before)")
+
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise bad(f"lacks {', '.join(missing)}")
+    for key in _COUNTERS:
+        if key not in state:
+            continue
+        v = state[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**53:
+            raise bad(f"{key} = {str(v)[:80]!r} is not a count in [0, 2**53)")
+    if state.get("world_size") == 0:
+        raise bad("world_size = 0")
+    loss = state.get("last_loss")
+    if loss is not None and (not isinstance(loss, (int, float)) or isinstance(loss, bool)):
+        raise bad(f"last_loss = {str(loss)[:80]!r} is not a number")
+    knn = state.get("knn", {})
+    if not isinstance(knn, dict) or not all(
+            isinstance(k, str) and "@" in k and k.rsplit("@", 1)[1].isdigit()
+            and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in knn.items()):
+        raise bad("knn is not a mapping of '<name>@<step>' to numbers")
+    if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+        raise bad("scaler is neither null nor a mapping")
+    if "optimizer" in state:
+        opt = state["optimizer"]
+        if not (isinstance(opt, dict) and isinstance(opt.get("param_groups"), list)
+                and all(isinstance(g, dict) for g in opt["param_groups"])
+                and isinstance(opt.get("scalars"), dict)
+                and all(isinstance(k, str) and k.isdigit() and isinstance(v, dict)
+                        for k, v in opt["scalars"].items())):
+            raise bad("optimizer is not {param_groups: [mappings], scalars: {index: mapping}}")
+    if "config" not in state:
+        return
+    if not isinstance(state["config"], dict):
+        raise bad("config is not a mapping")
+    try:
+        state["config"] = config_mod.to_dict(config_mod.from_dict(state["config"]))
+    except ConfigError as e:
+        raise bad(f"config does not describe a run: {e}") from None
 
 
 def latest(root: Path, rank: int = 0) -> tuple[Checkpoint | None, list[str]]:

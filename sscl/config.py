@@ -81,6 +81,15 @@ class RunConfig:
                               f"{self.threads!r}")
         if self.keep_last < 1:
             raise ConfigError(f"run.keep_last must be >= 1, got {self.keep_last}")
+        # The run directory is ./runs/<name>: a name that is a path could escape ./runs.
+        if (not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name
+                or "\0" in self.name):
+            raise ConfigError(
+                f"run.name must be one folder name (no '/', '\\', '..'), got {self.name!r}; "
+                f"to put the run elsewhere pass --run-dir PATH")
+        if not 0 < self.dist_timeout_s < 1e7:
+            raise ConfigError(f"run.dist_timeout_s must be a positive number of seconds, got "
+                              f"{self.dist_timeout_s}")
 
 
 @dataclass(frozen=True)

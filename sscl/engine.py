@@ -41,7 +41,7 @@ log = logging.getLogger("sscl")
 RESUME_FIXED = ("model", "pretrain")
 # Loader fields that change samples or their order (the rest: workers, prefetch, memory only).
 LOADER_FIXED = ("batch_size", "raw_length", "window_mode", "dense_stride", "augment",
-                "extreme", "strong_key", "locality", "shuffle", "normalize")
+                "extreme", "strong_key", "locality", "shuffle", "normalize", "nonfinite")
 
 
 @dataclass
@@ -164,19 +164,27 @@ def save_checkpoint(acc, rd: RunDir, cfg: Config, model, optimizer, state: Train
     if acc.is_main_process:
         ckpt.begin(rd.checkpoints, state.step)
     acc.wait_for_everyone()
-    ckpt.write_rank_files(tmp, acc.process_index)
+    try:
+        ckpt.write_rank_files(tmp, acc.process_index)
+    except Exception:
+        ckpt.discard(tmp)
+        raise
     acc.wait_for_everyone()
     final = ckpt.step_dir(rd.checkpoints, state.step)
     if acc.is_main_process:
         scaler = getattr(acc, "scaler", None)
-        ckpt.write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
-            "step": state.step, "epoch": state.epoch, "position": state.position,
-            "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "world_size": acc.num_processes, "config": config_mod.to_dict(cfg),
-            "code_version": code_version(),
-        })
-        ckpt.commit(tmp, final, cfg.run.keep_last)
+        try:
+            ckpt.write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
+                "step": state.step, "epoch": state.epoch, "position": state.position,
+                "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "world_size": acc.num_processes, "config": config_mod.to_dict(cfg),
+                "code_version": code_version(),
+            })
+            ckpt.commit(tmp, final, cfg.run.keep_last)
+        except Exception:
+            ckpt.discard(tmp)  # a full disk: leave no half-written checkpoint behind
+            raise
     acc.wait_for_everyone()
     return final
 
@@ -186,17 +194,21 @@ def restore(acc, model, optimizer, loaded: ckpt.Checkpoint, state: TrainState) -
         acc.unwrap_model(model).load_state_dict(loaded.model, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {loaded.path} holds another model: {e}") from None
-    if loaded.optimizer is not None:
-        optimizer.load_state_dict(loaded.optimizer)
     s = loaded.state
     scaler = getattr(acc, "scaler", None)
-    if scaler is not None and s.get("scaler"):
-        scaler.load_state_dict(s["scaler"])
+    try:  # the optimizer, scaler and generator states are data from files: check by use
+        if loaded.optimizer is not None:
+            optimizer.load_state_dict(loaded.optimizer)
+        if scaler is not None and s.get("scaler"):
+            scaler.load_state_dict(s["scaler"])
+        if loaded.rng is not None:
+            ckpt.set_rng_state(*loaded.rng)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {loaded.path}: its optimizer, scaler or generator "
+                              f"state does not fit this run: {type(e).__name__}: {e}") from None
     state.step, state.epoch, state.position = s["step"], s["epoch"], s["position"]
     state.skipped, state.last_loss = s["skipped"], s["last_loss"]
     state.knn = s.get("knn", {})
-    if loaded.rng is not None:
-        ckpt.set_rng_state(*loaded.rng)
 
 
 @dataclass
@@ -256,6 +268,7 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
         else:
             loaded = ckpt.load(Path(resume), acc.process_index)
         if loaded is not None:
+            ckpt.check_state(loaded.state, loaded.path, ckpt.TRAINING_KEYS)
             check_resumable(cfg, loaded.state, world, loaded.path, job.fixed)
     if acc.is_main_process:
         import shutil
@@ -288,97 +301,100 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
     last_ckpt = time.monotonic()
     consecutive_bad = 0
     t_window, wait_window, samples_window = 0.0, 0.0, 0
-    model.train()
-    while state.step < total:
-        epoch = state.epoch
-        batches = loader.epoch(epoch, state.position)
-        n_batches = loader.num_steps(epoch)
-        done = state.position // (world * B)
-        while done < n_batches and state.step < total:
-            t0 = time.perf_counter()
-            micro = min(job.optim.accumulate, n_batches - done)
-            lr = lr_at(job.optim, state.step, steps_per_epoch, total)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            bad, loss_sum, wait, metrics_sum = False, 0.0, 0.0, {}
-            for i in range(micro):
-                tw = time.perf_counter()
-                batch = next(batches)
-                # Views of the loader's ring: copy to the device (or a private CPU copy) now.
-                batch = {k: (v.to(device, non_blocking=True) if device.type != "cpu"
-                             else v.clone()) for k, v in batch.items()}
-                wait += time.perf_counter() - tw
-                sync = i == micro - 1
-                with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
-                    loss, metrics = model(batch, epoch)
-                if not torch.isfinite(loss):
-                    bad = True
+    try:  # close the progress bar on an error too: the error message gets a line of its own
+        model.train()
+        while state.step < total:
+            epoch = state.epoch
+            batches = loader.epoch(epoch, state.position)
+            n_batches = loader.num_steps(epoch)
+            done = state.position // (world * B)
+            while done < n_batches and state.step < total:
+                t0 = time.perf_counter()
+                micro = min(job.optim.accumulate, n_batches - done)
+                lr = lr_at(job.optim, state.step, steps_per_epoch, total)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                bad, loss_sum, wait, metrics_sum = False, 0.0, 0.0, {}
+                for i in range(micro):
+                    tw = time.perf_counter()
+                    batch = next(batches)
+                    # Views of the loader's ring: copy to the device (or a private CPU copy) now.
+                    batch = {k: (v.to(device, non_blocking=True) if device.type != "cpu"
+                                 else v.clone()) for k, v in batch.items()}
+                    wait += time.perf_counter() - tw
+                    sync = i == micro - 1
+                    with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+                        loss, metrics = model(batch, epoch)
+                    if not torch.isfinite(loss):
+                        bad = True
+                    else:
+                        acc.backward(loss / micro)
+                    loss_sum += float(loss.detach()) / micro
+                    for k, v in metrics.items():
+                        metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / micro
+                done += micro
+                grad_norm = None
+                if job.optim.clip_norm is not None and not bad:
+                    grad_norm = acc.clip_grad_norm_(model.parameters(), job.optim.clip_norm)
+                    bad = not torch.isfinite(torch.as_tensor(grad_norm)).item()
+                # Every rank skips together, or the replicas would diverge.
+                if _agree(bad, device):
+                    optimizer.zero_grad(set_to_none=True)
+                    state.skipped += 1
+                    consecutive_bad += 1
+                    log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)",
+                                state.step, state.skipped)
+                    if consecutive_bad > cfg.run.max_nonfinite:
+                        raise NonFiniteError(
+                            f"{consecutive_bad} consecutive steps had a non-finite loss or "
+                            f"gradient (run.max_nonfinite={cfg.run.max_nonfinite}); the last "
+                            f"good checkpoint is in {rd.checkpoints}. Lower the learning rate, "
+                            f"set optim.clip_norm, or check the corpus with `sscl data "
+                            f"validate`")
                 else:
-                    acc.backward(loss / micro)
-                loss_sum += float(loss.detach()) / micro
-                for k, v in metrics.items():
-                    metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / micro
-            done += micro
-            grad_norm = None
-            if job.optim.clip_norm is not None and not bad:
-                grad_norm = acc.clip_grad_norm_(model.parameters(), job.optim.clip_norm)
-                bad = not torch.isfinite(torch.as_tensor(grad_norm)).item()
-            # Every rank skips together, or the replicas would diverge.
-            if _agree(bad, device):
-                optimizer.zero_grad(set_to_none=True)
-                state.skipped += 1
-                consecutive_bad += 1
-                log.warning("step %d: non-finite loss or gradient, step skipped (%d so far)",
-                            state.step, state.skipped)
-                if consecutive_bad > cfg.run.max_nonfinite:
-                    raise NonFiniteError(
-                        f"{consecutive_bad} consecutive steps had a non-finite loss or gradient "
-                        f"(run.max_nonfinite={cfg.run.max_nonfinite}); the last good checkpoint "
-                        f"is in {rd.checkpoints}. Lower the learning rate, set optim.clip_norm, "
-                        f"or check the corpus with `sscl data validate`")
-            else:
-                consecutive_bad = 0
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if job.after_step is not None:
-                    job.after_step(core)
-            state.step += 1
-            state.position = done * world * B
-            state.last_loss = loss_sum
-            dt = time.perf_counter() - t0
-            t_window += dt
-            wait_window += wait
-            samples_window += micro * world * B
-            if writer is not None and (state.step % cfg.run.log_every == 0 or state.step == 1):
-                sps = samples_window / max(t_window, 1e-9)
-                share = wait_window / max(t_window, 1e-9)
-                writer.add_scalar("loss/total", loss_sum, state.step)
-                for k, v in metrics_sum.items():
-                    writer.add_scalar(k, v, state.step)
-                writer.add_scalar("optim/lr", lr, state.step)
-                writer.add_scalar("speed/samples_per_s", sps, state.step)
-                writer.add_scalar("speed/data_wait_share", share, state.step)
-                writer.add_scalar("optim/skipped_steps", state.skipped, state.step)
-                if grad_norm is not None:
-                    writer.add_scalar("optim/grad_norm", float(grad_norm), state.step)
-                bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.3g}", sps=f"{sps:.0f}",
-                                wait=f"{share:.0%}")
-                log.debug("step %d loss %.4f %s", state.step, loss_sum, json.dumps(metrics_sum))
-                t_window, wait_window, samples_window = 0.0, 0.0, 0
-            bar.update(1)
-            if done >= n_batches:  # epoch finished: the next step starts the next epoch
-                state.epoch, state.position = epoch + 1, 0
-                if job.monitor_every and state.epoch % job.monitor_every == 0 \
-                        and state.step < total:
-                    run_monitor()
-            due = (time.monotonic() - last_ckpt >= cfg.run.checkpoint_every_s
-                   or (cfg.run.checkpoint_every_steps
-                       and state.step % cfg.run.checkpoint_every_steps == 0))
-            if _broadcast_flag(bool(due), device) and state.step < total:
-                save_checkpoint(acc, rd, cfg, model, optimizer, state)
-                last_ckpt = time.monotonic()
-            _kill_hook(state.step)
-    bar.close()
+                    consecutive_bad = 0
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if job.after_step is not None:
+                        job.after_step(core)
+                state.step += 1
+                state.position = done * world * B
+                state.last_loss = loss_sum
+                dt = time.perf_counter() - t0
+                t_window += dt
+                wait_window += wait
+                samples_window += micro * world * B
+                if writer is not None and (state.step % cfg.run.log_every == 0 or state.step == 1):
+                    sps = samples_window / max(t_window, 1e-9)
+                    share = wait_window / max(t_window, 1e-9)
+                    writer.add_scalar("loss/total", loss_sum, state.step)
+                    for k, v in metrics_sum.items():
+                        writer.add_scalar(k, v, state.step)
+                    writer.add_scalar("optim/lr", lr, state.step)
+                    writer.add_scalar("speed/samples_per_s", sps, state.step)
+                    writer.add_scalar("speed/data_wait_share", share, state.step)
+                    writer.add_scalar("optim/skipped_steps", state.skipped, state.step)
+                    if grad_norm is not None:
+                        writer.add_scalar("optim/grad_norm", float(grad_norm), state.step)
+                    bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.3g}", sps=f"{sps:.0f}",
+                                    wait=f"{share:.0%}")
+                    log.debug("step %d loss %.4f %s", state.step, loss_sum, json.dumps(metrics_sum))
+                    t_window, wait_window, samples_window = 0.0, 0.0, 0
+                bar.update(1)
+                if done >= n_batches:  # epoch finished: the next step starts the next epoch
+                    state.epoch, state.position = epoch + 1, 0
+                    if job.monitor_every and state.epoch % job.monitor_every == 0 \
+                            and state.step < total:
+                        run_monitor()
+                due = (time.monotonic() - last_ckpt >= cfg.run.checkpoint_every_s
+                       or (cfg.run.checkpoint_every_steps
+                           and state.step % cfg.run.checkpoint_every_steps == 0))
+                if _broadcast_flag(bool(due), device) and state.step < total:
+                    save_checkpoint(acc, rd, cfg, model, optimizer, state)
+                    last_ckpt = time.monotonic()
+                _kill_hook(state.step, acc.process_index)
+    finally:
+        bar.close()
     run_monitor()
     state.final_checkpoint = save_checkpoint(acc, rd, cfg, model, optimizer, state)
     if job.export is not None and acc.is_main_process:
@@ -389,11 +405,20 @@ def fit(cfg: Config, job: Job, rd: RunDir, acc, resume: str | None) -> TrainStat
     return state
 
 
-def _kill_hook(step: int) -> None:
-    """``SSCL_KILL_AT_STEP=S``: SIGKILL this process right after step S (tests of resume)."""
+def _kill_hook(step: int, rank: int = 0) -> None:
+    """``SSCL_KILL_AT_STEP=S``: SIGKILL this process right after step S (tests of resume);
+    with ``SSCL_KILL_RANK=R`` only rank R dies (tests of a dead rank); ``SSCL_KILL_SIGNAL=
+    SIGSTOP`` stops it instead (a hung rank)."""
     import os
     import signal
 
     at = os.environ.get("SSCL_KILL_AT_STEP")
-    if at is not None and int(at) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+    only = os.environ.get("SSCL_KILL_RANK")
+    if at is not None and int(at) == step and (only is None or int(only) == rank):
+        import sys
+
+        sig = getattr(signal, os.environ.get("SSCL_KILL_SIGNAL", "SIGKILL"))
+        print(f"\nSSCL_KILL_AT_STEP: {sig.name} to rank {rank} (pid {os.getpid()}) after step "
+              f"{step}",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), sig)

@@ -6,6 +6,7 @@ Every message names the file, field or value that was wrong, what was expected, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -64,6 +65,28 @@ class EvaluationError(SsclError, ValueError):
 class CorpusWriteError(CorpusError):
     """Writing a corpus failed (disk full, a file size limit, an I/O error); nothing was left
     under the destination name and any previous corpus there is intact."""
+
+
+class DiskWriteError(SsclError, OSError):
+    """A file could not be written for lack of space, a quota or a file size limit (ENOSPC,
+    EDQUOT, EFBIG). Nothing was left under the file's final name; what was there before is
+    intact. Also an ``OSError`` (with the cause's ``errno``), so callers that handle I/O
+    errors keep doing so.
+
+    Args:
+        path: the file (or checkpoint directory) being written.
+        cause: the operating system's error.
+        kept: what stays usable, for the message (e.g. "the previous checkpoint is intact").
+    """
+
+    def __init__(self, path: str | Path, cause: OSError, kept: str = ""):
+        self.path = str(path)
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        super().__init__(
+            f"writing {self.path} failed: {reason}; nothing was left under that name"
+            f"{'; ' + kept if kept else ''}. Free disk space (or raise the quota / the file "
+            f"size limit, `ulimit -f`) and run again")
+        self.errno = cause.errno
 
 
 class SsclWarning(UserWarning):

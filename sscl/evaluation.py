@@ -36,6 +36,13 @@ def corpus_label(corpus: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "corpus"
 
 
+def report_folder(corpus: str, split: str) -> str:
+    """The report folder name of a corpus and split: one folder-safe name (a split tag given on
+    the command line can never lead out of the ``eval`` directory)."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", split).strip(".") or "split"
+    return f"{corpus_label(corpus)}-{tag}"
+
+
 def sequence_labels(corpus, sequences) -> list[np.ndarray]:
     return [np.asarray(corpus.labels[corpus.offsets[s]:corpus.offsets[s] + corpus.lengths[s]],
                        np.int64) for s in sequences]
@@ -110,7 +117,7 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
     train_labels = sequence_labels(c, meta["splits"]["train"]) if same_corpus else labels
     baselines = trivial_baselines(train_labels, labels, len(c.class_names), sequence_ids=ids,
                                   tiou_thresholds=tiou)
-    out_dir = Path(out_root) / f"{corpus_label(corpus)}-{split.replace(':', '_')}"
+    out_dir = Path(out_root) / report_folder(corpus, split)
     write_report(out_dir, metrics, c.class_names, baselines=baselines,
                  title=f"{corpus_label(corpus)} {split}", model_name="sscl")
     if table is not None:

@@ -4,6 +4,10 @@
     python sscl/train.py ...                       (one process, same thing)
 
 With no arguments it runs the embedded demo preset on the demo corpus's training split.
+
+Exit status: 0 when done; 2 after one ``error:`` line (a config, corpus or checkpoint problem, a
+full disk or file size limit, a peer rank that died or hung); 143 after SIGTERM, with one
+``error:`` line naming a dead peer when a launcher stopped the ranks because one died.
 """
 
 from __future__ import annotations
@@ -55,14 +59,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the run unwinds and says why it stopped."""
+
+
+def _catch_sigterm() -> None:
+    import signal
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:  # a forked loader worker: die as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sscl.errors import SsclError
 
+    _catch_sigterm()
     try:
         return run(args)
+    except Terminated:
+        from sscl.runtime import terminated_message
+
+        print(f"error: {terminated_message()}", file=sys.stderr, flush=True)
+        return 128 + 15
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from sscl.atomic import is_full
+        from sscl.errors import DiskWriteError
+
+        if not is_full(e):
+            raise
+        # A full disk met outside the writes that name their file (TensorBoard, the log).
+        print(f"error: {DiskWriteError(e.filename or 'a file of the run', e)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        from sscl.runtime import collective_failure
+
+        message = collective_failure(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
         return 2
 
 

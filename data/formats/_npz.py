@@ -12,6 +12,7 @@ Also: a path inside a source root that resolves outside it is refused (:func:`in
 from __future__ import annotations
 
 import os
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def npz_header(path: Path, key: str, kinds: str = "biuf"
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
                 header_len = fh.tell()
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError,
+            tokenize.TokenError, RecursionError) as exc:
+        # numpy parses the header's dict with ast/tokenize: a damaged one is a SyntaxError or
+        # a TokenError (an unclosed bracket), not a ValueError
         raise FormatError(path, f"cannot read the npz member {key!r} ({exc})") from exc
     if dtype.hasobject or dtype.kind not in kinds:
         raise FormatError(path, f"member {key!r} has dtype {dtype}; expected numbers or bool "

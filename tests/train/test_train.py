@@ -7,51 +7,20 @@ Every run here is a real `sscl/train.py` subprocess on a tiny model (width 0.125
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ROOT / "sscl" / "train.py"
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    from sscl.data.synthetic import SynthConfig, synthesize
-
-    dest = tmp_path_factory.mktemp("corpus") / "tiny.zarr"
-    synthesize(dest, SynthConfig(num_sequences=12, min_frames=300, max_frames=330, subjects=6),
-               seed=3)
-    return dest
-
-
-def tiny_args(corpus: Path, *extra: str) -> list[str]:
-    return [
-        "--set", f"data.corpus={corpus}", "--set", "data.loader.num_workers=0",
-        "--set", "data.loader.batch_size=8", "--set", "data.loader.raw_length=48",
-        "--set", "data.loader.augment.out_len=32", "--set", "data.engine=torch",
-        "--set", "model.width=0.125", "--set", "pretrain.queue_size=40",
-        "--set", "pretrain.num_snippets=4", "--set", "optim.epochs=3",
-        "--set", "run.threads=1", "--set", "probe.corpus=null", "--set", "run.log_every=1",
-        "--set", "run.stage=pretrain", *extra,
-    ]
-
-
-def run_train(args: list[str], cwd: Path, env: dict | None = None, launcher: list[str] | None
-              = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = (launcher or [sys.executable]) + [str(TRAIN), *args]
-    r = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                       text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{cmd} exited {r.returncode}\n{r.stdout[-3000:]}\n"
-                             f"{r.stderr[-5000:]}")
-    return r
+_spec = importlib.util.spec_from_file_location("sscl_test_trainrun",
+                                               Path(__file__).with_name("trainrun.py"))
+T = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(T)
+ROOT, TRAIN, tiny_args, run_train = T.ROOT, T.TRAIN, T.tiny_args, T.run_train
+_free_port = T.free_port
 
 
 def final_weights(run_dir: Path) -> dict:
@@ -150,12 +119,6 @@ def test_nan_loss_trips_the_guard(tiny_corpus, tmp_path):
                             "--run-dir", str(tmp_path / "run")), cwd=tmp_path, check=False)
     assert r.returncode == 2
     assert "non-finite" in r.stderr and "run.max_nonfinite=2" in r.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_on_one_cpu_match_one_process(tiny_corpus, tmp_path):
