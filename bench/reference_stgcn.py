@@ -172,6 +172,12 @@ class ReferenceSTGCN(nn.Module):
                 bias=bias))
             c_in = c_out
         self.out_channels = channels[-1]
+        # Cumulative temporal strides after each block (the contrastive Encoder's snippet check).
+        factors, f = [], 1
+        for stride in strides:
+            f *= stride
+            factors.append(f)
+        self.time_factors = tuple(factors)
 
     @classmethod
     def like(cls, model: nn.Module, **kwargs) -> ReferenceSTGCN:
