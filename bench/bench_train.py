@@ -203,7 +203,7 @@ def test_snippet_share(setting, ratios):
     batch = {"query": torch.randn(B, 3, T, 25, 2, generator=g),
              "key": torch.randn(B, 3, T, 25, 2, generator=g), "weight": torch.ones(B),
              "position": torch.arange(B)}
-    times = {}
+    steps = {}
     for snippet in (False, True):
         torch.manual_seed(0)
         cfg = ContrastiveConfig(method="skeletonclr", queue_size=queue, snippet=snippet,
@@ -215,13 +215,16 @@ def test_snippet_share(setting, ratios):
             loss.backward()
             model.zero_grad(set_to_none=True)
 
-        step()
-        rounds = []
-        for _ in range(max(2, ROUNDS)):
+        step()  # warm-up
+        steps[snippet] = step
+    # Alternating rounds (without, with, without, ...): a busy machine slows both sides alike.
+    rounds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(max(5, ROUNDS)):
+        for snippet in (False, True):
             t = time.perf_counter()
-            step()
-            rounds.append(time.perf_counter() - t)
-        times[snippet] = statistics.median(rounds)
+            steps[snippet]()
+            rounds[snippet].append(time.perf_counter() - t)
+    times = {k: statistics.median(v) for k, v in rounds.items()}
     share = (times[True] - times[False]) / times[True]
     detail = (f"T={T}, N=19, queues {queue}, batch {B}: step {times[False] * 1e3:.0f} ms "
               f"without, {times[True] * 1e3:.0f} ms with the snippet branch")
