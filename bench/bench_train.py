@@ -24,7 +24,6 @@ import os
 import statistics
 import time
 
-import numpy as np
 import per_sample_baseline
 import pytest
 import torch
@@ -60,26 +59,10 @@ def corpus() -> str:
     return str(dest)
 
 
-class StrongFeeder(torch.utils.data.Dataset):
-    """The per-sample baseline feeder at the demo's view length."""
-
-    def __init__(self, path: str):
-        self.path, self.data = path, None
-
-    def __len__(self) -> int:
-        return 1 << 40
-
-    def __getitem__(self, i: int):
-        if self.data is None:
-            self.data = np.load(self.path, mmap_mode="r")
-        sample = np.asarray(self.data[i % len(self.data)])
-        q, k = per_sample_baseline.two_views(sample, np.random.default_rng(i), out_len=OUT_LEN)
-        return torch.from_numpy(q).float(), torch.from_numpy(k).float()
-
-
 def _reference_batches(corpus_path: str):
     loader = torch.utils.data.DataLoader(
-        StrongFeeder(str(_memmap(corpus_path).filename)), batch_size=BATCH,
+        per_sample_baseline.PerSampleFeeder(str(_memmap(corpus_path).filename), 1 << 40,
+                                            out_len=OUT_LEN), batch_size=BATCH,
         sampler=torch.utils.data.RandomSampler(range(1 << 20), replacement=True,
                                                num_samples=1 << 40),
         num_workers=WORKERS, worker_init_fn=_worker_init, multiprocessing_context="fork",
@@ -87,8 +70,9 @@ def _reference_batches(corpus_path: str):
     with single_threaded_children():
         it = iter(loader)
     ones = torch.ones(BATCH)
-    for q, k in it:
-        yield {"query": q, "key": k, "weight": ones, "position": torch.arange(BATCH)}
+    for q, k in it:  # the feeder's views are float64, as the published feeders' np.dot gives
+        yield {"query": q.float(), "key": k.float(), "weight": ones,
+               "position": torch.arange(BATCH)}
 
 
 def _our_batches(corpus_path: str):

@@ -15,7 +15,7 @@ from sscl.config import Config, ModelConfig
 from sscl.errors import ConfigError
 
 
-def demo_corpus() -> Path:
+def demo_corpus(progress: bool = False) -> Path:
     """The embedded demo corpus, synthesized once under ``$SSCL_CACHE``."""
     from sscl.data.corpus import cache_dir
     from sscl.data.synthetic import SynthConfig, synthesize
@@ -23,7 +23,9 @@ def demo_corpus() -> Path:
     dest = cache_dir() / "demo" / "synthetic.zarr"
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        synthesize(dest, SynthConfig(), seed=0, progress=False)
+        if progress:
+            print(f"synthesizing the demo corpus into {dest} (once; cached under $SSCL_CACHE)")
+        synthesize(dest, SynthConfig(), seed=0, progress=progress)
     return dest
 
 

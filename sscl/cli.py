@@ -23,27 +23,15 @@ import json
 import signal
 import sys
 import warnings
-from pathlib import Path
 
 from sscl.errors import ConfigError, SsclError, SsclWarning
 
 
-def _demo_path() -> Path:
-    from sscl.data.corpus import cache_dir
-
-    return cache_dir() / "demo" / "synthetic.zarr"
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    from sscl.builders import demo_corpus
     from sscl.data.corpus import open_corpus
-    from sscl.data.synthetic import SynthConfig, synthesize
 
-    dest = _demo_path()
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        print(f"synthesizing the demo corpus into {dest} (once; cached under $SSCL_CACHE)")
-        synthesize(dest, SynthConfig(), seed=0, progress=True)
-    print(open_corpus(dest).summary())
+    print(open_corpus(demo_corpus(progress=True)).summary())
     return 0
 
 

@@ -15,7 +15,6 @@ kNN monitor), ``finetune`` and ``evaluate`` (localization).
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -518,9 +517,3 @@ def dumps(cfg: Config) -> str:
 
 def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
-
-
-def fingerprint(cfg: Config, sections: tuple[str, ...]) -> str:
-    """A stable JSON of the named sections, compared on resume."""
-    d = to_dict(cfg)
-    return json.dumps({s: d[s] for s in sections}, sort_keys=True)

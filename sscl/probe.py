@@ -49,7 +49,7 @@ class KnnProbe:
         self.k = k
 
     @classmethod
-    def from_config(cls, cfg: Config, info=None) -> KnnProbe:
+    def from_config(cls, cfg: Config) -> KnnProbe:
         from sscl.data.loader import make_loader
         from sscl.data.reader import open_corpus
 
