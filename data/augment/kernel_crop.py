@@ -73,7 +73,7 @@ def _prefetch(typingctx, table, row, col):
 
 # Output frames the crop prefetches ahead: the rows of a random window are cold (a batch's
 # windows are scattered over the corpus), and the gather of one frame does too little work for
-# out-of-order execution to overlap the next frame's misses. Measured: see _crop_sample.
+# out-of-order execution to overlap the next frame's misses. Measured: see crop_sample.
 _AHEAD = 6
 
 
