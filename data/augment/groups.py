@@ -10,7 +10,8 @@ structs, so this costs nothing inside the kernel):
 - :class:`BlurSpec`: the temporal blur settings shared by the batch;
 - :class:`Centring`: the NTU centring of each window (``sscl.data.normalize``);
 - :class:`StackedParams`: the per-sample random parameters, one (R, N) array each;
-- :class:`ViewOutputs`: the preallocated outputs.
+- :class:`ViewOutputs`: the preallocated outputs;
+- :class:`DrawSpec` and :class:`ViewRecipe`: the settings of the parameter kernels.
 
 Inside the kernels one sample's draws travel as :class:`SampleCrop`, :class:`SamplePoints` and
 :class:`SampleTail`, built with keyword arguments.
