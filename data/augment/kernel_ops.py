@@ -51,10 +51,12 @@ def linear_kernel(x, valid, mat, out):
 
 
 @njit(**JIT)
-def flip_swap_kernel(x, valid, perm, flip, swap, out, vout):
+def flip_swap_kernel(x, valid, perm, draws, out, vout):
+    """``draws`` a groups.FlipSwapDraws of (N,) bool arrays."""
+    flip = draws.flip
     N, C, T, V, M = x.shape
     for n in range(N):
-        swap_m = swap[n] and M == 2
+        swap_m = draws.swap[n] and M == 2
         for t in range(T):
             for v in range(V):
                 sv = perm[v] if flip[n] else v
@@ -69,8 +71,10 @@ def flip_swap_kernel(x, valid, perm, flip, swap, out, vout):
 
 
 @njit(**JIT)
-def noise_kernel(x, valid, std, seed, out):
-    """x, out: (N, C, P) with P = T V M flattened; valid: (N, P)."""
+def noise_kernel(x, valid, noise, out):
+    """x, out: (N, C, P) with P = T V M flattened; valid: (N, P); ``noise`` a
+    groups.NoiseDraws of (N,) arrays."""
+    std, seed = noise.std, noise.seed
     N, C, P = x.shape
     for n in range(N):
         for c in range(C):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from sscl.data.augment.arrays import as_f64, as_i64, check_x, out_buffer
+from sscl.data.augment.groups import FlipSwapDraws, NoiseDraws, check_group
 from sscl.data.augment.kernel_ops import flip_swap_kernel, linear_kernel, noise_kernel
 from sscl.data.augment.noise_table import normals_ref
 
@@ -73,15 +74,10 @@ def flip_swap(
     check_x(x_NCTVM, valid_NTVM)
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     out_valid = out_buffer(out_valid, valid_NTVM.shape, np.bool_, "out_valid")
-    flip_swap_kernel(
-        x_NCTVM,
-        valid_NTVM,
-        as_i64(perm_V),
-        np.asarray(flip_N, np.bool_),
-        np.asarray(swap_N, np.bool_),
-        out,
-        out_valid,
-    )
+    draws = FlipSwapDraws(flip=np.ascontiguousarray(flip_N, np.bool_),
+                          swap=np.ascontiguousarray(swap_N, np.bool_))
+    check_group(draws, {"N": x_NCTVM.shape[0]})
+    flip_swap_kernel(x_NCTVM, valid_NTVM, as_i64(perm_V), draws, out, out_valid)
     return out, out_valid
 
 
@@ -131,15 +127,12 @@ def gaussian_noise(
     check_x(x_NCTVM, valid_NTVM)
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     n, c = x_NCTVM.shape[:2]
-    noise_kernel(
-        x_NCTVM.reshape(n, c, -1),
-        valid_NTVM.reshape(n, -1),
-        as_f64(std_N),
-        np.asarray(seed_N, np.uint64),
-        out.reshape(n, c, -1),
-    )
+    noise = NoiseDraws(std=as_f64(std_N),
+                       seed=np.ascontiguousarray(seed_N, np.uint64))
+    check_group(noise, {"N": n})
+    noise_kernel(x_NCTVM.reshape(n, c, -1), valid_NTVM.reshape(n, -1), noise,
+                 out.reshape(n, c, -1))
     return out
-
 
 
 def gaussian_noise_ref(

@@ -527,6 +527,21 @@ def test_config_errors_name_the_field():
         A.two_view(raw, valid, np.array([5]), A.params_for(0, 0, np.array([0]), cfg), cfg)
 
 
+
+def test_kernel_groups_name_the_bad_field():
+    """The kernels read their arguments by name from checked groups: a per-sample array of the
+    wrong length or dtype is refused at the boundary, naming ``Group.field``."""
+    from sscl.data.augment.point_ops import flip_swap, gaussian_noise
+
+    x, valid = _model(np.random.default_rng(0), 3, 5, 4, 3, 2)
+    perm = np.arange(4)
+    with pytest.raises(ConfigError, match=r"FlipSwapDraws\.swap: axis 0 \(N\) has size 2"):
+        flip_swap(x, valid, perm, np.ones(3, bool), np.ones(2, bool))
+    with pytest.raises(ConfigError, match=r"NoiseDraws\.std: axis 0 \(N\) has size 4"):
+        gaussian_noise(x, valid, np.ones(4), np.ones(3, np.uint64))
+    with pytest.raises(ConfigError, match=r"NoiseDraws\.seed: expected a uint64 array"):
+        gaussian_noise(x, valid, np.ones(3), np.ones((3, 1), np.uint64))
+
 # --------------------------------------------------------------------------- threading
 
 
