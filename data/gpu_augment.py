@@ -5,9 +5,8 @@ batched matmul over every point, and Gaussian noise, run after either engine's i
 whatever device the batch lives on. The ops are torch twins of ``sscl.data.augment``'s
 ``linear_transform`` and ``gaussian_noise`` (tested against their numpy references on the CPU),
 so a view augmented here equals the one the workers would have made, up to float32 rounding:
-the noise uses the same splitmix64 counter hash and normal quantile table (``augment``'s),
-computed in int64 (two's-complement wrap-around gives the uint64 bits; right shifts are masked
-to be logical).
+the noise uses the same splitmix64 counter hash (``sscl.data.splitmix64.stream_torch``) and
+normal quantile table (``augment.noise_table``).
 
 Typical use after the iterator (parameters from ``augment.params_for(seed, epoch,
 batch["position"], cfg)``, i.e. from (seed, epoch, global index) as everywhere else)::
@@ -20,27 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sscl.data import augment_kernels
-
-_GOLDEN = 0x9E3779B97F4A7C15
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
-
-
-def _i64(u: int) -> int:
-    """The int64 with the bits of the uint64 ``u``."""
-    return u - (1 << 64) if u >= 1 << 63 else u
-
-
-def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 bits (torch's >> is arithmetic)."""
-    return (z >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    z = (z ^ _shr(z, 30)) * _i64(_M1)
-    z = (z ^ _shr(z, 27)) * _i64(_M2)
-    return z ^ _shr(z, 31)
+from sscl.data.augment.noise_table import NORMAL_TABLE
+from sscl.data.splitmix64 import stream_torch
 
 
 def linear_transform(
@@ -70,9 +50,9 @@ def _normals(seed_N1: torch.Tensor, points: int, channels: int) -> torch.Tensor:
     centres (so clipped at +-4.32 sigma).
     """
     dev = seed_N1.device
-    table = torch.from_numpy(augment_kernels.NORMAL_TABLE).to(dev, torch.float64)
+    table = torch.from_numpy(NORMAL_TABLE).to(dev, torch.float64)
     p = torch.arange(points, device=dev, dtype=torch.int64)[None, :, None]
-    z = _mix64(seed_N1[:, :, None] + (p + 1) * _i64(_GOLDEN))  # (N, points, 1)
+    z = stream_torch(seed_N1[:, :, None], p)  # (N, points, 1)
     shift = torch.tensor([0, 16, 32], device=dev, dtype=torch.int64)[:channels]
     idx = (z >> shift) & 0xFFFF  # fields below bit 48: the arithmetic shift is harmless
     return table[idx].transpose(1, 2)

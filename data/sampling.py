@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from sscl.data.splitmix64 import GOLDEN_INT, INV_2_53, MASK64, mix64_int, stream_np, uniform_jit
 from sscl.errors import ConfigError
 
 # Stream tags keep the draws of independent stages apart even with equal (seed, epoch, index).
@@ -56,29 +57,11 @@ def sample_rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Gene
     )
 
 
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele, Lea, Flood, OOPSLA 2014) on uint64 arrays."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _splitmix64_int(z: int) -> int:
-    """:func:`_splitmix64` of one Python int (no array overhead for the per-batch key)."""
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
 def _stream_key(seed: int, epoch: int, stream: int) -> int:
     """The 64-bit key of (seed, epoch, stream) that :func:`sample_uniforms` hashes indices with."""
     key = 0
     for word in (seed, epoch, stream):
-        key = _splitmix64_int((key + (word % 2**64) * _GOLDEN + _GOLDEN) & _MASK64)
+        key = mix64_int((key + (word % 2**64) * GOLDEN_INT + GOLDEN_INT) & MASK64)
     return key
 
 
@@ -98,12 +81,9 @@ def sample_uniforms(seed: int, epoch: int, positions: np.ndarray, stream: int) -
     Returns:
         (N,) float64 uniforms with 53 random bits each.
     """
-    golden = np.uint64(_GOLDEN)
-    with np.errstate(over="ignore"):
-        key = np.uint64(_stream_key(seed, epoch, stream))
-        idx = np.asarray(positions, dtype=np.int64).astype(np.uint64)
-        bits = _splitmix64(key + (idx + np.uint64(1)) * golden)
-    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+    key = np.uint64(_stream_key(seed, epoch, stream))
+    bits = stream_np(key, np.asarray(positions, dtype=np.int64))
+    return (bits >> np.uint64(11)).astype(np.float64) * INV_2_53
 
 
 @njit(cache=True, nogil=True)
@@ -112,13 +92,8 @@ def _starts_kernel(key, positions, items, start, span, out):
     of :func:`sample_uniforms` for positions[i] (compiled: the per-batch numpy version cost
     ~70 us a batch of 64 in small-array overhead; ``WindowSet.resolve_starts_ref`` is the
     twin)."""
-    golden = np.uint64(_GOLDEN)
     for i in range(positions.shape[0]):
-        z = key + (np.uint64(positions[i]) + np.uint64(1)) * golden
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-        u = np.float64(np.int64(z >> np.uint64(11))) * (1.0 / 2**53)
+        u = uniform_jit(key, positions[i])
         w = items[i]
         out[i] = start[w] + min(np.int64(u * span[w]), span[w] - 1)
 

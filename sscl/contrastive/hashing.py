@@ -4,7 +4,8 @@ The method needs a few random draws that must be identical on every rank (the sh
 permutation) and reproducible after a resume (EADM's drops), keyed by a step counter that lives
 in a device buffer. Seeding a `torch.Generator` would need that counter on the host, a device
 sync every step; hashing (key, index) on the device needs none. SplitMix64 (Steele, Lea, Flood,
-OOPSLA 2014) is computed with wrapping int64 products and logical shifts emulated by masking.
+OOPSLA 2014) is ``sscl.data.splitmix64``'s torch implementation (wrapping int64 products,
+logical shifts emulated by masking).
 """
 
 from __future__ import annotations
@@ -12,22 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# SplitMix64's constants as signed int64.
-_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
-_MUL1 = 0xBF58476D1CE4E5B9 - (1 << 64)
-_MUL2 = 0x94D049BB133111EB - (1 << 64)
+from sscl.data.splitmix64 import GOLDEN_INT, as_int64, mix64_torch, shr_torch, stream_torch
 
-
-def _shr(x: Tensor, s: int) -> Tensor:
-    """Logical right shift of int64 (torch's >> is arithmetic)."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
-
-
-def mix64(x: Tensor) -> Tensor:
-    """SplitMix64 finaliser, elementwise on an int64 tensor."""
-    x = (x ^ _shr(x, 30)) * _MUL1
-    x = (x ^ _shr(x, 27)) * _MUL2
-    return x ^ _shr(x, 31)
+_GOLDEN = as_int64(GOLDEN_INT)
 
 
 def hash_keys(n: int, key: Tensor, stream: int = 0) -> Tensor:
@@ -38,8 +26,8 @@ def hash_keys(n: int, key: Tensor, stream: int = 0) -> Tensor:
         key: () int64 tensor (e.g. a step counter buffer).
         stream: an independent sub-stream (python int).
     """
-    base = mix64(key.to(torch.int64) * _GOLDEN + stream)
-    return mix64(base + torch.arange(1, n + 1, device=key.device, dtype=torch.int64) * _GOLDEN)
+    base = mix64_torch(key.to(torch.int64) * _GOLDEN + stream)
+    return stream_torch(base, torch.arange(n, device=key.device, dtype=torch.int64))
 
 
 def hash_uniform(shape: tuple[int, ...], key: Tensor, stream: int = 0) -> Tensor:
@@ -47,7 +35,7 @@ def hash_uniform(shape: tuple[int, ...], key: Tensor, stream: int = 0) -> Tensor
     n = 1
     for s in shape:
         n *= s
-    bits = _shr(hash_keys(n, key, stream), 40)  # top 24 bits
+    bits = shr_torch(hash_keys(n, key, stream), 40)  # top 24 bits
     return (bits.to(torch.float32) * (1.0 / (1 << 24))).reshape(shape)
 
 

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sscl.data import augment as A
-from sscl.data import augment_ops
-from sscl.data.augment_kernels import NORMAL_TABLE, _normal, _normal3
+from sscl.data.augment.noise_table import NORMAL_TABLE, normal3_jit, normal_jit, normals_ref
+from sscl.data.augment.params import view_from_draws
+from sscl.data.augment.params_ref import view_from_draws_ref
 from sscl.data.layouts import Layout, get_layout
 from sscl.errors import ConfigError
 
@@ -354,18 +355,18 @@ def test_noise_draws_are_standard_normal():
     for a, b in ((0, 1), (0, 2), (1, 2)):
         assert abs(np.corrcoef(z_NCP[:, a].ravel(), z_NCP[:, b].ravel())[0, 1]) < 0.01
     assert abs(np.corrcoef(z_NCP[:, 0, 1:].ravel(), z_NCP[:, 0, :-1].ravel())[0, 1]) < 0.01
-    ref = augment_ops._normals_ref(seeds[:2], 1000)
+    ref = normals_ref(seeds[:2], 1000)
     np.testing.assert_array_equal(z_NCP[:2, :, :1000], ref.astype(np.float32))
 
 
 def test_normal3_is_three_consecutive_normals():
-    # Counter-based: _normal3(seed, k) == (_normal(seed, k + i) for i < 3) for every k % 3,
+    # Counter-based: normal3_jit(seed, k) == (normal_jit(seed, k + i) for i < 3) for every k % 3,
     # both equal to the numpy twin's normal k.
     for seed in (np.uint64(0), np.uint64(2**64 - 1), np.uint64(987654321)):
-        ref = augment_ops._normals_ref(np.array([seed]), 40)[0].T.ravel()
+        ref = normals_ref(np.array([seed]), 40)[0].T.ravel()
         for k in range(100):
-            want = tuple(_normal(seed, k + i) for i in range(3))
-            assert _normal3(seed, k) == want
+            want = tuple(normal_jit(seed, k + i) for i in range(3))
+            assert normal3_jit(seed, k) == want
             assert want[0] == ref[k]
 
 
@@ -526,6 +527,21 @@ def test_config_errors_name_the_field():
         A.two_view(raw, valid, np.array([5]), A.params_for(0, 0, np.array([0]), cfg), cfg)
 
 
+
+def test_kernel_groups_name_the_bad_field():
+    """The kernels read their arguments by name from checked groups: a per-sample array of the
+    wrong length or dtype is refused at the boundary, naming ``Group.field``."""
+    from sscl.data.augment.point_ops import flip_swap, gaussian_noise
+
+    x, valid = _model(np.random.default_rng(0), 3, 5, 4, 3, 2)
+    perm = np.arange(4)
+    with pytest.raises(ConfigError, match=r"FlipSwapDraws\.swap: axis 0 \(N\) has size 2"):
+        flip_swap(x, valid, perm, np.ones(3, bool), np.ones(2, bool))
+    with pytest.raises(ConfigError, match=r"NoiseDraws\.std: axis 0 \(N\) has size 4"):
+        gaussian_noise(x, valid, np.ones(4), np.ones(3, np.uint64))
+    with pytest.raises(ConfigError, match=r"NoiseDraws\.seed: expected a uint64 array"):
+        gaussian_noise(x, valid, np.ones(3), np.ones((3, 1), np.uint64))
+
 # --------------------------------------------------------------------------- threading
 
 
@@ -588,7 +604,7 @@ def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
     rng = np.random.default_rng(seed)
     u = rng.random((n, 18))
     z = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
-    got, want = A._view_from_draws(u, z, cfg, extreme), A._view_from_draws_ref(u, z, cfg, extreme)
+    got, want = view_from_draws(u, z, cfg, extreme), view_from_draws_ref(u, z, cfg, extreme)
     for f in fields(want):
         a, b = getattr(got, f.name), getattr(want, f.name)
         assert a.dtype == b.dtype and a.shape == b.shape, f.name

@@ -1,0 +1,192 @@
+"""A/B throughput of the augmentation between two git trees, in alternating rounds.
+
+Not a pytest suite (no ``test_``/``bench_`` prefix): a script that answers "did this change make
+the two-view augmentation or the torch-engine loader slower?" on a shared, noisy machine. It
+makes a temporary ``git worktree`` of an old ref (default: the merge-base of HEAD with main,
+i.e. the code before the branch), then runs rounds old/new/old/new... (``--rounds`` each, at
+least 5), every round in a fresh subprocess that imports exactly one tree: ``sscl`` from
+``<tree>/sscl`` and ``sscl.data`` / ``sscl.kernels`` from ``<tree>/data`` / ``<tree>/kernels``
+(the ``package_dir`` mapping of setup.py), with the editable install's finder removed so it
+cannot redirect the import to this checkout. Each subprocess prints the ``__file__`` of the
+augmentation module it imported, as proof.
+
+Measured per round, one Numba thread and one torch thread, after a warm-up call (Numba caches
+compiled on disk; the first subprocess of each tree compiles and is not timed):
+
+- two-view: ``augment.two_view`` on bench_augment.py's main case (batch of 64 raw windows of
+  T=300, NTU-25 x 2, L=50, query + AimCLR strong view), samples/s over ~``--seconds``;
+- loader: the torch engine, in process, pretraining windows with the extreme view over a
+  synthetic 200-sequence corpus, samples/s over ~``--seconds``.
+
+Prints the per-round figures, the medians and new/old; exits 1 when either ratio is off by
+more than ``--tolerance`` (default 3 %) in either direction (a large gain is as suspect as a
+loss on a refactor meant to change nothing). Usage::
+
+    python bench/ab_augment.py [--ref REF] [--rounds 5] [--seconds 2] [--tolerance 0.03]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in the subprocess: import one tree, then time the two cases. argv: tree, corpus, seconds.
+CHILD = r'''
+import importlib.util, json, sys, time
+from pathlib import Path
+
+tree, corpus, seconds = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
+
+
+def package(name, directory):
+    spec = importlib.util.spec_from_file_location(
+        name, directory / "__init__.py", submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    return spec, module
+
+
+root_spec, sscl = package("sscl", tree / "sscl")
+for sub, directory in (("data", "data"), ("kernels", "kernels")):
+    spec, module = package(f"sscl.{sub}", tree / directory)
+    spec.loader.exec_module(module)
+    setattr(sscl, sub, module)
+root_spec.loader.exec_module(sscl)
+
+import numba, numpy as np, torch
+from sscl.data import augment as A
+from sscl.data.loader import LoaderConfig, make_loader
+
+numba.set_num_threads(1)
+torch.set_num_threads(1)
+N, T, V, C, M, L = 64, 300, 25, 3, 2, 50
+rng = np.random.default_rng(1)
+lengths = rng.integers(100, T + 1, N)
+valid = np.broadcast_to(np.arange(T)[None, :, None, None] < lengths[:, None, None, None],
+                        (N, T, V, M)).copy()
+valid[: N // 2, :, :, 1] = False
+raw = rng.standard_normal((N, T, V, C, M)).astype(np.float32) * valid[:, :, :, None, :]
+cfg = A.AugmentConfig(out_len=L, extreme_flip_prob=0.0, extreme_rotate_deg=(0.0, 0.0, 0.0))
+p = A.params_for(0, 0, np.arange(N), cfg, extreme=True)
+strong = A.TwoViewParams(query=p.query, key=p.extreme)
+out = np.empty((2, N, C, L, V, M), np.float32)
+out_valid = np.empty((2, N, L, V, M), bool)
+
+
+def two_view():
+    A.two_view(raw, valid, lengths, strong, cfg, None, out=out, out_valid=out_valid)
+    return N
+
+
+loader = make_loader(corpus, LoaderConfig(task="pretrain", seed=3, batch_size=64, num_workers=0,
+                                          raw_length=T, extreme=True, pin_memory=False,
+                                          augment=A.AugmentConfig(out_len=L)), engine="torch")
+assert loader.engine == "torch"
+epochs = iter(range(1 << 30))
+batches = iter(())
+
+
+def load():
+    global batches
+    for b in batches:
+        return b["query"].shape[0]
+    batches = iter(loader.epoch(next(epochs)))
+    return load()
+
+
+def rate(step):
+    step()  # warm: compiled code loaded, buffers allocated
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        done += step()
+    return done / (time.perf_counter() - t0)
+
+
+print(json.dumps({"file": A.__file__, "data": sscl.data.__file__,
+                  "two_view": rate(two_view), "loader": rate(load)}))
+'''
+
+
+def run(cmd: list[str], **kw) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout.strip()
+
+
+def write_corpus(dest: Path) -> None:
+    """200 random-walk NTU-25 x 2 sequences of 150..400 frames (this checkout's writer; the
+    on-disk format is the same for both trees)."""
+    import numpy as np
+
+    from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence
+    from sscl.data.layouts import get_layout
+
+    header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a", "b"), fps=30.0,
+                          persons=2, source_frame="synthetic random walk, metres")
+    rng = np.random.default_rng(0)
+    with CorpusWriter(dest, header) as w:
+        for i in range(200):
+            t = int(rng.integers(150, 401))
+            joints = 0.5 + np.cumsum(0.01 * rng.standard_normal((t, 25, 3, 2)), axis=0)
+            w.append(Sequence(seq_id=f"s{i}", joints=joints.astype(np.float32),
+                              source_file=f"f{i}", labels=np.zeros(t, np.int16),
+                              valid=rng.random((t, 25, 2)) > 0.02))
+
+
+def measure(tree: Path, corpus: Path, seconds: float) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return json.loads(run([sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds)],
+                          env=env, cwd=tempfile.gettempdir()).splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", help="old git ref (default: merge-base of HEAD and main)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per tree (>= 5)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per case")
+    ap.add_argument("--tolerance", type=float, default=0.03, help="allowed |new/old - 1|")
+    args = ap.parse_args()
+    if args.rounds < 5:
+        ap.error("--rounds must be >= 5")
+    ref = args.ref or run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"])
+    ref = run(["git", "-C", str(ROOT), "rev-parse", "--short", ref])
+    with tempfile.TemporaryDirectory(prefix="ab_augment_") as tmp:
+        old = Path(tmp) / "old"
+        run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), ref])
+        try:
+            corpus = Path(tmp) / "corpus.zarr"
+            write_corpus(corpus)
+            trees = {"old": old, "new": ROOT}
+            for name, tree in trees.items():  # compile and cache, untimed
+                info = measure(tree, corpus, 0.1)
+                print(f"{name} ({ref if name == 'old' else 'HEAD'}): imports {info['file']}")
+            rounds: dict[str, list[dict]] = {"old": [], "new": []}
+            for i in range(args.rounds):
+                for name, tree in trees.items():
+                    r = measure(tree, corpus, args.seconds)
+                    rounds[name].append(r)
+                    print(f"round {i + 1} {name}: two_view {r['two_view']:8.0f} samples/s, "
+                          f"loader {r['loader']:8.0f} samples/s", flush=True)
+        finally:
+            run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)])
+    failed = False
+    for case in ("two_view", "loader"):
+        med = {k: statistics.median(r[case] for r in v) for k, v in rounds.items()}
+        ratio = med["new"] / med["old"]
+        ok = abs(ratio - 1.0) <= args.tolerance
+        failed |= not ok
+        print(f"{case}: median old {med['old']:.0f}, new {med['new']:.0f} samples/s, "
+              f"new/old {ratio:.3f} {'ok' if ok else 'OFF by more than the tolerance'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
