@@ -3,12 +3,12 @@
 Not a pytest suite (no ``test_``/``bench_`` prefix): a script that answers "did this change make
 the two-view augmentation or the torch-engine loader slower?" on a shared, noisy machine. It
 makes a temporary ``git worktree`` of an old ref (default: the merge-base of HEAD with main,
-i.e. the code before the branch), then runs rounds old/new/old/new... (``--rounds`` each, at
-least 5), every round in a fresh subprocess that imports exactly one tree: ``sscl`` from
-``<tree>/sscl`` and ``sscl.data`` / ``sscl.kernels`` from ``<tree>/data`` / ``<tree>/kernels``
-(the ``package_dir`` mapping of setup.py), with the editable install's finder removed so it
-cannot redirect the import to this checkout. Each subprocess prints the ``__file__`` of the
-augmentation module it imported, as proof.
+i.e. the code before the branch), then runs rounds old/new, new/old... (``--rounds`` each,
+at least 5), every case of every round in a fresh subprocess that imports exactly one tree:
+``sscl`` from ``<tree>/sscl`` and ``sscl.data`` / ``sscl.kernels`` from ``<tree>/data`` /
+``<tree>/kernels`` (the ``package_dir`` mapping of setup.py), with the editable install's
+finder removed so it cannot redirect the import to this checkout. Each subprocess prints the
+``__file__`` of the augmentation module it imported, as proof.
 
 Measured per round, one Numba thread and one torch thread, after a warm-up call (Numba caches
 compiled on disk; the first subprocess of each tree compiles and is not timed):
@@ -16,9 +16,13 @@ compiled on disk; the first subprocess of each tree compiles and is not timed):
 - two-view: ``augment.two_view`` on bench_augment.py's main case (batch of 64 raw windows of
   T=300, NTU-25 x 2, L=50, query + AimCLR strong view), samples/s over ~``--seconds``;
 - loader: the torch engine, in process, pretraining windows with the extreme view over a
-  synthetic 200-sequence corpus, samples/s over ~``--seconds``.
+  synthetic 200-sequence corpus, samples/s over ~``--seconds``;
+- frames: the loader's first ``augment.two_view_frames`` call, captured and replayed: the
+  composed kernel on corpus frames without the sampling, packing and collation around it.
 
-Prints the per-round figures, the medians and new/old; exits 1 when either ratio is off by
+Rounds are ABBA-ordered (old first in odd rounds, new first in even ones).
+
+Prints the per-round figures, the medians and new/old; exits 1 when any ratio is off by
 more than ``--tolerance`` (default 3 %) in either direction (a large gain is as suspect as a
 loss on a refactor meant to change nothing). Usage::
 
@@ -38,12 +42,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs in the subprocess: import one tree, then time the two cases. argv: tree, corpus, seconds.
+# Runs in the subprocess: import one tree, then time one case. argv: tree, corpus, seconds, case.
 CHILD = r'''
 import importlib.util, json, sys, time
 from pathlib import Path
 
-tree, corpus, seconds = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+tree, corpus, seconds, case = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
 
@@ -88,6 +92,19 @@ def two_view():
     return N
 
 
+# The loader's own call of the composed kernel, captured once and replayed: the kernel and its
+# Python wrapper without the sampling, packing and collation around it.
+captured = []
+_frames = A.two_view_frames
+
+
+def _capture(*args, **kwargs):
+    if not captured:
+        captured.append((args, kwargs))
+    return _frames(*args, **kwargs)
+
+
+A.two_view_frames = _capture
 loader = make_loader(corpus, LoaderConfig(task="pretrain", seed=3, batch_size=64, num_workers=0,
                                           raw_length=T, extreme=True, pin_memory=False,
                                           augment=A.AugmentConfig(out_len=L)), engine="torch")
@@ -104,6 +121,12 @@ def load():
     return load()
 
 
+def frames():
+    args, kwargs = captured[0]
+    _frames(*args, **kwargs)
+    return args[3].shape[0]  # lo_N: one entry per window
+
+
 def rate(step):
     step()  # warm: compiled code loaded, buffers allocated
     done, t0 = 0, time.perf_counter()
@@ -112,8 +135,10 @@ def rate(step):
     return done / (time.perf_counter() - t0)
 
 
+if case == "frames":
+    load()  # one batch, to capture the call
 print(json.dumps({"file": A.__file__, "data": sscl.data.__file__,
-                  "two_view": rate(two_view), "loader": rate(load)}))
+                  case: rate({"two_view": two_view, "loader": load, "frames": frames}[case])}))
 '''
 
 
@@ -141,10 +166,13 @@ def write_corpus(dest: Path) -> None:
                               valid=rng.random((t, 25, 2)) > 0.02))
 
 
-def measure(tree: Path, corpus: Path, seconds: float) -> dict:
+CASES = ("two_view", "loader", "frames")
+
+
+def measure(tree: Path, corpus: Path, seconds: float, case: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return json.loads(run([sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds)],
-                          env=env, cwd=tempfile.gettempdir()).splitlines()[-1])
+    cmd = [sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds), case]
+    return json.loads(run(cmd, env=env, cwd=tempfile.gettempdir()).splitlines()[-1])
 
 
 def main() -> int:
@@ -166,19 +194,27 @@ def main() -> int:
             write_corpus(corpus)
             trees = {"old": old, "new": ROOT}
             for name, tree in trees.items():  # compile and cache, untimed
-                info = measure(tree, corpus, 0.1)
+                info = measure(tree, corpus, 0.1, "frames")
                 print(f"{name} ({ref if name == 'old' else 'HEAD'}): imports {info['file']}")
             rounds: dict[str, list[dict]] = {"old": [], "new": []}
             for i in range(args.rounds):
-                for name, tree in trees.items():
-                    r = measure(tree, corpus, args.seconds)
+                # ABBA: the tree measured first alternates, so a drift within a round (a
+                # neighbour's job starting, the CPU clocking down) does not favour one side.
+                order = ("old", "new") if i % 2 == 0 else ("new", "old")
+                for name in order:
+                    # One process per case: what one case leaves behind (allocator state, caches,
+                    # compiled specialisations) changed another's figure by up to 1.8x.
+                    r = {}
+                    for case in CASES:
+                        r |= measure(trees[name], corpus, args.seconds, case)
                     rounds[name].append(r)
-                    print(f"round {i + 1} {name}: two_view {r['two_view']:8.0f} samples/s, "
-                          f"loader {r['loader']:8.0f} samples/s", flush=True)
+                    print(f"round {i + 1} {name}: "
+                          + ", ".join(f"{case} {r[case]:8.0f}" for case in CASES)
+                          + " samples/s", flush=True)
         finally:
             run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)])
     failed = False
-    for case in ("two_view", "loader"):
+    for case in CASES:
         med = {k: statistics.median(r[case] for r in v) for k, v in rounds.items()}
         ratio = med["new"] / med["old"]
         ok = abs(ratio - 1.0) <= args.tolerance
