@@ -24,9 +24,22 @@ Rounds are ABBA-ordered (old first in odd rounds, new first in even ones).
 
 Prints the per-round figures, the medians and new/old; exits 1 when any ratio is off by
 more than ``--tolerance`` (default 3 %) in either direction (a large gain is as suspect as a
-loss on a refactor meant to change nothing). Usage::
+loss on a refactor meant to change nothing).
+
+On a shared VM the wall clock may not resolve 3 %: run the script with ``--ref HEAD`` (an A/A
+run, the same code on both sides) to see how far apart identical trees come out. With
+``--instructions`` it counts instead of timing: each case runs under valgrind's cachegrind
+(``--cache-sim=no``) once with zero and once with ``--calls`` timed-section calls after the
+warm-up, and the difference divided by ``--calls`` is the instructions per call, which does not
+depend on what else the machine runs. Instructions are not time (cache misses, branch
+mispredictions and vector width are not in the count), but a refactor that does more work per
+call shows there. The count of a whole process varies by some 10^8 instructions between
+identical runs (background threads of the corpus reader), hence the default of 100 calls. The
+instructions are those of the CPU valgrind emulates, which has AVX2 but no AVX-512. Needs
+valgrind (``apt install valgrind``); about 2 minutes per valgrind run, 14 runs. Usage::
 
     python bench/ab_augment.py [--ref REF] [--rounds 5] [--seconds 2] [--tolerance 0.03]
+    python bench/ab_augment.py --instructions [--ref REF] [--calls 100]
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,12 +57,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs in the subprocess: import one tree, then time one case. argv: tree, corpus, seconds, case.
+# Runs in the subprocess: import one tree, then time one case. argv: tree, corpus, seconds, case,
+# and optionally a call count, which replaces the timed seconds by exactly that many calls.
 CHILD = r'''
 import importlib.util, json, sys, time
 from pathlib import Path
 
 tree, corpus, seconds, case = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
+calls = int(sys.argv[5]) if len(sys.argv) > 5 else None
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h).lower()]
 
@@ -105,16 +122,19 @@ def _capture(*args, **kwargs):
 
 
 A.two_view_frames = _capture
-loader = make_loader(corpus, LoaderConfig(task="pretrain", seed=3, batch_size=64, num_workers=0,
-                                          raw_length=T, extreme=True, pin_memory=False,
-                                          augment=A.AugmentConfig(out_len=L)), engine="torch")
-assert loader.engine == "torch"
+# Built on first use, so that a two_view process has no corpus reader (nor its threads) in it.
+loader = None
 epochs = iter(range(1 << 30))
 batches = iter(())
 
 
 def load():
-    global batches
+    global batches, loader
+    if loader is None:
+        loader = make_loader(corpus, LoaderConfig(
+            task="pretrain", seed=3, batch_size=64, num_workers=0, raw_length=T, extreme=True,
+            pin_memory=False, augment=A.AugmentConfig(out_len=L)), engine="torch")
+        assert loader.engine == "torch"
     for b in batches:
         return b["query"].shape[0]
     batches = iter(loader.epoch(next(epochs)))
@@ -129,16 +149,25 @@ def frames():
 
 def rate(step):
     step()  # warm: compiled code loaded, buffers allocated
+    if calls is not None:  # counted, not timed (--instructions)
+        for _ in range(calls):
+            step()
+        return float(calls)
     done, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         done += step()
     return done / (time.perf_counter() - t0)
 
 
-if case == "frames":
+steps = {"two_view": two_view, "loader": load, "frames": frames}
+if case in ("frames", "all"):
     load()  # one batch, to capture the call
-print(json.dumps({"file": A.__file__, "data": sscl.data.__file__,
-                  case: rate({"two_view": two_view, "loader": load, "frames": frames}[case])}))
+if case == "all":  # one call of each: loads or compiles every kernel for this CPU, untimed
+    for step in steps.values():
+        step()
+    print(json.dumps({"file": A.__file__, "data": sscl.data.__file__}))
+else:
+    print(json.dumps({"file": A.__file__, "data": sscl.data.__file__, case: rate(steps[case])}))
 '''
 
 
@@ -169,10 +198,53 @@ def write_corpus(dest: Path) -> None:
 CASES = ("two_view", "loader", "frames")
 
 
+def child_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def measure(tree: Path, corpus: Path, seconds: float, case: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cmd = [sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds), case]
-    return json.loads(run(cmd, env=env, cwd=tempfile.gettempdir()).splitlines()[-1])
+    return json.loads(run(cmd, env=child_env(), cwd=tempfile.gettempdir()).splitlines()[-1])
+
+
+def instructions(tree: Path, corpus: Path, case: str, calls: int) -> int:
+    """Instructions executed by one child process that makes `calls` calls of `case` after its
+    warm-up, counted by cachegrind. The hash seed is fixed so that dict and set layouts, and
+    with them the interpreter's work, are the same in every process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+               f"--cachegrind-out-file={Path(tmp) / 'out'}",
+               sys.executable, "-c", CHILD, str(tree), str(corpus), "0", case]
+        cmd += [str(calls)] if case != "all" else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
+                              env=child_env() | {"PYTHONHASHSEED": "0"})
+    found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(f"cachegrind run of {case} on {tree} failed (exit {proc.returncode}); "
+                           f"its last output:\n{proc.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def count_instructions(trees: dict[str, Path], corpus: Path, calls: int, tolerance: float) -> bool:
+    """Per-call instruction counts of every case in both trees; True when a ratio is off."""
+    # Numba keys its cache on the CPU it sees, and valgrind's emulated CPU is not the host's
+    # (no AVX-512): one untimed run per tree under valgrind compiles the kernels for it first.
+    for tree in trees.values():
+        instructions(tree, corpus, "all", 0)
+    failed = False
+    for case in CASES:
+        per_call = {}
+        for name, tree in trees.items():
+            base, full = (instructions(tree, corpus, case, k) for k in (0, calls))
+            per_call[name] = (full - base) / calls
+            print(f"{case} {name}: {per_call[name]:,.0f} instructions per call "
+                  f"({base:,} at 0 calls, {full:,} at {calls})", flush=True)
+        ratio = per_call["new"] / per_call["old"]
+        ok = abs(ratio - 1.0) <= tolerance
+        failed |= not ok
+        print(f"{case}: instructions new/old {ratio:.4f} "
+              f"{'ok' if ok else 'OFF by more than the tolerance'}", flush=True)
+    return failed
 
 
 def main() -> int:
@@ -181,9 +253,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5, help="rounds per tree (>= 5)")
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per case")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed |new/old - 1|")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per call under cachegrind instead of timing")
+    ap.add_argument("--calls", type=int, default=100,
+                    help="calls counted per case (--instructions)")
     args = ap.parse_args()
     if args.rounds < 5:
         ap.error("--rounds must be >= 5")
+    if args.calls < 1:
+        ap.error(f"--calls must be >= 1, got {args.calls}")
+    if args.instructions and shutil.which("valgrind") is None:
+        ap.error("--instructions needs valgrind on PATH (apt install valgrind)")
     ref = args.ref or run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"])
     ref = run(["git", "-C", str(ROOT), "rev-parse", "--short", ref])
     with tempfile.TemporaryDirectory(prefix="ab_augment_") as tmp:
@@ -193,9 +273,11 @@ def main() -> int:
             corpus = Path(tmp) / "corpus.zarr"
             write_corpus(corpus)
             trees = {"old": old, "new": ROOT}
-            for name, tree in trees.items():  # compile and cache, untimed
-                info = measure(tree, corpus, 0.1, "frames")
+            for name, tree in trees.items():  # compile and cache every case's kernels, untimed
+                info = measure(tree, corpus, 0.0, "all")
                 print(f"{name} ({ref if name == 'old' else 'HEAD'}): imports {info['file']}")
+            if args.instructions:
+                return 1 if count_instructions(trees, corpus, args.calls, args.tolerance) else 0
             rounds: dict[str, list[dict]] = {"old": [], "new": []}
             for i in range(args.rounds):
                 # ABBA: the tree measured first alternates, so a drift within a round (a
