@@ -33,10 +33,11 @@ run, the same code on both sides) to see how far apart identical trees come out.
 warm-up, and the difference divided by ``--calls`` is the instructions per call, which does not
 depend on what else the machine runs. Instructions are not time (cache misses, branch
 mispredictions and vector width are not in the count), but a refactor that does more work per
-call shows there. The count of a whole process varies by some 10^8 instructions between
-identical runs (background threads of the corpus reader), hence the default of 100 calls. The
-instructions are those of the CPU valgrind emulates, which has AVX2 but no AVX-512. Needs
-valgrind (``apt install valgrind``); about 2 minutes per valgrind run, 14 runs. Usage::
+call shows there. The count of a whole process with a corpus reader in it varies by some 10^8
+instructions between identical runs (probably the reader's background threads), hence the
+default of 100 calls. Numba compiles for the CPU valgrind emulates (LLVM sees ``haswell``: AVX2
+and FMA, no AVX-512), so the counts are of the AVX2 code. Needs valgrind (``apt install
+valgrind``); 14 valgrind runs, about 17 minutes in all on a 2-core VM. Usage::
 
     python bench/ab_augment.py [--ref REF] [--rounds 5] [--seconds 2] [--tolerance 0.03]
     python bench/ab_augment.py --instructions [--ref REF] [--calls 100]
@@ -202,9 +203,23 @@ def child_env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
+def child_cmd(tree: Path, corpus: Path, seconds: float, case: str, calls: int | None = None):
+    extra = [] if calls is None else [str(calls)]
+    return [sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds), case, *extra]
+
+
 def measure(tree: Path, corpus: Path, seconds: float, case: str) -> dict:
-    cmd = [sys.executable, "-c", CHILD, str(tree), str(corpus), str(seconds), case]
+    cmd = child_cmd(tree, corpus, seconds, case)
     return json.loads(run(cmd, env=child_env(), cwd=tempfile.gettempdir()).splitlines()[-1])
+
+
+def verdict(what: str, old: float, new: float, tolerance: float) -> bool:
+    """Prints new/old for one case; True when it is off by more than the tolerance."""
+    ratio = new / old
+    off = abs(ratio - 1.0) > tolerance
+    print(f"{what}: old {old:,.0f}, new {new:,.0f}, new/old {ratio:.3f} "
+          f"{'OFF by more than the tolerance' if off else 'ok'}", flush=True)
+    return off
 
 
 def instructions(tree: Path, corpus: Path, case: str, calls: int) -> int:
@@ -214,8 +229,7 @@ def instructions(tree: Path, corpus: Path, case: str, calls: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                f"--cachegrind-out-file={Path(tmp) / 'out'}",
-               sys.executable, "-c", CHILD, str(tree), str(corpus), "0", case]
-        cmd += [str(calls)] if case != "all" else []
+               *child_cmd(tree, corpus, 0.0, case, None if case == "all" else calls)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp,
                               env=child_env() | {"PYTHONHASHSEED": "0"})
     found = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
@@ -239,11 +253,8 @@ def count_instructions(trees: dict[str, Path], corpus: Path, calls: int, toleran
             per_call[name] = (full - base) / calls
             print(f"{case} {name}: {per_call[name]:,.0f} instructions per call "
                   f"({base:,} at 0 calls, {full:,} at {calls})", flush=True)
-        ratio = per_call["new"] / per_call["old"]
-        ok = abs(ratio - 1.0) <= tolerance
-        failed |= not ok
-        print(f"{case}: instructions new/old {ratio:.4f} "
-              f"{'ok' if ok else 'OFF by more than the tolerance'}", flush=True)
+        failed |= verdict(f"{case} instructions per call", per_call["old"], per_call["new"],
+                          tolerance)
     return failed
 
 
@@ -298,11 +309,7 @@ def main() -> int:
     failed = False
     for case in CASES:
         med = {k: statistics.median(r[case] for r in v) for k, v in rounds.items()}
-        ratio = med["new"] / med["old"]
-        ok = abs(ratio - 1.0) <= args.tolerance
-        failed |= not ok
-        print(f"{case}: median old {med['old']:.0f}, new {med['new']:.0f} samples/s, "
-              f"new/old {ratio:.3f} {'ok' if ok else 'OFF by more than the tolerance'}")
+        failed |= verdict(f"{case} median samples/s", med["old"], med["new"], args.tolerance)
     return 1 if failed else 0
 
 
