@@ -15,35 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from sscl.cli import main
-from sscl.config import FinetuneConfig, ModelConfig
 from sscl.data.reader import open_corpus
 from sscl.data.synthetic import SynthConfig, synthesize
-from sscl.finetune import SplitPlan, localizer_meta
-from sscl.inference import save_localizer
-from sscl.models import STGCN, Localizer
+from tests.helpers.localizers import make_localizer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FPS = 10.0
-
-
-def make_localizer(directory: Path, corpus: Path, seed: int = 0) -> Path:
-    """Export a seeded, untrained localizer for ``corpus`` the way the finetune stage does."""
-    c = open_corpus(corpus, memory_budget=0)
-    model = ModelConfig(width=0.125)
-    # Windows of 64 frames with overlap on 120-200 frame sequences: scores are stitched.
-    ft = FinetuneConfig(protocol="scratch", embed_dim=32, max_length=64, overlap=16)
-    torch.manual_seed(seed)
-    localizer = Localizer(STGCN(c.layout, num_persons=c.persons, width=model.width),
-                          len(c.class_names), head=ft.head, embed_dim=ft.embed_dim)
-    meta = localizer_meta(
-        model, ft, layout=c.layout, corpus_layout=c.layout, num_persons=c.persons,
-        class_names=c.class_names, fps=c.fps, units=c.attrs.get("units", "m"),
-        normalize="first", corpus=str(corpus),
-        splits=SplitPlan(train=(0, 1, 3), val=(4,), test=(2, 5), train_pool=4), encoder=None)
-    return save_localizer(directory, localizer, meta)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import torch
 from sscl.contrastive.collectives import encode_keys
 from sscl.contrastive.hashing import hash_permutation
 
-WORKER = Path(__file__).with_name("dist_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "helpers" / "dist_worker.py"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sscl.data.corpus import (
-    CorpusHeader,
     CorpusWriter,
     Sequence,
     Skipped,
@@ -22,29 +21,8 @@ from sscl.data.corpus import (
     validate,
     write_corpus,
 )
-from sscl.data.layouts import get_layout
 from sscl.errors import CorpusError, DestinationExistsError
-
-LAYOUT = get_layout("ntu25")
-
-
-def header(persons: int = 2, classes=("walk", "wave")) -> CorpusHeader:
-    return CorpusHeader(layout=LAYOUT, class_names=tuple(classes), fps=30.0, persons=persons,
-                        source_frame="test data, metres, y up")
-
-
-def random_sequences(rng, n, persons=2, max_len=300):
-    out = []
-    for i in range(n):
-        T = int(rng.integers(1, max_len))
-        j = rng.standard_normal((T, 25, 3, persons)).astype(np.float32)
-        untracked = rng.random((T, 25, persons)) < 0.2
-        j[np.broadcast_to(untracked[:, :, None, :], j.shape)] = 0.0
-        out.append(Sequence(f"seq{i:03d}", j, f"src/{i}.txt", labels=rng.integers(-1, 3, T),
-                            subject=f"P{i % 3}",
-                            split_tags=("xsub:train" if i % 2 else "xsub:test",),
-                            extra={"i": i}))
-    return out
+from tests.helpers.corpora import drop_checksums, header, random_sequences
 
 
 def small_writer(dest, **kw):
@@ -294,22 +272,13 @@ def test_window_out_of_range(tmp_path):
         c.read_window(5, 0, 1)
 
 
-def _drop_checksums(dest) -> None:
-    """Make ``dest`` look like a corpus written before checksums were recorded."""
-    import json
-
-    meta = json.loads((dest / "zarr.json").read_text())
-    del meta["attributes"]["checksums"]
-    (dest / "zarr.json").write_text(json.dumps(meta))
-
-
 @pytest.mark.parametrize("checksums", [True, False])
 def test_validate_finds_corruption(tmp_path, checksums):
     dest = tmp_path / "c.zarr"
     seqs = random_sequences(np.random.default_rng(11), 3)
     write_corpus(dest, header(), seqs)
     if not checksums:
-        _drop_checksums(dest)
+        drop_checksums(dest)
     assert validate(dest) == []
     g = zarr.open_group(dest, mode="r+")
     g["labels"][3] = 9

@@ -19,21 +19,7 @@ from sscl.cli import main
 from sscl.data.chunks import crc32c
 from sscl.data.corpus import CorpusWriter, Sequence, Skipped, open_corpus, validate, write_corpus
 from sscl.errors import CorpusError, CorpusWriteError, SsclWarning
-
-
-def _load_sibling(name: str):
-    """A sibling test module's helpers (tests run with --import-mode=importlib)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"sscl_test_{name}",
-                                                  Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_tc = _load_sibling("test_corpus")
-_drop_checksums, header, random_sequences = _tc._drop_checksums, _tc.header, _tc.random_sequences
+from tests.helpers.corpora import drop_checksums, header, random_sequences
 
 MISSING = 2**64 - 1
 # 64 frames a chunk, 8 chunks a shard: shards of 307,200 bytes (whole pages: mappable)
@@ -47,7 +33,7 @@ def make(dest: Path, checksums: bool = True) -> list[Sequence]:
     assert sum(len(s.joints) for s in seqs) > 2 * 512  # 3 shards
     write_corpus(dest, header(), seqs, **CHUNKING)
     if not checksums:
-        _drop_checksums(dest)
+        drop_checksums(dest)
     return seqs
 
 
@@ -371,7 +357,7 @@ def test_nonfinite_refused_or_masked_at_conversion_and_at_read(tmp_path):
     # a corpus holding NaN at valid joints (no checksums: a foreign writer) is refused or masked
     dest = tmp_path / "f.zarr"
     write_corpus(dest, header(), random_sequences(np.random.default_rng(4), 3), **CHUNKING)
-    _drop_checksums(dest)
+    drop_checksums(dest)
     g = zarr.open_group(dest, mode="r+")
     row = g["joints"][0]
     row[np.broadcast_to(g["valid"][0][:, None, :], row.shape)] = np.nan

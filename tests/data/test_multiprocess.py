@@ -78,12 +78,10 @@ def _script(corpus: str, out_dir: str, port: str) -> None:
 
 
 def test_two_gloo_ranks_cover_the_epoch_like_one_process(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "pipeline_tests", Path(__file__).with_name("test_pipeline.py")
-    )
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    corpus = helpers.write_tiny_corpus(
+    # Imported here: this file also runs as the ranks' script, where tests/ is not importable.
+    from tests.helpers.corpora import write_tiny_corpus
+
+    corpus = write_tiny_corpus(
         tmp_path / "tiny.zarr", lengths=[30, 80, 200, 12, 120, 61, 45]
     )
     port = str(29500 + os.getpid() % 2000)

@@ -10,47 +10,15 @@ import pytest
 import torch
 
 from sscl.data.augment import AugmentConfig
-from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence
-from sscl.data.layouts import get_layout
 from sscl.data.loader import LoaderConfig, batch_keys, make_loader
 from sscl.errors import ConfigError
+from tests.helpers.corpora import write_tiny_corpus
 
 # find_spec("nvidia.dali") raises, not returns None, when no nvidia.* package is installed.
 DALI_INSTALLED = (
     importlib.util.find_spec("nvidia") is not None
     and importlib.util.find_spec("nvidia.dali") is not None
 )
-LENGTHS = [30, 80, 200, 12, 120, 61, 45, 90, 33, 150]
-
-
-def write_tiny_corpus(dest, lengths=LENGTHS, seed: int = 0) -> str:
-    """Random-walk NTU-25 corpus, 2 persons, some untracked joints, mixed frame labels.
-
-    Sequence 3 (12 frames, shorter than the 64-frame raw window) is entirely untracked.
-    """
-    header = CorpusHeader(
-        layout=get_layout("ntu25"),
-        class_names=("a", "b"),
-        fps=30.0,
-        persons=2,
-        source_frame="synthetic random walk, metres",
-    )
-    rng = np.random.default_rng(seed)
-    with CorpusWriter(dest, header) as w:
-        for i, t in enumerate(lengths):
-            joints = 0.5 + np.cumsum(0.01 * rng.standard_normal((t, 25, 3, 2)), axis=0)
-            w.append(
-                Sequence(
-                    seq_id=f"s{i}",
-                    joints=joints.astype(np.float32),
-                    source_file=f"f{i}",
-                    labels=rng.integers(-1, 3, t).astype(np.int16),
-                    valid=(rng.random((t, 25, 2)) > 0.05) & (i != 3),
-                )
-            )
-    return str(dest)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_tiny_corpus(tmp_path_factory.mktemp("pipeline") / "tiny.zarr")

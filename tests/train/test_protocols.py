@@ -1,6 +1,6 @@
 """The published-protocol presets (docs/PROTOCOLS.md): every preset resolves, each protocol
 preset carries the paper's figure and the reference-code settings of METHOD.md section 7, and a
-2-step smoke run of each on tiny fixtures in its format (written by tests/data/format_writers.py,
+2-step smoke run of each on tiny fixtures in its format (written by tests/helpers/format_writers.py,
 converted with ``sscl data convert``) goes through ``python sscl/train.py``.
 
 Smoke runs (CI budget about 2 minutes for all; about 60-90 s here): the three BABEL presets and
@@ -12,7 +12,6 @@ queues, normalization, splits and decoder are kept.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import yaml
 
 from sscl.config import DECODERS, Config, EvaluateConfig, presets, resolve
 from sscl.errors import ConfigError
+from tests.helpers import format_writers as W
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "sscl" / "train.py"
@@ -37,16 +37,6 @@ FIGURES = {
     "pkummd_transfer": ("86",),
 }
 FINETUNED = ("babel_s1", "babel_s2", "babel_s3", "pkummd_transfer")
-
-
-def _load_writers():
-    spec = importlib.util.spec_from_file_location(
-        "sscl_test_format_writers", ROOT / "tests" / "data" / "format_writers.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _header(name: str) -> str:
@@ -132,7 +122,6 @@ def corpora(tmp_path_factory) -> dict[str, Path]:
     """Tiny corpora converted through the CLI: BABEL subsets 1-3, NTU RGB+D, PKU-MMD."""
     from sscl.cli import main
 
-    W = _load_writers()
     tmp = tmp_path_factory.mktemp("protocols")
     rng = np.random.default_rng(11)
     out: dict[str, Path] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import json
 import os
 import re
@@ -36,14 +35,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tests.helpers.localizers import make_localizer
 
 from sscl import checkpoint as ckpt
 from sscl.errors import CheckpointError, ConfigError, DiskWriteError
-
-_spec = importlib.util.spec_from_file_location("sscl_test_trainrun",
-                                               Path(__file__).with_name("trainrun.py"))
-T = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(T)
+from tests.helpers import trainrun as T
 
 ROOT = T.ROOT
 
@@ -468,15 +464,11 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
     """(run directory with an exported, untrained localizer; its 10 fps corpus)."""
     from sscl.data.synthetic import SynthConfig, synthesize
 
-    spec = importlib.util.spec_from_file_location(
-        "sscl_test_cli_localize", ROOT / "tests" / "test_cli_localize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     root = tmp_path_factory.mktemp("predict")
     corpus = root / "syn.zarr"
     synthesize(corpus, SynthConfig(num_sequences=6, min_frames=100, max_frames=120, subjects=3,
                                    fps=FPS), seed=1)
-    module.make_localizer(root / "run" / "finetune", corpus)
+    make_localizer(root / "run" / "finetune", corpus)
     return root / "run", corpus
 
 

@@ -7,7 +7,6 @@ Every run here is a real `sscl/train.py` subprocess on a tiny model (width 0.125
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,10 +14,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-_spec = importlib.util.spec_from_file_location("sscl_test_trainrun",
-                                               Path(__file__).with_name("trainrun.py"))
-T = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(T)
+from tests.helpers import trainrun as T
+
 ROOT, TRAIN, tiny_args, run_train = T.ROOT, T.TRAIN, T.tiny_args, T.run_train
 _free_port = T.free_port
 

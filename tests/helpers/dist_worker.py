@@ -3,7 +3,7 @@
 Run as a script by test_distributed.py (torch.multiprocessing.spawn needs the worker importable
 by name in the children, which a pytest-imported module is not):
 
-    python tests/contrastive/dist_worker.py OUT_DIR
+    python tests/helpers/dist_worker.py OUT_DIR
 
 For each config it trains two steps with plain SGD on 2 ranks (local batch 3; gradients averaged
 over ranks as DDP does) and on 1 process (batch 6, bn_splits=2: the same BN groups), and writes

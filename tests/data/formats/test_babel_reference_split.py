@@ -4,27 +4,11 @@ reference split script keeps (at most 1000 frames at 30 fps, at least one subset
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from sscl.data.corpus import Sequence
 from sscl.data.formats import babel
-
-
-def _load_writers():
-    spec = importlib.util.spec_from_file_location(
-        "sscl_test_format_writers", Path(__file__).with_name("format_writers.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load_writers()
+from tests.helpers import format_writers as W
 
 
 def test_subset_tags_the_reference_split_and_keeps_every_sequence(tmp_path):

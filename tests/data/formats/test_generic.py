@@ -188,7 +188,7 @@ def test_nothing_in_the_data_stack_unpickles_a_file():
     # np.load only with allow_pickle=False, no pickle.load / torch.load of inputs in data/
     import re
 
-    root = Path(__file__).resolve().parents[2] / "data"
+    root = Path(__file__).resolve().parents[3] / "data"
     for f in sorted(root.rglob("*.py")):
         text = f.read_text()
         assert "allow_pickle=True" not in text and "pickle.load" not in text, f

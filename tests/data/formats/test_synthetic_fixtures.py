@@ -1,14 +1,12 @@
 """Converters of the formats whose real files are not in ../shared/data (NTU RGB+D, PKU-MMD,
 BABEL, generic npz/CSV), tested on small files written in the exact published formats
-(tests/data/format_writers.py): exact values after the stated transform, body selection,
+(tests/helpers/format_writers.py): exact values after the stated transform, body selection,
 skip lists, splits, label rules, converted + skipped = inputs, and typed errors on bad input.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +16,8 @@ from sscl.data.corpus import Sequence, Skipped
 from sscl.data.formats import _ntu_tables as ntu_tables
 from sscl.data.formats import babel, generic, ntu, pkummd
 from sscl.errors import FormatError, LayoutError
+from tests.helpers import format_writers as W
 
-
-def _load_writers():
-    spec = importlib.util.spec_from_file_location(
-        "sscl_test_format_writers", Path(__file__).with_name("format_writers.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load_writers()
 RNG_SEED = 20240611
 
 

@@ -11,7 +11,7 @@ finetuning windows; (d) ``gpu_augment`` on CPU tensors; (e) ``sscl.data.sampling
 
 The digests hold on x86-64 Linux with the pinned numpy/numba (float32 kernels without
 fastmath; ``math.exp``/``cos`` from the platform libm). When a change is *meant* to alter a
-batch, rerun ``python tests/data/test_augment_golden.py`` and paste the printed table, saying why
+batch, rerun ``python tests/data/augment/test_golden.py`` and paste the printed table, saying why
 in the commit message.
 """
 
@@ -328,7 +328,7 @@ def test_sampling():
 
 def check(key: str, *arrays) -> None:
     """Compare the digest of ``arrays`` with ``GOLDEN[key]``; with ``SSCL_GOLDEN_RECORD`` set to
-    a file, append ``key: digest`` to it instead (``python tests/data/test_augment_golden.py``)."""
+    a file, append ``key: digest`` to it instead (``python tests/data/augment/test_golden.py``)."""
     got = digest(*arrays)
     record = os.environ.get("SSCL_GOLDEN_RECORD")
     if record:

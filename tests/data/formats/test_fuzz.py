@@ -1,12 +1,10 @@
 """Hypothesis fuzzing of the text parsers of the NTU, PKU-MMD, BABEL and generic converters:
 any input either parses or raises FormatError (never another exception), and well-formed
-inputs written by tests/data/format_writers.py parse back to exactly the values written.
+inputs written by tests/helpers/format_writers.py parse back to exactly the values written.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 from sscl.data.formats import babel, generic, ntu, pkummd
 from sscl.errors import FormatError
+from tests.helpers import format_writers as W
 
-
-def _load_writers():
-    spec = importlib.util.spec_from_file_location(
-        "sscl_test_format_writers", Path(__file__).with_name("format_writers.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load_writers()
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # text made of the characters these formats use, plus some that they never do
