@@ -31,7 +31,8 @@ from bench_pipeline import WORKERS, _memmap, _synthetic, _worker_init  # noqa: F
 from benchutil import SHARED
 from reference_stgcn import ReferenceSTGCN
 
-from sscl.contrastive import ContrastiveConfig, Pretrainer
+from sscl.config import ContrastiveConfig
+from sscl.contrastive import Pretrainer
 from sscl.data.augment import AugmentConfig
 from sscl.data.corpus import cache_dir
 from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children

@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from torch.utils import cpp_extension
 
 from sscl.errors import ConfigError
 
@@ -75,8 +76,6 @@ def max_isa() -> str:
 
 
 def _load(name: str, sources: list[Path], cuda: bool, defines: tuple[str, ...] = ()) -> None:
-    from torch.utils import cpp_extension
-
     # one directory per torch build (2.13.0+cpu and 2.13.0+cu130 must not share objects)
     build_dir = extensions_dir() / f"{name}_torch{torch.__version__.replace('+', '_')}"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -127,9 +126,7 @@ def ensure_loaded(device_type: str) -> bool:
             except Exception as exc:  # a failed build must not make the op unusable
                 reason = f"the C++ build failed: {exc}"
     elif device_type == "cuda":
-        from torch.utils.cpp_extension import CUDA_HOME
-
-        if CUDA_HOME is None:
+        if cpp_extension.CUDA_HOME is None:
             reason = "no CUDA toolkit (nvcc) found"
         else:
             try:

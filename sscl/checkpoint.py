@@ -1,22 +1,29 @@
-"""Checkpoints: safetensors and JSON only, written atomically, the last k kept.
+"""Checkpoints: the format, the atomic write every rank joins, restore and the resume checks.
 
-A checkpoint is a directory ``<run>/checkpoints/step-<S>/`` holding
+Safetensors and JSON only, written atomically, the last k kept. A checkpoint is a directory
+``<stage>/checkpoints/step-<S>/`` holding
 
 - ``model.safetensors``: every tensor of the training module's state dict (query and key
   encoders, heads, both queues and their pointers, BN statistics);
 - ``optimizer.safetensors`` + the optimizer's non-tensor state in ``state.json``;
 - ``rng-rank<r>.safetensors``: each rank's torch (CPU and CUDA) generator state;
-- ``state.json``: step, epoch, position, scaler, skipped steps, the resolved config, the code
-  version, and the non-tensor parts of the optimizer and of the numpy/python generators.
+- ``state.json``: step, epoch, position, scaler, skipped steps, processes and per-process batch,
+  the resolved config, the code version, and the non-tensor parts of the optimizer and of the
+  numpy/python generators.
 
 Nothing is ever unpickled: tensors come back through safetensors, everything else through
-JSON. Writes go into ``step-<S>.tmp-<pid>/`` (each file written, flushed and fsynced), then the
+JSON. Writes go into ``step-<S>.tmp/`` (each file written, flushed and fsynced), then the
 directory is renamed into place and its parent fsynced: a checkpoint under its final name is
 complete, whatever moment the process died at. A full disk, quota or file size limit is one
 ``DiskWriteError`` naming the file; the trainer then removes the temporary directory.
 ``SSCL_FAULT=<point>`` kills the process with SIGKILL at a named point of the write
 (``after_weights``, ``after_optimizer``, ``before_rename``) so tests can show
 that the previous checkpoint survives.
+
+A resumed run restores weights, key encoder, queues, optimizer, scaler, generator states and the
+loader's (epoch, position): on the CPU with ``run.deterministic`` it ends bitwise identical to an
+uninterrupted run. :func:`check_resumable` refuses a checkpoint whose model, method or sample
+stream differs from the run's, naming every mismatching key.
 """
 
 from __future__ import annotations
@@ -27,18 +34,23 @@ import random
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from accelerate import Accelerator
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from sscl import presets
 from sscl.atomic import disk_errors, fsync_dir
-from sscl.errors import CheckpointError
+from sscl.config import Config
+from sscl.errors import CheckpointError, ConfigError
+from sscl.rundir import StageDir
+from sscl.version import code_version
 
 FORMAT = 1
 FAULT_POINTS = ("after_weights", "after_optimizer", "before_rename")
@@ -243,8 +255,6 @@ def load(path: Path, rank: int = 0) -> Checkpoint:
         rng = None
         rng_file = path / f"rng-rank{rank}.safetensors"
         if rng_file.exists():
-            from safetensors import safe_open
-
             with safe_open(str(rng_file), framework="pt") as f:
                 meta = json.loads(f.metadata()["meta"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -260,7 +270,7 @@ def load(path: Path, rank: int = 0) -> Checkpoint:
 
 
 # Counters of a checkpoint's state.json: integers in [0, 2**53) (JSON's exact integers).
-_COUNTERS = ("step", "epoch", "position", "skipped", "world_size")
+_COUNTERS = ("step", "epoch", "position", "skipped", "world_size", "batch_size")
 # What the trainer needs to continue from a checkpoint.
 TRAINING_KEYS = (*_COUNTERS, "last_loss", "config")
 
@@ -273,9 +283,6 @@ def check_state(state: dict, path: Path, required: tuple[str, ...] = ("step",)) 
     Raises:
         CheckpointError: the first wrong entry, named.
     """
-    from sscl import config as config_mod
-    from sscl.errors import ConfigError
-
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {path}: state.json {what}; the file is damaged or "
                                f"not an sscl checkpoint (delete it; --resume auto then takes "
@@ -290,8 +297,9 @@ def check_state(state: dict, path: Path, required: tuple[str, ...] = ("step",)) 
         v = state[key]
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**53:
             raise bad(f"{key} = {str(v)[:80]!r} is not a count in [0, 2**53)")
-    if state.get("world_size") == 0:
-        raise bad("world_size = 0")
+    for key in ("world_size", "batch_size"):
+        if state.get(key) == 0:
+            raise bad(f"{key} = 0")
     loss = state.get("last_loss")
     if loss is not None and (not isinstance(loss, (int, float)) or isinstance(loss, bool)):
         raise bad(f"last_loss = {str(loss)[:80]!r} is not a number")
@@ -315,7 +323,7 @@ def check_state(state: dict, path: Path, required: tuple[str, ...] = ("step",)) 
     if not isinstance(state["config"], dict):
         raise bad("config is not a mapping")
     try:
-        state["config"] = config_mod.to_dict(config_mod.from_dict(state["config"]))
+        state["config"] = presets.to_dict(presets.from_dict(state["config"]))
     except ConfigError as e:
         raise bad(f"config does not describe a run: {e}") from None
 
@@ -329,3 +337,139 @@ def latest(root: Path, rank: int = 0) -> tuple[Checkpoint | None, list[str]]:
         except CheckpointError as e:
             notes.append(str(e))
     return None, notes
+
+
+# ---------------------------------------------------------------- the trainer's side
+
+
+@dataclass
+class TrainState:
+    """Where a training stage is: the counters of every checkpoint's ``state.json``."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # global sample index of the next batch in ``epoch``
+    skipped: int = 0  # steps skipped by the non-finite guard
+    last_loss: float = float("nan")
+    knn: dict = field(default_factory=dict)  # "<monitor>@<step>" -> figure
+    final_checkpoint: Path | None = None
+
+
+def save(acc: Accelerator, stage: StageDir, cfg: Config, model: torch.nn.Module,
+         optimizer: torch.optim.Optimizer, state: TrainState, batch_size: int) -> Path:
+    """Write a checkpoint of ``state``; every rank calls this (collective).
+
+    Each rank writes its generator states into the shared temporary directory; rank 0 writes
+    weights, optimizer and ``state.json`` and renames the directory into place. A failed write
+    removes the temporary directory and raises (``DiskWriteError`` names the file).
+
+    Args:
+        batch_size: the per-rank batch size (a resume checks processes x batch size).
+
+    Returns:
+        The checkpoint directory.
+    """
+    tmp = stage.checkpoints / f"step-{state.step:08d}.tmp"
+    if acc.is_main_process:
+        begin(stage.checkpoints, state.step)
+    acc.wait_for_everyone()
+    try:
+        write_rank_files(tmp, acc.process_index)
+    except Exception:
+        discard(tmp)
+        raise
+    acc.wait_for_everyone()
+    final = step_dir(stage.checkpoints, state.step)
+    if acc.is_main_process:
+        scaler = getattr(acc, "scaler", None)
+        try:
+            write_main(tmp, acc.unwrap_model(model).state_dict(), optimizer.state_dict(), {
+                "step": state.step, "epoch": state.epoch, "position": state.position,
+                "skipped": state.skipped, "last_loss": state.last_loss, "knn": state.knn,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "world_size": acc.num_processes, "batch_size": batch_size,
+                "config": presets.to_dict(cfg), "code_version": code_version(),
+            })
+            commit(tmp, final, cfg.run.keep_last)
+        except Exception:
+            discard(tmp)  # a full disk: leave no half-written checkpoint behind
+            raise
+    acc.wait_for_everyone()
+    return final
+
+
+def remove_stale_temporaries(stage: StageDir) -> list[Path]:
+    """Delete the unfinished checkpoint directories a killed run left; returns them."""
+    stale = stale_temporaries(stage.checkpoints)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def restore(acc: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            loaded: Checkpoint, state: TrainState) -> None:
+    """Weights, optimizer, scaler, generators and counters of ``loaded`` into the run.
+
+    Raises:
+        CheckpointError: a part that does not fit this run, named.
+    """
+    try:
+        acc.unwrap_model(model).load_state_dict(loaded.model, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {loaded.path} holds another model: {e}") from None
+    s = loaded.state
+    scaler = getattr(acc, "scaler", None)
+    try:  # the optimizer, scaler and generator states are data from files: check by use
+        if loaded.optimizer is not None:
+            optimizer.load_state_dict(loaded.optimizer)
+        if scaler is not None and s.get("scaler"):
+            scaler.load_state_dict(s["scaler"])
+        if loaded.rng is not None:
+            set_rng_state(*loaded.rng)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {loaded.path}: its optimizer, scaler or generator "
+                              f"state does not fit this run: {type(e).__name__}: {e}") from None
+    state.step, state.epoch, state.position = s["step"], s["epoch"], s["position"]
+    state.skipped, state.last_loss = s["skipped"], s["last_loss"]
+    state.knn = s.get("knn", {})
+
+
+def _matches(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def check_resumable(cfg: Config, saved: dict, world_size: int, batch_size: int, path: Path,
+                    fixed: tuple[str, ...], free: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint of another model, method or sample stream, naming every mismatch.
+
+    Args:
+        saved: the checkpoint's ``state.json`` (``check_state`` completed its config).
+        world_size, batch_size: processes and per-rank batch of this run; their product must be
+            the checkpoint's (the global batch decides the samples of a step).
+        fixed: dotted config keys (or sections) that must match, e.g. ``("model", "pretrain",
+            "data.loader", "run.seed")``.
+        free: keys under ``fixed`` that may change (workers, epochs, ...).
+
+    Raises:
+        CheckpointError: the mismatching keys, both values.
+    """
+    then, now = _flat(saved["config"]), _flat(presets.to_dict(cfg))
+    diffs = [f"{key}: checkpoint {then.get(key)!r}, now {now.get(key)!r}"
+             for key in sorted(set(then) | set(now))
+             if _matches(key, fixed) and not _matches(key, free) and then.get(key) != now.get(key)]
+    saved_batch = saved["batch_size"]
+    if saved["world_size"] * saved_batch != world_size * batch_size:
+        diffs.append(f"global batch (processes x per-process batch): checkpoint "
+                     f"{saved['world_size']} x {saved_batch}, now {world_size} x {batch_size}")
+    if diffs:
+        raise CheckpointError(f"checkpoint {path} does not fit this run: " + "; ".join(diffs))

@@ -19,84 +19,25 @@ previous one at that name stays.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
+import importlib
 import sys
 import warnings
 
-from sscl.errors import ConfigError, SsclError, SsclWarning
+from sscl.data.formats import FORMATS, format_module
+from sscl.errors import SsclError, SsclWarning, Terminated, sigterm_raises
 
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from sscl.builders import demo_corpus
-    from sscl.data.corpus import open_corpus
-
-    print(open_corpus(demo_corpus(progress=True)).summary())
-    return 0
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from sscl.data.corpus import open_corpus
-    from sscl.data.synthetic import SynthConfig, synthesize
-
-    cfg = SynthConfig()
-    if args.sequences is not None:
-        cfg = replace(cfg, num_sequences=args.sequences)
-    synthesize(args.dest, cfg, seed=args.seed, overwrite=args.overwrite, progress=True)
-    print(open_corpus(args.dest).summary())
-    return 0
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from sscl.data.formats import convert
-
-    skip = {"cmd", "data_cmd", "func", "format", "src", "dest", "overwrite", "append", "quiet",
-            "nonfinite"}
-    options = {k: v for k, v in vars(args).items() if k not in skip}
-    report = convert(args.format, args.src, args.dest, overwrite=args.overwrite,
-                     append=args.append, progress=not args.quiet, nonfinite=args.nonfinite,
-                     **options)
-    print(report)
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from sscl.data.corpus import open_corpus
-
-    c = open_corpus(args.corpus, memory_budget=0)
-    print(c.summary())
-    if args.skipped:
-        for s in c.skipped:
-            print(f"skipped  {s['source_file']}: {s['reason']}")
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from sscl.data.corpus import validate
-
-    problems = validate(args.corpus, progress=True)
-    for p in problems:
-        print(f"problem: {p}")
-    if not problems:
-        from sscl.data.corpus import open_corpus
-
-        c = open_corpus(args.corpus, memory_budget=0)
-        if not c.has_checksums:
-            print("note: no checksums recorded (written by an older sscl): damage to chunk "
-                  "contents cannot be found; convert again to add them")
-        if c.attrs.get("nonfinite_masked"):
-            print(f"note: {c.attrs['nonfinite_masked']} joint(s) with NaN/inf were masked as "
-                  "missing when converting")
-    print(f"{args.corpus}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0
-
-
-def _device(name: str | None) -> str:
-    import torch
-
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+# The module and function of each command. A command's module is imported when the command
+# runs, not here: the training and evaluation modules load torch (seconds), and `sscl --help`
+# or `sscl data info` need none of it.
+COMMANDS = {
+    "demo": "sscl.commands.data:cmd_demo",
+    "synth": "sscl.commands.data:cmd_synth",
+    "convert": "sscl.commands.data:cmd_convert",
+    "info": "sscl.commands.data:cmd_info",
+    "validate": "sscl.commands.data:cmd_validate",
+    "evaluate": "sscl.commands.evaluate:cmd_evaluate",
+    "predict": "sscl.commands.predict:cmd_predict",
+}
 
 
 def _timelines(text: str) -> int:
@@ -106,84 +47,6 @@ def _timelines(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a count >= 0 or 'all', got {text!r}")
     return int(text)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sscl.evaluation import evaluate, evaluate_knn, summary_table
-    from sscl.inference import find_localizer, run_directory
-    from sscl.localize.postprocess import DecoderConfig
-
-    weights = find_localizer(args.checkpoint)
-    run = run_directory(weights)
-    device = _device(args.device)
-    doc = evaluate(weights, run / "eval", corpus=args.corpus, split=args.split,
-                   decoder=args.decoder, timelines=args.timelines, device=device)
-    m, out = doc["metrics"], doc["out_dir"]
-    print(f"{doc['corpus']} {doc['split']}: {m['num_sequences']} sequences, "
-          f"{m['num_ground_truth']} ground-truth segments, {m['num_detections']} detections")
-    print(*summary_table(doc), sep="\n")
-    f1 = ", ".join(f"F1@{k} {v:.1f}" for k, v in m["f1"].items())
-    print(f"frame accuracy {m['frame_accuracy']:.1f} %, edit {m['edit']:.1f}, {f1}")
-    if args.decoder != "auto":
-        how = f"--decoder {args.decoder}"
-    elif (out / "decoder_choice.json").is_file():
-        how = "chosen on the validation sequences, see decoder_choice.json"
-    else:
-        how = "auto without validation sequences: the reference decoder"
-    print(f"decoder: {DecoderConfig(**m['decoder']).describe()} ({how})")
-    total = m["num_sequences"] + m["num_unlabelled_skipped"]
-    n_png = total if args.timelines < 0 else min(args.timelines, total)
-    print(f"report: {out / 'report.md'} (also report.json; {n_png} timeline PNGs in "
-          f"{out / 'timelines'})")
-    if args.knn:
-        cfg = None
-        if (run / "config.yaml").is_file():
-            from sscl import config as config_mod
-
-            cfg = config_mod.from_dict(config_mod.load_preset(str(run / "config.yaml")))
-        knn = evaluate_knn(weights, out, corpus=args.corpus, split=args.split, run_config=cfg,
-                           device=device)
-        print(f"kNN top-1 (k={knn['k']}) of the finetuned backbone, {knn['train_split']} clips "
-              f"-> {knn['test_split']} clips: {knn['top1']:.4f} ({out / 'knn.json'})")
-    return 0
-
-
-# `sscl predict`'s own option dests; everything else on its namespace is the converter's.
-_PREDICT_KEYS = {"cmd", "func", "checkpoint", "input", "format", "sequence", "out", "timeline",
-                 "decoder", "device", "converter_defaults"}
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from sscl.atomic import write_bytes_atomic
-    from sscl.predict import run_predict, write_timelines
-
-    options = {k: v for k, v in vars(args).items() if k not in _PREDICT_KEYS}
-    if options and args.format is None:  # unreachable from argparse; a guard for callers
-        raise ConfigError(f"converter options {sorted(options)} need --format")
-    doc, preds = run_predict(args.checkpoint, args.input, fmt=args.format, options=options,
-                             defaults=args.converter_defaults, sequences=args.sequence,
-                             decoder=args.decoder, device=_device(args.device))
-    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    say = sys.stderr if args.out == "-" else sys.stdout
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        write_bytes_atomic(args.out, text.encode())
-    for seq in doc["sequences"]:
-        best = max(seq["segments"], key=lambda g: g["score"], default=None)
-        top = (f"; best: {best['class']} {best['start_s']:.2f}-{best['end_s']:.2f} s "
-               f"(score {best['score']:.3f})" if best else "")
-        print(f"{seq['sequence']}: {seq['frames']} frames ({seq['seconds']:.1f} s), "
-              f"{len(seq['segments'])} segments{top}", file=say)
-    for note in doc["notes"]:
-        print(f"note: {note}", file=say)
-    print(f"decoder: {doc['decoder']['name']} ({doc['decoder_source']})", file=say)
-    if args.out != "-":
-        print(f"segments: {args.out}", file=say)
-    if args.timeline:
-        for png in write_timelines(args.timeline, doc, preds):
-            print(f"timeline: {png}", file=say)
-    return 0
 
 
 class _Recorder:
@@ -217,8 +80,6 @@ def _predict_format(argv: list[str] | None) -> str | None:
 
 def add_predict_parser(sub, fmt: str | None) -> argparse.ArgumentParser:
     """``sscl predict``, with the options of converter ``fmt`` when one is named."""
-    from sscl.data.formats import FORMATS, format_module
-
     pr = sub.add_parser(
         "predict", help="segments of a new recording with a trained localizer",
         description="Apply a trained localizer to a new recording: raw data in any supported "
@@ -246,20 +107,18 @@ def add_predict_parser(sub, fmt: str | None) -> argparse.ArgumentParser:
         rec = _Recorder(pr.add_argument_group(f"options of the {fmt} converter"))
         mod.add_arguments(rec)
         defaults = rec.defaults
-    pr.set_defaults(func=cmd_predict, converter_defaults=defaults)
+    pr.set_defaults(func="predict", converter_defaults=defaults)
     return pr
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``argv`` (default ``sys.argv[1:]``) selects the converter whose
     options ``sscl predict --format F`` takes."""
-    from sscl.data.formats import FORMATS, format_module
-
     p = argparse.ArgumentParser(prog="sscl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     demo = sub.add_parser("demo", help="synthesize the demo corpus (once) and print its summary")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func="demo")
 
     data = sub.add_parser("data", help="corpus tools: synth, convert, info, validate")
     dsub = data.add_subparsers(dest="data_cmd", required=True)
@@ -269,7 +128,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     s.add_argument("--sequences", type=int, default=None, help="number of sequences")
     s.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing corpus")
-    s.set_defaults(func=cmd_synth)
+    s.set_defaults(func="synth")
 
     c = dsub.add_parser("convert", help="convert a raw dataset into a corpus")
     csub = c.add_subparsers(dest="format", required=True, metavar="FORMAT")
@@ -287,16 +146,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         help="NaN/inf at a valid joint: refuse (default; the error counts them) "
                         "or mask (store the joint as missing; counted in the report)")
         mod.add_arguments(fp)
-        fp.set_defaults(func=cmd_convert)
+        fp.set_defaults(func="convert")
 
     i = dsub.add_parser("info", help="summarise a corpus")
     i.add_argument("corpus", help="corpus path or fsspec URL")
     i.add_argument("--skipped", action="store_true", help="list every skipped source item")
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func="info")
 
     v = dsub.add_parser("validate", help="check a corpus's content; exit 1 on problems")
     v.add_argument("corpus", help="corpus path or fsspec URL")
-    v.set_defaults(func=cmd_validate)
+    v.set_defaults(func="validate")
 
     ev = sub.add_parser("evaluate", help="score a trained localizer: mAP, frame metrics, "
                         "timelines into RUN_DIR/eval/<corpus>-<split>/")
@@ -317,19 +176,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--knn", action="store_true",
                     help="also the kNN top-1 of the finetuned backbone on labelled clips")
     ev.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func="evaluate")
 
     add_predict_parser(sub, _predict_format(argv))
     return p
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so context managers clean up (a corpus being written
-    is removed)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
@@ -343,19 +193,20 @@ _default_formatwarning = warnings.formatwarning
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    module, function = COMMANDS[args.func].split(":")
+    command = getattr(importlib.import_module(module), function)
     formatted = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
-        return args.func(args)
+        with sigterm_raises():
+            return command(args)
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Terminated:
         print("error: terminated (SIGTERM); nothing was left half-written", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return 128 + 15
     finally:
-        signal.signal(signal.SIGTERM, previous)
         warnings.formatwarning = formatted
 
 

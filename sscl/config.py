@@ -1,30 +1,16 @@
-"""Typed run configuration: frozen dataclasses, YAML presets, strict ``--set`` overrides.
+"""The run configuration's schema: one frozen dataclass per section, validated on creation.
 
-The dataclasses are the schema (torchtitan's job config); presets in ``sscl/configs/*.yaml`` are
-data that fill them in; ``--set a.b=v`` must name an existing field and is coerced to its type
-(nanoGPT's configurator guard: an unknown key fails with the list of valid ones). A resolved
-config is a plain dict of JSON-able values (:func:`to_dict`) written into the run directory and
-into every checkpoint.
-
-Sections: ``run`` (where, how long, threads, precision, checkpoints), ``data`` (corpus and the
-input pipeline: ``sscl.data.loader.LoaderConfig``), ``model`` (backbone), ``optim``,
-``pretrain`` (the contrastive method: ``sscl.contrastive.ContrastiveConfig``), ``probe`` (the
-kNN monitor), ``finetune`` and ``evaluate`` (localization).
+The dataclasses are the schema (torchtitan's job config); ``sscl.presets`` fills them from YAML
+presets and strict ``--set`` overrides. Sections: ``run`` (where, how long, threads, precision,
+checkpoints), ``data`` (corpus and the input pipeline: ``sscl.data.loader.LoaderConfig``),
+``model`` (backbone), ``optim``, ``pretrain`` (the contrastive method, METHOD.md section 2),
+``probe`` (the kNN monitor), ``finetune`` and ``evaluate`` (localization).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field, fields
 
-import yaml
-
-from sscl.contrastive.config import ContrastiveConfig
 from sscl.data.loader import LoaderConfig
 from sscl.errors import ConfigError
 
@@ -188,6 +174,128 @@ class OptimConfig:
             raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
 
 
+METHODS = ("skeletonclr", "aimclr", "rvtclr")
+BN_MODES = ("shuffle", "local")
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig:
+    """Settings of the pretraining method (`Pretrainer`).
+
+    Attributes:
+        method: base method, "skeletonclr" (two views), "aimclr" (adds the extreme view and its
+            D3M loss) or "rvtclr" (relative tempo pairs built in the model; needs `position`).
+        queue_size: keys in the global queue (MoCo's K).
+        snippet_queue_size: keys in the snippet queue; None = `queue_size`.
+        momentum: EMA momentum of the key encoder.
+        temperature: InfoNCE temperature, shared by every logit of the method.
+        feature_dim: width of the global and dense embeddings.
+        snippet: add the snippet branch (the paper's contribution); False = the base method
+            alone, so the ablation is this one key.
+        num_snippets: N, snippets per clip (adaptive pooling of the last block along time).
+        snippet_weight: weight of L_snip in L = L_base + w * L_snip.
+        mine_from_epoch: first epoch (0-based, as handed to `forward`) of nearest-neighbour
+            mining; None = never.
+        mine_topk_global: queue neighbours of the query taken as extra global positives.
+        mine_topk_snippet: snippet-queue neighbours of each query snippet taken as extra
+            snippet positives.
+        bn_mode: key-encoder batch statistics across ranks: "shuffle" (MoCo's shuffle-BN) or
+            "local" (each rank's own keys, no shuffle).
+        bn_splits: batch-norm groups per rank: the local batch is encoded in this many equal
+            slices (query and key encoders alike), so one process can emulate the BN grouping
+            of `bn_splits` ranks (MoCo's single-device SplitBatchNorm idea).
+        extreme_view: add AimCLR's extreme view and D3M loss to skeletonclr/rvtclr (the
+            reference code's RVTCLR base has it); aimclr always uses it.
+        d3m_weight: weight of the D3M term.
+        eadm: AimCLR's energy-based attention-guided drop on the extreme view's feature map
+            (a second, dropped extreme embedding; the D3M term averages both).
+        eadm_keep_prob: expected fraction of joints/frames kept by the drop.
+        tempo_weight: weight of RVTCLR's relative-tempo ranking loss.
+        tempo_margin: its margin, in logit units (similarity / temperature).
+        seed: seeds the initial random queue keys, the shuffle-BN permutations, RVTCLR's tempo
+            choice and the EADM draws (identical on every rank).
+    """
+
+    method: str = "skeletonclr"
+    queue_size: int = 32768
+    snippet_queue_size: int | None = None
+    momentum: float = 0.999
+    temperature: float = 0.07
+    feature_dim: int = 128
+    snippet: bool = True
+    num_snippets: int = 19
+    snippet_weight: float = 1.5
+    mine_from_epoch: int | None = None
+    mine_topk_global: int = 1
+    mine_topk_snippet: int = 5
+    bn_mode: str = "shuffle"
+    bn_splits: int = 1
+    extreme_view: bool = False
+    d3m_weight: float = 1.0
+    eadm: bool = False
+    eadm_keep_prob: float = 0.9
+    tempo_weight: float = 1.0
+    tempo_margin: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(field: str, expected: str) -> ConfigError:
+            return ConfigError(
+                f"contrastive config: {field}={getattr(self, field)!r}; expected {expected}"
+            )
+
+        if self.method not in METHODS:
+            raise bad("method", f"one of {', '.join(METHODS)}")
+        if self.bn_mode not in BN_MODES:
+            raise bad("bn_mode", f"one of {', '.join(BN_MODES)}")
+        for name in ("queue_size", "feature_dim", "num_snippets", "bn_splits",
+                     "mine_topk_global", "mine_topk_snippet"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise bad(name, "an integer >= 1")
+        if self.snippet_queue_size is not None and not self.snippet_queue_size >= 1:
+            raise bad("snippet_queue_size", "an integer >= 1, or None for queue_size")
+        if not 0.0 <= self.momentum < 1.0:
+            raise bad("momentum", "0 <= momentum < 1 (MoCo: 0.999)")
+        if not self.temperature > 0.0:
+            raise bad("temperature", "a positive number (MoCo v2: 0.07)")
+        for name in ("snippet_weight", "d3m_weight", "tempo_weight", "tempo_margin"):
+            if not getattr(self, name) >= 0.0:
+                raise bad(name, "a number >= 0")
+        if self.mine_from_epoch is not None and self.mine_from_epoch < 0:
+            raise bad("mine_from_epoch", "an epoch >= 0, or None to switch mining off")
+        if self.mine_topk_global > self.queue_size:
+            raise bad("mine_topk_global", f"at most queue_size={self.queue_size}")
+        if self.mine_topk_snippet > self.snippet_queue:
+            raise bad("mine_topk_snippet", f"at most the snippet queue's {self.snippet_queue}")
+        if not 0.0 < self.eadm_keep_prob <= 1.0:
+            raise bad("eadm_keep_prob", "0 < keep_prob <= 1 (AimCLR: 0.9)")
+        if self.eadm and not self.uses_extreme:
+            raise ConfigError(
+                f"contrastive config: eadm=True needs the extreme view, but method="
+                f"{self.method!r} with extreme_view=False has none; set method=aimclr or "
+                "extreme_view=true"
+            )
+
+    @property
+    def snippet_queue(self) -> int:
+        """Size of the snippet queue."""
+        return self.queue_size if self.snippet_queue_size is None else self.snippet_queue_size
+
+    @property
+    def uses_extreme(self) -> bool:
+        """Whether batches must carry the `extreme` view (aimclr, or extreme_view=True)."""
+        return self.method == "aimclr" or self.extreme_view
+
+    def mining(self, epoch: int) -> bool:
+        """Whether nearest-neighbour mining is on at `epoch`."""
+        return self.mine_from_epoch is not None and epoch >= self.mine_from_epoch
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The valid keys, for error messages of config loaders."""
+        return tuple(f.name for f in fields(cls))
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     """The kNN monitor of pretraining: does the encoder learn?
@@ -309,211 +417,3 @@ class Config:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-
-
-# ---------------------------------------------------------------- presets, overrides, coercion
-
-
-def presets() -> dict[str, str]:
-    """Preset name -> its first comment line (the description), from ``sscl/configs``."""
-    out = {}
-    for entry in sorted(resources.files("sscl.configs").iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml"):
-            first = entry.read_text().splitlines()[:1]
-            out[entry.name[:-5]] = first[0].lstrip("# ").strip() if first else ""
-    return out
-
-
-def load_preset(name_or_path: str) -> dict:
-    """The raw mapping of a preset name or a YAML path (data only: ``yaml.safe_load``)."""
-    path = Path(name_or_path)
-    if name_or_path.endswith((".yaml", ".yml")) or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file {name_or_path} does not exist")
-        text, origin = path.read_text(), str(path)
-    else:
-        known = presets()
-        if name_or_path not in known:
-            raise ConfigError(
-                f"unknown preset {name_or_path!r}; presets: {', '.join(known)} (or a .yaml path)"
-            )
-        text = (resources.files("sscl.configs") / f"{name_or_path}.yaml").read_text()
-        origin = f"preset {name_or_path}"
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{origin}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def build(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested mapping, strictly (unknown keys fail)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.init]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(
-                f"unknown config key {where + key!r}; valid keys of {where or 'the config'}"
-                f"{'' if not where else ''}: {', '.join(names)}"
-            )
-        f = next(f for f in fields(cls) if f.name == key)
-        if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
-            # A partial section overrides the field's own default (finetune.optim is Adam),
-            # not the section class's defaults.
-            default = f.default_factory()
-            if is_dataclass(default):
-                value = _deep_merge(to_dict(default), value)
-        kwargs[key] = _coerce(hints[key], value, where + key)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{where or 'config'}: {e}") from None
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
-            else v
-    return out
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if is_dataclass(tp):
-        if is_dataclass(value):
-            return value
-        return build(tp, value, where + ".")
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: {value!r} fits none of {tp}")
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{where}: expected {len(args)} items, got {value!r}")
-        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-3" (no dot) as a string; a float field takes it as a number.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if tp is Any:
-        return value
-    raise ConfigError(f"{where}: cannot read a value of type {tp}")
-
-
-def to_dict(cfg: Any) -> dict:
-    """The config as nested plain dicts and lists (JSON/YAML-able)."""
-
-    def conv(v: Any) -> Any:
-        if is_dataclass(v):
-            return {f.name: conv(getattr(v, f.name)) for f in fields(v) if f.init}
-        if isinstance(v, (tuple, list)):
-            return [conv(x) for x in v]
-        return v
-
-    return conv(cfg)
-
-
-def parse_set(item: str) -> tuple[list[str], Any]:
-    """``a.b=v`` -> (["a", "b"], v) with ``v`` read as a YAML scalar or list."""
-    if "=" not in item:
-        raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.lr=0.05), got {item!r}")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def _merge(base: dict, keys: list[str], value: Any) -> None:
-    node = base
-    for k in keys[:-1]:
-        nxt = node.get(k)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[k] = nxt
-        node = nxt
-    node[keys[-1]] = value
-
-
-def _check_path(keys: list[str]) -> None:
-    """Fail on an unknown ``--set`` key, listing the valid keys at the level it broke."""
-    cls: Any = Config
-    for depth, k in enumerate(keys):
-        if not is_dataclass(cls):
-            raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth])} is a value, "
-                              "not a section")
-        hints = typing.get_type_hints(cls)
-        names = [f.name for f in fields(cls) if f.init]
-        if k not in names:
-            where = ".".join(keys[:depth]) or "the config"
-            raise ConfigError(
-                f"unknown config key {'.'.join(keys)!r}; valid keys of {where}: {', '.join(names)}"
-            )
-        tp = hints[k]
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
-            inner = [a for a in typing.get_args(tp) if is_dataclass(a)]
-            tp = inner[0] if inner else tp
-        cls = tp
-
-
-def resolve(config: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Preset (name or path; None: ``demo``) + ``--set`` overrides -> a validated Config."""
-    data = load_preset(config or "demo")
-    for item in overrides:
-        keys, value = parse_set(item)
-        _check_path(keys)
-        _merge(data, keys, value)
-    return build(Config, data)
-
-
-def from_dict(data: dict) -> Config:
-    """Rebuild a Config from :func:`to_dict`'s output (a checkpoint's or run's config)."""
-    return build(Config, data)
-
-
-def dumps(cfg: Config) -> str:
-    """The resolved config as YAML text (what the run directory keeps)."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def replace(cfg: Any, **changes: Any) -> Any:
-    return dataclasses.replace(cfg, **changes)

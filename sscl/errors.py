@@ -6,7 +6,10 @@ Every message names the file, field or value that was wrong, what was expected, 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -92,3 +95,32 @@ class DiskWriteError(SsclError, OSError):
 class SsclWarning(UserWarning):
     """Something the user should know that is not an error (applied defaults, unused input,
     cleaned-up leftovers)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (see :func:`sigterm_raises`) so that the program
+    unwinds: context managers remove what they were writing, and one line says why it stopped.
+    A BaseException, so ``except Exception`` does not swallow it."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`Terminated` in the main thread of this process.
+
+    A process forked from it (a data-loader worker) that receives SIGTERM dies of it as it
+    would without the handler, instead of raising inside the worker's loop.
+    """
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

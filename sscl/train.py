@@ -22,13 +22,26 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path.pop(0)
 
 import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
+
+from sscl import machine, presets  # noqa: E402
+from sscl.atomic import is_full, write_bytes_atomic  # noqa: E402
+from sscl.config import STAGES  # noqa: E402
+from sscl.errors import (  # noqa: E402
+    DiskWriteError,
+    RunDirError,
+    SsclError,
+    Terminated,
+    sigterm_raises,
+)
+from sscl.peers import collective_failure, terminated_message  # noqa: E402
+from sscl.rundir import default_run_dir, stage_dir_problem  # noqa: E402
+from sscl.runlog import log, setup_logging  # noqa: E402
+from sscl.stages import ORDER, run_stages  # noqa: E402
+from sscl.version import code_version  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sscl.config import STAGES, presets
-
-    listing = "\n".join(f"  {name:22s} {desc}" for name, desc in presets().items())
+    listing = "\n".join(f"  {name:22s} {desc}" for name, desc in presets.preset_names().items())
     p = argparse.ArgumentParser(
         prog="sscl/train.py",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -59,52 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so the run unwinds and says why it stopped."""
-
-
-def _catch_sigterm() -> None:
-    import signal
-
-    main_pid = os.getpid()
-
-    def handler(signum, frame):
-        if os.getpid() != main_pid:  # a forked loader worker: die as before
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from sscl.errors import SsclError
-
-    _catch_sigterm()
     try:
-        return run(args)
+        with sigterm_raises():
+            return run(args)
     except Terminated:
-        from sscl.runtime import terminated_message
-
         print(f"error: {terminated_message()}", file=sys.stderr, flush=True)
         return 128 + 15
     except SsclError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        from sscl.atomic import is_full
-        from sscl.errors import DiskWriteError
-
         if not is_full(e):
             raise
         # A full disk met outside the writes that name their file (TensorBoard, the log).
         print(f"error: {DiskWriteError(e.filename or 'a file of the run', e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from sscl.runtime import collective_failure
-
         message = collective_failure(e)
         if message is None:
             raise
@@ -113,63 +98,42 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sscl import config as config_mod
-
     overrides = list(args.overrides)
     if args.stage is not None:
         overrides.append(f"run.stage={args.stage}")
-    cfg = config_mod.resolve(args.config, overrides)
+    cfg = presets.resolve(args.config, overrides)
     if args.print_config:
-        print(config_mod.dumps(cfg), end="")
+        print(presets.dumps(cfg), end="")
         return 0
-
-    import torch
-
-    from sscl import runtime
-    from sscl.atomic import write_bytes_atomic
-    from sscl.errors import RunDirError
-
-    warnings = runtime.launch_warnings()
-    acc, precision = runtime.make_accelerator(cfg)
-    threads = runtime.set_threads(cfg.run.threads)
-    runtime.set_determinism(cfg.run.deterministic, acc.device)
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.run.name
+    warnings = machine.launch_warnings()
+    acc, precision = machine.make_accelerator(cfg)
+    threads = machine.set_threads(cfg.run.threads)
+    machine.set_determinism(cfg.run.deterministic, acc.device)
+    run_dir = default_run_dir(args.run_dir, cfg.run.name)
     # Refuse an occupied stage folder before any work (every rank checks the same thing).
-    from sscl.stages import ORDER, stage_dir_problem
-
     for stage in ORDER[cfg.run.stage]:
-        problem = stage_dir_problem(run_dir / stage, stage, args.resume, args.overwrite)
+        problem = stage_dir_problem(run_dir.stage(stage), args.resume, args.overwrite)
         if problem:
             raise RunDirError(problem)
-    rd = runtime.prepare_run_dir(run_dir, acc.is_main_process)
+    if acc.is_main_process:
+        run_dir.root.mkdir(parents=True, exist_ok=True)
     acc.wait_for_everyone()
-    runtime.setup_logging(rd, acc.is_main_process)
-    log = runtime.log
+    setup_logging(run_dir, acc.is_main_process)
     for w in warnings:
         log.warning("warning: %s", w)
     log.info("sscl %s: stage %s, %d process(es), device %s, precision %s, %d torch thread(s) "
-             "per process (run.threads=%s), run directory %s", _version(), cfg.run.stage,
+             "per process (run.threads=%s), run directory %s", code_version(), cfg.run.stage,
              acc.num_processes, acc.device, "fp32" if precision == "no" else precision, threads,
-             cfg.run.threads, rd.root)
+             cfg.run.threads, run_dir.root)
     if acc.is_main_process:
-        write_bytes_atomic(rd.config_file, config_mod.dumps(cfg).encode())
-    torch.manual_seed(cfg.run.seed)
-
-    from sscl import stages
-
-    summary = stages.run_stages(cfg, rd, acc, args.resume, args.overwrite)
+        write_bytes_atomic(run_dir.config_file, presets.dumps(cfg).encode())
+    summary = run_stages(cfg, run_dir, acc, args.resume, args.overwrite)
     if acc.is_main_process:
         for line in summary:
             print(line)
     acc.wait_for_everyone()
     acc.end_training()
     return 0
-
-
-def _version() -> str:
-    from sscl.builders import code_version
-
-    return code_version()
 
 
 if __name__ == "__main__":

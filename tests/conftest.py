@@ -1,4 +1,5 @@
-"""Shared fixtures: the real datasets in ../shared/data (skipped with a reason when absent)."""
+"""Shared fixtures: the real datasets in ../shared/data (skipped with a reason when absent), a
+tiny synthetic corpus for trainer runs, and a private corpus cache."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from sscl.data.synthetic import SynthConfig, synthesize
 
 SHARED_DATA = Path(
     os.environ.get("SSCL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -31,3 +34,13 @@ def shared_dataset():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep generated corpora out of the user's ~/.cache during tests."""
     monkeypatch.setenv("SSCL_CACHE", str(tmp_path_factory.getbasetemp() / "sscl-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """12 synthetic sequences of 300-330 frames, 6 subjects (seeded): the trainer tests' corpus
+    (runs through ``tests.helpers.trainrun``)."""
+    dest = tmp_path_factory.mktemp("corpus") / "tiny.zarr"
+    synthesize(dest, SynthConfig(num_sequences=12, min_frames=300, max_frames=330, subjects=6),
+               seed=3)
+    return dest

@@ -28,8 +28,6 @@ from torch.nn import functional as F
 from sscl.errors import ConfigError
 from sscl.models.layers import pool_joints_persons
 
-from .config import required_window
-
 
 class MLPHead(nn.Sequential):
     """SkeletonCLR's projection head: Linear(C, C), ReLU, Linear(C, D). (N, C) -> (N, D)."""
@@ -47,6 +45,22 @@ class DenseHead(nn.Sequential):
         super().__init__(
             nn.Conv1d(in_channels, in_channels, 1), nn.ReLU(), nn.Conv1d(in_channels, out_dim, 1)
         )
+
+
+def required_window(num_snippets: int, time_factor: int) -> int:
+    """Smallest clip length T whose last-block map has at least `num_snippets` frames.
+
+    A backbone with cumulative stride f maps T frames to T' = ceil(T / f), so T' >= N exactly
+    when T >= (N - 1) * f + 1: 73 frames for ST-GCN (f = 4) and 145 for AGCN (f = 8) at N = 19.
+
+    Args:
+        num_snippets: N.
+        time_factor: the backbone's cumulative temporal stride (`backbone.time_factors[-1]`).
+
+    Returns:
+        The minimal T.
+    """
+    return (num_snippets - 1) * time_factor + 1
 
 
 def check_snippets(num_frames: int, num_snippets: int, time_factor: int, context: str = "") -> int:

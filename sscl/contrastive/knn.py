@@ -10,8 +10,6 @@ encoder's: the gap says whether pretraining learns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -95,35 +93,50 @@ def knn_top1(
 
 @torch.no_grad()
 def embed_clips(
-    encoder: Callable[[Tensor], Tensor],
-    batches: Iterable[tuple[Tensor, Tensor]],
-    device: torch.device | str | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Features of a labelled corpus's clips, encoder in eval mode (restored afterwards).
+    model: nn.Module, x_NCTVM: Tensor, mask_NT: Tensor, device: torch.device | str,
+    batch_size: int = 128,
+) -> Tensor:
+    """Embeddings of clips by ``model.embed(x, mask)``, in eval mode (its mode is restored).
 
     Args:
-        encoder: x_NCTVM -> (N, C) features, e.g. `pretrainer.backbone.embed` (the pooled
-            backbone feature, the usual probe input) or a bare module with that contract.
-        batches: iterable of (x_NCTVM (N, C, T, V, M) float, labels (N,) int64).
-        device: where to run the encoder; None = leave the batches where they are.
+        model: a backbone or a localizer (anything with ``embed(x_NCTVM, mask_NT) -> (N, C)``).
+        x_NCTVM: (N, C, T, V, M) clips (on the CPU; moved to ``device`` a batch at a time).
+        mask_NT: (N, T) bool real frames.
+        device: where ``model`` runs.
+        batch_size: clips per forward pass.
 
     Returns:
-        (features (total, C) float32 on the CPU, labels (total,) int64 on the CPU).
+        (N, C) float32 features on the CPU.
     """
-    module = encoder if isinstance(encoder, nn.Module) else getattr(encoder, "__self__", None)
-    was_training = module.training if isinstance(module, nn.Module) else None
-    if isinstance(module, nn.Module):
-        module.eval()
-    feats, labels = [], []
+    was_training = model.training
+    model.eval()
     try:
-        for x, y in batches:
-            if device is not None:
-                x = x.to(device, non_blocking=True)
-            feats.append(encoder(x).float().cpu())
-            labels.append(y.to(torch.int64).cpu())
+        feats = [model.embed(x_NCTVM[i:i + batch_size].to(device),
+                             mask_NT[i:i + batch_size].to(device)).float().cpu()
+                 for i in range(0, len(x_NCTVM), batch_size)]
     finally:
-        if isinstance(module, nn.Module) and was_training is not None:
-            module.train(was_training)
-    if not feats:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
-    return torch.cat(feats), torch.cat(labels)
+        model.train(was_training)
+    return torch.cat(feats) if feats else torch.zeros(0, 0)
+
+
+Clips = tuple[Tensor, Tensor, Tensor]  # x_NCTVM, mask_NT, label_N
+
+
+class KnnProbe:
+    """kNN top-1 of a model's embeddings on fixed labelled clips: ``memory`` clips vote, ``query``
+    clips are classified (``sscl.inputs.probe_clips`` reads them from a corpus).
+
+    Args:
+        memory: (x, mask, labels) of the labelled memory clips.
+        query: (x, mask, labels) of the clips to classify.
+        k: neighbours.
+    """
+
+    def __init__(self, memory: Clips, query: Clips, k: int) -> None:
+        self.memory, self.query, self.k = memory, query, k
+
+    def __call__(self, model: nn.Module, device: torch.device | str) -> float:
+        """kNN top-1 of ``model.embed`` (see :func:`embed_clips`)."""
+        train = embed_clips(model, self.memory[0], self.memory[1], device)
+        test = embed_clips(model, self.query[0], self.query[1], device)
+        return knn_top1(train, self.memory[2], test, self.query[2], k=self.k)

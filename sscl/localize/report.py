@@ -21,6 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from sscl.atomic import write_bytes_atomic as atomic_write_bytes
 from sscl.localize.segments import runs
@@ -179,8 +183,6 @@ def write_report(
 
 def class_colours(num_classes: int) -> list[tuple[float, float, float, float]]:
     """One RGBA colour per action class: tab10 / tab20 while they suffice, else turbo."""
-    from matplotlib import colormaps
-
     if num_classes <= 10:
         return [colormaps["tab10"](i) for i in range(num_classes)]
     if num_classes <= 20:
@@ -234,10 +236,6 @@ def plot_timeline(
     Returns:
         ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
     gt_labels = np.asarray(gt_labels)
     probs = np.asarray(probs, np.float64)
     T, K = probs.shape[0], probs.shape[1] - 1

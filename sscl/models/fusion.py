@@ -1,4 +1,4 @@
-"""U-shaped multiscale fusion and per-frame heads: the action localizer.
+"""U-shaped multiscale fusion: the localizer's head over backbone blocks 1, 7 and 10.
 
 Based on METHOD.md section 4 (the U-Net++-style 1-D fusion of the SnipCLR localizer). The outputs
 of backbone blocks 1, 7 and 10, averaged over joints and persons, are the 1-D maps x00, x10, x20.
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sscl.errors import ConfigError
-from sscl.models.layers import GCNBackbone, downsample_mask, mask_frames, pool_joints_persons
+from sscl.models.layers import downsample_mask, mask_frames
 
 #: Backbone blocks whose outputs the U-shaped fusion reads (METHOD.md section 4).
 FUSION_BLOCKS: tuple[int, int, int] = (1, 7, 10)
@@ -124,78 +124,3 @@ class UShapeFusion(nn.Module):
         x11 = self.cbr11(torch.cat([x10, upsample_frames(x20, f2 // f1, T1)], dim=1), m1)
         x02 = self.cbr02(torch.cat([x00, x01, upsample_frames(x11, f1 // f0, T0)], dim=1), m0)
         return self.out(torch.cat([x00, x01, x02], dim=1))
-
-
-class Localizer(nn.Module):
-    """Backbone + fusion head mapping a skeleton batch to per-frame class logits.
-
-    Args:
-        backbone: an `STGCN` or `AGCN` (any `GCNBackbone` with at least 10 blocks).
-        num_classes: K action classes; the logits have K + 1 rows, index K = background.
-        head: "ushape" (U-shaped fusion of blocks 1, 7, 10, then Linear(embed_dim -> K + 1)) or
-            "simple" (Linear(C_10 -> K + 1) on block 10, logits linearly interpolated to T).
-        embed_dim: output width of the fusion's final 1x1 conv (ushape only).
-    """
-
-    def __init__(
-        self, backbone: GCNBackbone, num_classes: int, head: str = "ushape", embed_dim: int = 512
-    ) -> None:
-        super().__init__()
-        if head not in HEADS:
-            raise ConfigError(f"head must be one of {HEADS}, got {head!r}")
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-        self.backbone = backbone
-        self.head = head
-        self.num_classes = num_classes
-        channels = tuple(backbone.block_channels[b - 1] for b in FUSION_BLOCKS)
-        self.factors = tuple(backbone.time_factors[b - 1] for b in FUSION_BLOCKS)
-        if head == "ushape":
-            self.fusion = UShapeFusion(channels, self.factors, embed_dim)
-            self.classifier = nn.Linear(embed_dim, num_classes + 1)
-        else:
-            self.classifier = nn.Linear(channels[-1], num_classes + 1)
-
-    def forward(self, x_NCTVM: Tensor, mask_NT: Tensor | None = None) -> Tensor:
-        """Per-frame logits.
-
-        Args:
-            x_NCTVM: (N, C, T, V, M) skeleton batch, any T >= 1 (zero-padded if variable).
-            mask_NT: (N, T) bool, True on real frames, or None. With a mask, real frames' logits
-                do not depend on the padding in eval mode (both heads); logits of padded frames
-                are meaningless and must be ignored by the loss.
-
-        Returns:
-            (N, K + 1, T) logits.
-        """
-        T = x_NCTVM.shape[2]
-        blocks = (FUSION_BLOCKS[-1],) if self.head == "simple" else FUSION_BLOCKS
-        feats = self.backbone(x_NCTVM, return_blocks=blocks, mask_NT=mask_NT)
-        maps = [pool_joints_persons(f, self.backbone.num_persons) for f in feats]
-        if self.head == "simple":
-            logits_NKT = self.classifier(maps[0].transpose(1, 2)).transpose(1, 2)
-            if mask_NT is not None:
-                logits_NKT = _hold_last_real_frame(logits_NKT, mask_NT, self.factors[-1])
-            # Scale by the stride (not to size T) so the frame alignment matches the ushape head.
-            logits_NKT = F.interpolate(
-                logits_NKT,
-                scale_factor=float(self.factors[-1]),
-                mode="linear",
-                align_corners=False,
-            )
-            return logits_NKT[..., :T]
-        fused_NCT = self.fusion(*maps, mask_NT=mask_NT)
-        logits_NKT = self.classifier(fused_NCT.transpose(1, 2)).transpose(1, 2)
-        return upsample_frames(logits_NKT, self.factors[0], T)
-
-
-def _hold_last_real_frame(x_NCT: Tensor, mask_NT: Tensor, factor: int) -> Tensor:
-    """Repeat each sequence's last real frame over its padding (masks are real-frames-first).
-
-    Linear interpolation near the end of a sequence then reads the same values as the border
-    clamping of an unpadded sequence does.
-    """
-    real = downsample_mask(mask_NT.to(torch.bool), factor).sum(dim=1)
-    frames = torch.arange(x_NCT.shape[-1], device=x_NCT.device)
-    idx_NT = torch.minimum(frames.unsqueeze(0), (real - 1).clamp(min=0).unsqueeze(1))
-    return x_NCT.gather(2, idx_NT.unsqueeze(1).expand(-1, x_NCT.shape[1], -1))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from sscl.config import ContrastiveConfig
 from sscl.contrastive import (
-    ContrastiveConfig,
     Encoder,
     Pretrainer,
     check_snippets,

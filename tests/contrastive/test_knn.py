@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sscl.contrastive import embed_clips, knn_predict, knn_top1
+from sscl.contrastive import KnnProbe, embed_clips, knn_predict, knn_top1
 from sscl.errors import ConfigError
 
 
@@ -49,14 +49,32 @@ def test_knn_rejects_bad_arguments():
 
 
 def test_embed_clips_runs_in_eval_mode_and_restores_it():
-    class Probe(torch.nn.Module):
-        def forward(self, x):
+    class Model(torch.nn.Module):
+        def embed(self, x, mask):
             assert not self.training
+            return (x.sum(dim=(3, 4)) * mask.unsqueeze(1)).sum(dim=2)
+
+    model = Model().train()
+    x = torch.arange(5.0).view(5, 1, 1, 1, 1).expand(5, 3, 4, 2, 1)
+    mask = torch.ones(5, 4, dtype=torch.bool)
+    mask[:, 2:] = False
+    feats = embed_clips(model, x, mask, "cpu", batch_size=2)
+    assert model.training
+    assert feats.shape == (5, 3) and feats[:, 0].tolist() == [0.0, 4.0, 8.0, 12.0, 16.0]
+
+
+def test_knn_probe_scores_the_query_clips_against_the_memory():
+    class Model(torch.nn.Module):
+        def embed(self, x, mask):
             return x.mean(dim=(2, 3, 4))
 
-    probe = Probe().train()
-    batches = [(torch.ones(2, 3, 4, 5, 1) * i, torch.tensor([i, i])) for i in range(3)]
-    feats, labels = embed_clips(probe, batches)
-    assert probe.training
-    assert feats.shape == (6, 3) and labels.tolist() == [0, 0, 1, 1, 2, 2]
-    assert feats[:, 0].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    train, train_y = _clusters(20, seed=0)
+    test, test_y = _clusters(7, seed=1)
+
+    def clips(f, y):
+        return f.view(len(f), 8, 1, 1, 1), torch.ones(len(f), 1, dtype=torch.bool), y
+
+    probe = KnnProbe(clips(train, train_y), clips(test, test_y), k=5)
+    assert probe(Model(), "cpu") == 1.0
+    wrong = KnnProbe(clips(train, (train_y + 1) % 3), clips(test, test_y), k=5)
+    assert wrong(Model(), "cpu") == 0.0

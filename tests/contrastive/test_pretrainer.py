@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sscl.contrastive import ContrastiveConfig, Pretrainer
+from sscl.config import ContrastiveConfig
+from sscl.contrastive import Pretrainer
 from sscl.contrastive.tempo import tempo_clips, tempo_is_2x
 from sscl.errors import ConfigError
 from sscl.kernels import graph_conv_ref

@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sscl.contrastive import ContrastiveConfig, Pretrainer
+from sscl.config import ContrastiveConfig
+from sscl.contrastive import Pretrainer
 from sscl.kernels import graph_conv_ref
 from sscl.models import STGCN
 

@@ -8,9 +8,8 @@ import torch
 
 from sscl.config import FinetuneConfig, ModelConfig
 from sscl.data.reader import open_corpus
-from sscl.finetune import SplitPlan, localizer_meta
-from sscl.inference import save_localizer
 from sscl.models import STGCN, Localizer
+from sscl.models.localizer import localizer_meta, save_localizer
 
 
 def make_localizer(directory: Path, corpus: Path, seed: int = 0) -> Path:
@@ -26,5 +25,5 @@ def make_localizer(directory: Path, corpus: Path, seed: int = 0) -> Path:
         model, ft, layout=c.layout, corpus_layout=c.layout, num_persons=c.persons,
         class_names=c.class_names, fps=c.fps, units=c.attrs.get("units", "m"),
         normalize="first", corpus=str(corpus),
-        splits=SplitPlan(train=(0, 1, 3), val=(4,), test=(2, 5), train_pool=4), encoder=None)
+        splits={"train": (0, 1, 3), "val": (4,), "test": (2, 5)}, encoder=None)
     return save_localizer(directory, localizer, meta)

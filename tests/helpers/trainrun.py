@@ -1,5 +1,4 @@
-"""Helpers of the trainer's subprocess tests (loaded by file path: pytest runs with
-``--import-mode=importlib``, so test modules cannot import each other by name).
+"""Helpers of the trainer's subprocess tests.
 
 Every run is a real ``sscl/train.py`` subprocess on a tiny model (width 0.125, 32-frame views,
 4 snippets) so the tests stay within their CI budget; the corpus is ``conftest.tiny_corpus``.

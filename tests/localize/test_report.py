@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from sscl.localize.evaluate import evaluate_sequences, trivial_baselines
 from sscl.localize.postprocess import REFERENCE, decode
 from sscl.localize.report import map_table, plot_timeline, write_report
+from sscl.localize.scoring import evaluate_sequences, trivial_baselines
 
 K = 3
 NAMES = ["walk", "stand", "turn"]

@@ -240,12 +240,12 @@ def test_cmu_input_is_resampled_to_the_localizer_rate_unless_fps_is_given(monkey
                                                                          tmp_path):
     """A converter that resamples gets the localizer's rate when its option is at its
     default; an explicit value is passed through (and then checked like any input)."""
-    import sscl.data.formats as formats
     from sscl.cli import build_parser
-    from sscl.predict import convert_input
+    from sscl.commands import predict
+    from sscl.commands.predict import convert_input
 
     seen = []
-    monkeypatch.setattr(formats, "convert", lambda fmt, src, dest, **kw: seen.append(kw))
+    monkeypatch.setattr(predict, "convert", lambda fmt, src, dest, **kw: seen.append(kw))
     trained = type("T", (), {"meta": {"fps": 30.0}})()
 
     def options(argv):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sscl.config import resolve
+from sscl.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "sscl" / "train.py"

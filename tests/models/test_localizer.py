@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from sscl.errors import ConfigError
 from sscl.models.agcn import AGCN
-from sscl.models.fusion import Localizer, UShapeFusion, upsample_frames
+from sscl.models.fusion import UShapeFusion, upsample_frames
+from sscl.models.localizer import Localizer
 from sscl.models.stgcn import STGCN
 
 BACKBONES = {"stgcn": STGCN, "agcn": AGCN}

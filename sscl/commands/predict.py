@@ -4,7 +4,7 @@ The input is a corpus (a path, ``demo``, or raw data converted on the fly by a f
 converter into a temporary corpus, ``sscl.data.formats.convert``). Before any frame is scored
 it must match what the localizer was trained on (``localizer.json``):
 
-- layout: the joint names of the finetuning corpus (``sscl.inference.check_layout``);
+- layout: the joint names of the finetuning corpus (``TrainedLocalizer.check_layout``);
 - persons per frame;
 - frame rate: of the corpus and of every selected sequence. A converter that resamples
   (``RESAMPLE_OPTIONS``: the CMU converter's ``--fps`` keeps every 120/fps-th frame) is given
@@ -21,9 +21,10 @@ end)`` and seconds ``start / fps``; reference scores are inner minus weighted ou
 
 from __future__ import annotations
 
+import argparse
 import json
-import logging
 import re
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sscl.atomic import write_bytes_atomic
+from sscl.data.corpus import Corpus
+from sscl.data.formats import convert
 from sscl.errors import CheckpointError, ConfigError, CorpusError
-
-log = logging.getLogger("sscl")
+from sscl.inputs import open_corpus_of
+from sscl.localize.frame_scores import sequence_probabilities
+from sscl.localize.postprocess import ARGMAX, REFERENCE, DecoderConfig, decode
+from sscl.localize.report import plot_timeline
+from sscl.machine import default_device
+from sscl.models.localizer import TrainedLocalizer, load_localizer
+from sscl.rundir import RunDir, localizer_run, safe_name
+from sscl.runlog import log
 
 # Formats whose converter can resample to a given frame rate: format -> option (argparse dest).
 RESAMPLE_OPTIONS = {"cmu": "fps"}
@@ -43,15 +53,15 @@ RESAMPLE_OPTIONS = {"cmu": "fps"}
 class PredictInput:
     """The corpus to score and how it came about."""
 
-    corpus: str  # corpus path (a temporary one for converted raw input)
+    corpus: Corpus  # a temporary one for converted raw input
     sequences: tuple[int, ...]
     source: str  # what the user gave (INPUT)
     fmt: str | None = None  # converter used, if any
     notes: list[str] = field(default_factory=list)
 
 
-def decoder_from_reports(run_dir: Path):
-    """The decoder a run's evaluation used, from ``<run_dir>/eval/*/report.json``.
+def decoder_from_reports(run: RunDir) -> tuple[DecoderConfig | None, Path | None]:
+    """The decoder a run's evaluation used, from its ``eval/*/report.json``.
 
     Reports whose decoder was chosen on the validation split (``decoder_choice.json`` beside
     them) come first, then the newest.
@@ -62,9 +72,7 @@ def decoder_from_reports(run_dir: Path):
     Raises:
         CheckpointError: a report whose decoder entry is not a valid decoder config.
     """
-    from sscl.localize.postprocess import DecoderConfig
-
-    reports = sorted(Path(run_dir).glob("eval/*/report.json"),
+    reports = sorted(run.reports(),
                      key=lambda p: ((p.parent / "decoder_choice.json").is_file(),
                                     p.stat().st_mtime), reverse=True)
     for rep in reports:
@@ -82,21 +90,19 @@ def decoder_from_reports(run_dir: Path):
     return None, None
 
 
-def resolve_decoder(name: str | None, run_dir: Path):
+def resolve_decoder(name: str | None, run: RunDir) -> tuple[DecoderConfig, str]:
     """``(DecoderConfig, why)``: the named decoder, else the evaluation's, else reference."""
-    from sscl.localize.postprocess import ARGMAX, REFERENCE
-
     if name is not None:
         if name not in ("reference", "argmax"):
             raise ConfigError(f"--decoder must be reference or argmax, got {name!r}")
         return (REFERENCE if name == "reference" else ARGMAX), "named by --decoder"
-    chosen, report = decoder_from_reports(run_dir)
+    chosen, report = decoder_from_reports(run)
     if chosen is not None:
         return chosen, f"chosen by the evaluation recorded in {report}"
-    return REFERENCE, f"default: no evaluation report under {Path(run_dir) / 'eval'}"
+    return REFERENCE, f"default: no evaluation report under {run.eval_root}"
 
 
-def select_sequences(corpus, wanted: list[str] | None) -> tuple[int, ...]:
+def select_sequences(corpus: Corpus, wanted: list[str] | None) -> tuple[int, ...]:
     """Sequence indices by id (exact) or index; all sequences when ``wanted`` is empty.
 
     Raises:
@@ -119,17 +125,15 @@ def select_sequences(corpus, wanted: list[str] | None) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def check_input(trained, corpus, sequences: tuple[int, ...], source: str,
-                fmt: str | None = None) -> None:
+def check_input(trained: TrainedLocalizer, corpus: Corpus, sequences: tuple[int, ...],
+                source: str, fmt: str | None = None) -> None:
     """Refuse input the localizer was not trained for (layout, persons, fps, units).
 
     Raises:
         ConfigError: the mismatch, both values, and the fix.
     """
-    from sscl.inference import check_layout
-
     meta = trained.meta
-    check_layout(trained, corpus.layout, source)
+    trained.check_layout(corpus.layout, source)
     if corpus.persons != meta["num_persons"]:
         hint = " (generic: --persons)" if fmt == "generic" else ""
         raise ConfigError(
@@ -156,15 +160,13 @@ def check_input(trained, corpus, sequences: tuple[int, ...], source: str,
 
 
 def convert_input(fmt: str, src: str, dest_dir: Path, options: dict, defaults: dict,
-                  trained) -> tuple[str, list[str]]:
+                  trained: TrainedLocalizer) -> tuple[str, list[str]]:
     """Convert raw input into ``dest_dir/input.zarr``; a resampling option left at its
     default is set to the localizer's frame rate.
 
     Returns:
         (corpus path, notes for the output).
     """
-    from sscl.data.formats import convert
-
     notes = []
     opt = RESAMPLE_OPTIONS.get(fmt)
     want = float(trained.meta["fps"])
@@ -188,17 +190,11 @@ class Prediction:
     segments: list  # ScoredSegment
 
 
-def predict_sequences(trained, inp: PredictInput, decoder, device: torch.device
-                      ) -> list[Prediction]:
+def predict_sequences(trained: TrainedLocalizer, inp: PredictInput, decoder: DecoderConfig,
+                      device: torch.device) -> list[Prediction]:
     """Frame probabilities and decoded segments of every selected sequence."""
-    from sscl.data.loader import LoaderConfig
-    from sscl.data.reader import open_corpus
-    from sscl.inference import sequence_probabilities
-    from sscl.localize.postprocess import decode
-
-    c = open_corpus(inp.corpus, memory_budget=0)
-    probs = sequence_probabilities(trained, inp.corpus, inp.sequences,
-                                   LoaderConfig(normalize=trained.meta["normalize"]), device)
+    c = inp.corpus
+    probs = sequence_probabilities(trained, c, inp.sequences, device)
     same_classes = list(c.class_names) == trained.class_names
     out = []
     for s, p in zip(inp.sequences, probs):
@@ -209,8 +205,8 @@ def predict_sequences(trained, inp: PredictInput, decoder, device: torch.device
     return out
 
 
-def prediction_doc(trained, inp: PredictInput, preds: list[Prediction], decoder,
-                   decoder_why: str) -> dict:
+def prediction_doc(trained: TrainedLocalizer, inp: PredictInput, preds: list[Prediction],
+                   decoder: DecoderConfig, decoder_why: str) -> dict:
     """The JSON document of ``sscl predict``."""
     fps = float(trained.meta["fps"])
     names = trained.class_names
@@ -239,25 +235,21 @@ def timeline_paths(path: Path, preds: list[Prediction]) -> list[Path]:
     """One PNG for one sequence (``path`` itself), else ``<stem>_<seq_id>.png`` beside it."""
     if len(preds) == 1:
         return [path]
-    return [path.with_name(f"{path.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', pr.seq_id)}"
-                           f"{path.suffix or '.png'}") for pr in preds]
+    return [path.with_name(f"{path.stem}_{safe_name(pr.seq_id)}{path.suffix or '.png'}")
+            for pr in preds]
 
 
-def open_input(trained, source: str, fmt: str | None, options: dict, defaults: dict,
-               wanted: list[str] | None, tmp: Path) -> PredictInput:
+def open_input(trained: TrainedLocalizer, source: str, fmt: str | None, options: dict,
+               defaults: dict, wanted: list[str] | None, tmp: Path) -> PredictInput:
     """Convert (when ``fmt`` is given) or open the input, select sequences and check them."""
-    from sscl.builders import corpus_location
-    from sscl.data.reader import open_corpus
-
     notes: list[str] = []
+    path = source
     if fmt is not None:
         path, notes = convert_input(fmt, source, tmp, options, defaults, trained)
-    else:
-        path = corpus_location(source)
-        if not Path(path).exists() and "://" not in path:
-            raise ConfigError(f"input {source} does not exist")
+    elif source != "demo" and not Path(source).exists() and "://" not in source:
+        raise ConfigError(f"input {source} does not exist")
     try:
-        c = open_corpus(path, memory_budget=0)
+        c = open_corpus_of(path)
     except CorpusError as e:
         if fmt is None:
             raise CorpusError(f"{e}; for a raw recording name its converter with --format "
@@ -265,7 +257,7 @@ def open_input(trained, source: str, fmt: str | None, options: dict, defaults: d
         raise
     sequences = select_sequences(c, wanted)
     check_input(trained, c, sequences, source, fmt)
-    return PredictInput(path, sequences, source, fmt, notes)
+    return PredictInput(c, sequences, source, fmt, notes)
 
 
 def run_predict(checkpoint: str, source: str, *, fmt: str | None = None,
@@ -288,10 +280,8 @@ def run_predict(checkpoint: str, source: str, *, fmt: str | None = None,
     Raises:
         ConfigError, CheckpointError, CorpusError, FormatError: named problems of the inputs.
     """
-    from sscl.inference import load_localizer, run_directory
-
     trained = load_localizer(checkpoint, device)
-    chosen, why = resolve_decoder(decoder, run_directory(trained.path))
+    chosen, why = resolve_decoder(decoder, localizer_run(trained.path))
     with tempfile.TemporaryDirectory(prefix="sscl-predict-") as tmp:
         inp = open_input(trained, source, fmt, dict(options or {}), dict(defaults or {}),
                          sequences, Path(tmp))
@@ -302,10 +292,43 @@ def run_predict(checkpoint: str, source: str, *, fmt: str | None = None,
 
 def write_timelines(path: Path, doc: dict, preds: list[Prediction]) -> list[Path]:
     """Timeline PNGs (ground truth when the input carries the localizer's classes)."""
-    from sscl.localize.report import plot_timeline
-
     out = []
     for p, pr in zip(timeline_paths(Path(path), preds), preds):
         out.append(plot_timeline(p, pr.labels, pr.segments, pr.probs, doc["class_names"],
                                  fps=doc["fps"], title=f"{pr.seq_id} ({doc['input']})"))
     return out
+
+
+# `sscl predict`'s own option dests; everything else on its namespace is the converter's.
+_PREDICT_KEYS = {"cmd", "func", "checkpoint", "input", "format", "sequence", "out", "timeline",
+                 "decoder", "device", "converter_defaults"}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    options = {k: v for k, v in vars(args).items() if k not in _PREDICT_KEYS}
+    if options and args.format is None:  # unreachable from argparse; a guard for callers
+        raise ConfigError(f"converter options {sorted(options)} need --format")
+    doc, preds = run_predict(args.checkpoint, args.input, fmt=args.format, options=options,
+                             defaults=args.converter_defaults, sequences=args.sequence,
+                             decoder=args.decoder, device=default_device(args.device))
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    say = sys.stderr if args.out == "-" else sys.stdout
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        write_bytes_atomic(args.out, text.encode())
+    for seq in doc["sequences"]:
+        best = max(seq["segments"], key=lambda g: g["score"], default=None)
+        top = (f"; best: {best['class']} {best['start_s']:.2f}-{best['end_s']:.2f} s "
+               f"(score {best['score']:.3f})" if best else "")
+        print(f"{seq['sequence']}: {seq['frames']} frames ({seq['seconds']:.1f} s), "
+              f"{len(seq['segments'])} segments{top}", file=say)
+    for note in doc["notes"]:
+        print(f"note: {note}", file=say)
+    print(f"decoder: {doc['decoder']['name']} ({doc['decoder_source']})", file=say)
+    if args.out != "-":
+        print(f"segments: {args.out}", file=say)
+    if args.timeline:
+        for png in write_timelines(args.timeline, doc, preds):
+            print(f"timeline: {png}", file=say)
+    return 0

@@ -35,11 +35,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from tests.helpers.localizers import make_localizer
 
 from sscl import checkpoint as ckpt
 from sscl.errors import CheckpointError, ConfigError, DiskWriteError
 from tests.helpers import trainrun as T
+from tests.helpers.localizers import make_localizer
 
 ROOT = T.ROOT
 
@@ -90,7 +90,7 @@ def test_a_file_size_limit_during_a_checkpoint_is_one_error_and_the_previous_one
 
 
 class _FakeAccelerator:
-    """What ``save_checkpoint`` uses of Accelerate, for one process."""
+    """What ``checkpoint.save`` uses of Accelerate, for one process."""
 
     is_main_process = True
     process_index = 0
@@ -121,19 +121,18 @@ def _fail_fsync(monkeypatch, after: int) -> None:
 @pytest.mark.parametrize("after", [0, 1, 2])  # rng file, weights, optimizer
 def test_injected_enospc_in_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch, after):
     from sscl.config import Config
-    from sscl.engine import TrainState, save_checkpoint
-    from sscl.runtime import RunDir
+    from sscl.rundir import StageDir
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
-    rd, acc, cfg = RunDir(tmp_path), _FakeAccelerator(), Config()
-    save_checkpoint(acc, rd, cfg, model, opt, TrainState(step=1))
+    rd, acc, cfg = StageDir(tmp_path), _FakeAccelerator(), Config()
+    ckpt.save(acc, rd, cfg, model, opt, ckpt.TrainState(step=1), batch_size=2)
     _fail_fsync(monkeypatch, after)
     with pytest.raises(DiskWriteError, match=r"step-00000002\.tmp/.*No space left on device"):
-        save_checkpoint(acc, rd, cfg, model, opt, TrainState(step=2))
+        ckpt.save(acc, rd, cfg, model, opt, ckpt.TrainState(step=2), batch_size=2)
     monkeypatch.undo()
     assert [p.name for p in ckpt.list_checkpoints(rd.checkpoints)] == ["step-00000001"]
     assert _leftovers(tmp_path) == []
@@ -144,7 +143,7 @@ def test_injected_enospc_in_a_checkpoint_leaves_the_previous_one(tmp_path, monke
 
 _REPORT_INPUTS = """
 import numpy as np
-from sscl.localize.evaluate import evaluate_sequences
+from sscl.localize.scoring import evaluate_sequences
 from sscl.localize.postprocess import ARGMAX
 rng = np.random.default_rng(0)
 probs = [rng.dirichlet(np.ones(3), size=40) for _ in range(2)]
@@ -316,7 +315,7 @@ def test_the_scan_finds_what_it_looks_for():
 
 
 def _checkpoint(root: Path) -> Path:
-    from sscl import config as config_mod
+    from sscl import presets
     from sscl.config import Config
 
     m = torch.nn.Linear(4, 3)
@@ -324,7 +323,8 @@ def _checkpoint(root: Path) -> Path:
     ckpt.write_rank_files(tmp, 0)
     ckpt.write_main(tmp, m.state_dict(), torch.optim.SGD(m.parameters(), lr=0.1).state_dict(), {
         "step": 5, "epoch": 0, "position": 40, "skipped": 0, "last_loss": 1.5, "knn": {},
-        "scaler": None, "world_size": 1, "config": config_mod.to_dict(Config())})
+        "scaler": None, "world_size": 1, "batch_size": 8,
+        "config": presets.to_dict(Config())})
     ckpt.commit(tmp, ckpt.step_dir(root, 5), keep_last=3)
     return ckpt.step_dir(root, 5)
 
@@ -371,30 +371,29 @@ def test_a_hostile_rng_or_optimizer_state_is_a_checkpoint_error(tmp_path):
     (path / "rng-rank0.safetensors").write_bytes(
         save({"torch": torch.zeros(3, dtype=torch.uint8)}, metadata={"meta": '{"numpy": 7}'}))
     with pytest.raises(CheckpointError):
-        from sscl.engine import TrainState, restore
-
         m = torch.nn.Linear(4, 3)
-        restore(_FakeAccelerator(), m, torch.optim.SGD(m.parameters(), lr=0.1),
-                ckpt.load(path), TrainState())
+        ckpt.restore(_FakeAccelerator(), m, torch.optim.SGD(m.parameters(), lr=0.1),
+                     ckpt.load(path), ckpt.TrainState())
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "/etc"])
 def test_a_run_name_that_is_a_path_is_refused(name):
-    from sscl import config as config_mod
+    from sscl import presets
 
     with pytest.raises(ConfigError, match="run.name must be one folder name"):
-        config_mod.resolve(None, [f"run.name={name!r}" if name else "run.name=''"])
+        presets.resolve(None, [f"run.name={name!r}" if name else "run.name=''"])
 
 
 def test_evaluation_folder_names_stay_inside_the_eval_directory(tmp_path):
-    from sscl.evaluation import report_folder
+    from sscl.rundir import RunDir
 
+    run = RunDir(tmp_path)
     for corpus, split in [("../../c.zarr", "../../../etc"), ("/x/ntu.zarr", "a/../../b"),
                           ("..", ".."), ("demo", "xsub:test")]:
-        name = report_folder(corpus, split)
-        out = (tmp_path / "eval" / name).resolve()
-        assert out.parent == (tmp_path / "eval").resolve() and "/" not in name, (corpus, split)
-    assert report_folder("/x/ntu.zarr", "xsub:test") == "ntu-xsub_test"
+        out = run.report_dir(corpus, split)
+        assert out.resolve().parent == (tmp_path / "eval").resolve(), (corpus, split)
+        assert "/" not in out.name and out.name not in (".", ".."), (corpus, split)
+    assert run.report_dir("/x/ntu.zarr", "xsub:test").name == "ntu-xsub_test"
 
 
 # ----------------------------------------------------------------------------- non-finite input
@@ -441,10 +440,10 @@ def test_nan_in_the_corpus_masked_trains_with_a_finite_loss(nan_corpus, tmp_path
 
 
 def test_an_unknown_nonfinite_policy_is_a_config_error():
-    from sscl import config as config_mod
+    from sscl import presets
 
     with pytest.raises(ConfigError, match="loader.nonfinite must be 'refuse' or 'mask'"):
-        config_mod.resolve(None, ["data.loader.nonfinite=ignore"])
+        presets.resolve(None, ["data.loader.nonfinite=ignore"])
 
 
 # ----------------------------------------------------------------------------- fuzzing predict
@@ -594,30 +593,6 @@ def test_the_fuzzed_inputs_predict_when_undamaged(trained_run, tmp_path):
     assert _predict(run, raw, tmp_path / "b.json", "--format", "generic", "--layout", "ntu25",
                     "--fps", str(FPS)) == 0
     assert json.loads((tmp_path / "b.json").read_text())["sequences"][0]["frames"] == 30
-
-
-def test_the_survivors_messages_name_the_dead_rank(monkeypatch):
-    """Both messages a surviving rank can print, with rank 1's process gone and rank 2's alive
-    (the peer table as gathered at start)."""
-    from sscl import runtime
-
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    here = runtime._host_hash()
-    monkeypatch.setattr(runtime, "_peers", {"rank": 0, "timeout_s": 7.0, "table": [
-        (os.getpid(), here), (gone.pid, here), (os.getppid(), here)]})
-    msg = runtime.collective_failure(RuntimeError("[gloo/pair.cc:537] Read error: Connection "
-                                                  "reset by peer"))
-    assert msg.startswith("rank 0 lost contact") and f"rank(s) 1 died (process {gone.pid}" in msg
-    assert "run.dist_timeout_s=7 s" in msg
-    assert "rank(s) 1 died" in runtime.terminated_message()
-    assert runtime.collective_failure(RuntimeError("CUDA out of memory")) is None
-    assert runtime.collective_failure(ValueError("gloo")) is None
-    monkeypatch.setattr(runtime, "_peers", {"rank": 1, "timeout_s": 7.0, "table": [
-        (os.getppid(), here), (os.getpid(), here)]})
-    msg = runtime.collective_failure(RuntimeError("Timed out waiting 7000ms for recv"))
-    assert "rank(s) 0 did not answer" in msg
-    assert "by the launcher or the scheduler" in runtime.terminated_message()
 
 
 def test_sigterm_ends_a_run_with_one_error_line(tiny_corpus, tmp_path):

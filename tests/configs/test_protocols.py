@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import yaml
 
-from sscl.config import DECODERS, Config, EvaluateConfig, presets, resolve
+from sscl.config import DECODERS, Config, EvaluateConfig
 from sscl.errors import ConfigError
+from sscl.presets import preset_names, resolve
 from tests.helpers import format_writers as W
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def _header(name: str) -> str:
 
 
 def test_every_preset_resolves():
-    names = presets()
+    names = preset_names()
     assert set(FIGURES) <= set(names)
     for name in names:
         assert isinstance(resolve(name), Config), name

@@ -12,9 +12,10 @@ Order of one step (MoCo's):
 3. losses against the queues as they were before this step;
 4. enqueue (training mode only): the global keys of all ranks with weight > 0, in rank order.
    (Keys are written after the loss, so the logits use a copy of the queue: autograd keeps it.)
-The trainer then runs backward and the optimizer step, and calls `momentum_update()` after each
-optimizer step (MoCo updates the key encoder at the start of the next forward, which is the same
-thing). Under DistributedDataParallel call it on the unwrapped module.
+The trainer then runs backward and the optimizer step, and calls `after_optimizer_step(step)`,
+the key encoder's EMA update, after each optimizer step (MoCo updates the key encoder at the
+start of the next forward, which is the same thing). Under DistributedDataParallel call it on
+the unwrapped module.
 
 Weights: padding items (weight 0) contribute nothing. The returned loss is this rank's share
 sum_i w_i l_i * W / sum_all w: DDP averages gradients over the W ranks, so the update is the
@@ -29,10 +30,10 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from sscl.config import ContrastiveConfig
 from sscl.errors import ConfigError
 
 from .collectives import all_gather_cat, encode_in_splits, encode_keys, world
-from .config import ContrastiveConfig
 from .eadm import eadm_drop
 from .encoder import Encoder, check_snippets, momentum_update
 from .losses import (
@@ -98,6 +99,10 @@ class Pretrainer(nn.Module):
     def momentum_update(self) -> None:
         """EMA step of the key encoder (k = m k + (1 - m) q, buffers copied); after each step."""
         momentum_update(self.encoder_k, self.encoder_q, self.cfg.momentum)
+
+    def after_optimizer_step(self, step: int) -> None:
+        """The trainer's hook after optimizer step ``step``: the key encoder's EMA update."""
+        self.momentum_update()
 
     def sync_key_encoder(self) -> None:
         """Make the key encoder an exact copy of the query encoder (parameters and buffers).

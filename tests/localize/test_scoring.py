@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from sscl.errors import ConfigError, EvaluationError
-from sscl.localize.evaluate import (
+from sscl.localize.postprocess import ARGMAX, REFERENCE, DecoderConfig
+from sscl.localize.scoring import (
     evaluate_sequences,
     majority_class,
     select_decoder,
     trivial_baselines,
 )
-from sscl.localize.postprocess import ARGMAX, REFERENCE, DecoderConfig
 
 K = 3
 
