@@ -22,6 +22,7 @@ Every rank must bring a batch of the same size (the loader pads with weight-0 it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -61,7 +62,8 @@ def all_gather_outputs(out: Outputs) -> Outputs:
         return out
     names = sorted(out)
     B = out[names[0]].shape[0]
-    flat = torch.cat([out[k].float().reshape(B, -1) for k in names], dim=1)
+    dtype = functools.reduce(torch.promote_types, (out[k].dtype for k in names), torch.float32)
+    flat = torch.cat([out[k].to(dtype).reshape(B, -1) for k in names], dim=1)
     flat_all = all_gather_cat(flat)
     result, col = {}, 0
     for k in names:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sscl.errors import ConfigError
-from sscl.models.layers import pool_joints_persons
+from sscl.models.layers import at_least_fp32, pool_joints_persons
 
 
 class MLPHead(nn.Sequential):
@@ -160,7 +160,7 @@ class Encoder(nn.Module):
         M = self.backbone.num_persons
         feat_map = self.backbone(x_NCTVM)
         pooled_NC = pool_joints_persons(feat_map, M).mean(dim=2)
-        out = {"pooled": pooled_NC.float(), "global": _unit(self.head(pooled_NC), 1)}
+        out = {"pooled": at_least_fp32(pooled_NC), "global": _unit(self.head(pooled_NC), 1)}
         if self.tempo_head is not None:
             out["tempo"] = _unit(self.tempo_head(pooled_NC), 1)
         if drop is not None:
@@ -169,9 +169,9 @@ class Encoder(nn.Module):
         if want_snippets:
             snip_NCS = snippet_pool(feat_map, M, self.num_snippets)
             dense_NDS = self.dense_head(snip_NCS)
-            out["snip_feat"] = snip_NCS.float()
+            out["snip_feat"] = at_least_fp32(snip_NCS)
             out["dense"] = _unit(dense_NDS, 1)
-            h = dense_NDS.float()
+            h = at_least_fp32(dense_NDS)
             out["dense_mean"] = F.normalize(h.mean(dim=2), dim=1)
             out["dense_coherence"] = h.mean(dim=2).norm(dim=1) / h.norm(dim=1).mean(dim=1).clamp(
                 min=1e-12)
@@ -179,8 +179,9 @@ class Encoder(nn.Module):
 
 
 def _unit(x: Tensor, dim: int) -> Tensor:
-    """L2-normalise in float32 (embeddings may come out of a bf16/fp16 autocast region)."""
-    return F.normalize(x.float(), dim=dim)
+    """L2-normalise in at least float32 (embeddings may come out of a bf16/fp16 autocast
+    region)."""
+    return F.normalize(at_least_fp32(x), dim=dim)
 
 
 @torch.no_grad()
@@ -197,7 +198,7 @@ def momentum_update(key: nn.Module, query: nn.Module, momentum: float) -> None:
         momentum: m in [0, 1).
     """
     for p_k, p_q in zip(key.parameters(), query.parameters(), strict=True):
-        k32, q32 = p_k.detach().float(), p_q.detach().float()
+        k32, q32 = at_least_fp32(p_k.detach()), at_least_fp32(p_q.detach())
         p_k.copy_((k32 * momentum + q32 * (1.0 - momentum)).to(p_k.dtype))
     for b_k, b_q in zip(key.buffers(), query.buffers(), strict=True):
         b_k.copy_(b_q)

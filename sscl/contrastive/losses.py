@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from sscl.models.layers import at_least_fp32
+
 
 def queue_logits(q_ND: Tensor, pos_ND: Tensor, queue_KD: Tensor, temperature: float) -> Tensor:
     """[q . k+, q . queue] / t.
@@ -128,8 +130,8 @@ def match_snippets(q_feat_NCS: Tensor, k_feat_NCS: Tensor) -> Tensor:
     Returns:
         (N, S) int64 indices into the key snippets.
     """
-    q = F.normalize(q_feat_NCS.detach().float(), dim=1)
-    k = F.normalize(k_feat_NCS.detach().float(), dim=1)
+    q = F.normalize(at_least_fp32(q_feat_NCS.detach()), dim=1)
+    k = F.normalize(at_least_fp32(k_feat_NCS.detach()), dim=1)
     return torch.einsum("ncs,nct->nst", q, k).argmax(dim=2)
 
 

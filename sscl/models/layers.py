@@ -30,6 +30,12 @@ from sscl.errors import ConfigError, LayoutError
 GraphConvFn = Callable[[Tensor, Tensor, "Tensor | None", Tensor], Tensor]
 
 
+def at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is in a half-precision type (out of an autocast region), else
+    unchanged: float32 stays float32 and float64 (tests, gradient checks) stays float64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def scale_width(channels: int, width: float) -> int:
     """Channel count of a block after the width multiplier (at least 1).
 

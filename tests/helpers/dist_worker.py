@@ -9,6 +9,14 @@ For each config it trains two steps with plain SGD on 2 ranks (local batch 3; gr
 over ranks as DDP does) and on 1 process (batch 6, bn_splits=2: the same BN groups), and writes
 OUT_DIR/{config}_{ranks|single}.pt with the losses, the averaged gradients and the final queues,
 plus skeletonclr_onegroup.pt: one process with one BN group (a control that must differ).
+
+Everything runs in float64. In float32 the comparison failed on an AVX2 machine although both
+computations are the same sums in another order: one ReLU input of the tiny model (block 9, the
+extreme view) lay 1.3e-6 from zero, rounding that differed with the reduction order put it on
+the other side of the kink, and that one element carried 3 % of the d3m term's gradient (3 items
+per BN group, 2 frames: few elements, each a large share). Measured by replaying the same step
+with ATen's vectorised kernels on and off. In float64 a flip needs an input within about 1e-15
+of zero, so the comparison tests what it means to: the same global computation.
 """
 
 from __future__ import annotations
@@ -45,17 +53,20 @@ def _global_batch(step: int, L: int) -> dict[str, torch.Tensor]:
 
 
 def run(name: str, rank: int, world: int, splits: int | None = None) -> dict[str, torch.Tensor]:
-    """Two SGD steps of config `name` as `rank` of `world` (world 1 emulates 2 BN groups)."""
+    """Two SGD steps of config `name` as `rank` of `world` (world 1 emulates 2 BN groups), in
+    float64 (see the module docstring)."""
+    torch.set_default_dtype(torch.float64)
     cfg = ContrastiveConfig(bn_splits=WORLD // world if splits is None else splits,
                             **CONFIGS[name])
     torch.manual_seed(0)
     backbone = STGCN("openni15", num_persons=1, width=0.125, graph_conv_impl=graph_conv_ref)
-    p = Pretrainer(cfg, backbone)
+    p = Pretrainer(cfg, backbone).double()
     L = 16 if cfg.method == "rvtclr" else 8
     out: dict[str, torch.Tensor] = {}
     rows = slice(rank * B_LOCAL * WORLD // world, (rank + 1) * B_LOCAL * WORLD // world)
     for step in range(2):
-        batch = {k: v[rows] for k, v in _global_batch(step, L).items()}
+        batch = {k: v[rows].double() if v.is_floating_point() else v[rows]
+                 for k, v in _global_batch(step, L).items()}
         p.zero_grad(set_to_none=False)
         loss, _ = p(batch, epoch=step)
         loss.backward()
