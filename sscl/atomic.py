@@ -12,8 +12,11 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import torch
+from safetensors.torch import save
 
 from sscl.errors import DiskWriteError
 
@@ -71,3 +74,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
             raise
     fsync_dir(path.parent)
     return path
+
+
+def cpu_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies of ``tensors`` (what safetensors can store)."""
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def write_weights_atomic(path: str | Path, tensors: Mapping[str, torch.Tensor]) -> Path:
+    """``tensors`` (e.g. a state dict) as a safetensors file, atomically; returns the path."""
+    return write_bytes_atomic(path, save(cpu_tensors(tensors)))

@@ -46,7 +46,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from sscl import presets
-from sscl.atomic import disk_errors, fsync_dir
+from sscl.atomic import cpu_tensors, disk_errors, fsync_dir
 from sscl.config import Config
 from sscl.errors import CheckpointError, ConfigError
 from sscl.rundir import StageDir
@@ -191,8 +191,7 @@ def discard(tmp: Path) -> None:
 def write_main(tmp: Path, model_state: dict[str, torch.Tensor], optimizer_state: dict | None,
                state: dict) -> None:
     """The main process's part: weights, optimizer, JSON state."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
-    _write(tmp / "model.safetensors", st_save(tensors))
+    _write(tmp / "model.safetensors", st_save(cpu_tensors(model_state)))
     fault("after_weights")
     state = dict(state, format=FORMAT, time=time.time())
     if optimizer_state is not None:

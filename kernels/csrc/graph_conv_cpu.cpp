@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "graph_conv_checks.h"
+
 // The tile GEMMs run inside our parallel region; a BLAS that opened its own nested thread team
 // per call would oversubscribe the cores. Each task pins MKL (linked into the x86 torch wheels)
 // to one thread for its tiles. Weak: absent from non-MKL builds (OpenBLAS stays single-threaded
@@ -231,31 +233,10 @@ int64_t tile_frames(int64_t K, int64_t C, int64_t T, int64_t V) {
 
 void check_inputs(const at::Tensor& x, const at::Tensor& W, const c10::optional<at::Tensor>& bias,
                   const at::Tensor& A) {
-  TORCH_CHECK(x.dim() == 4, "x must be (N, C, T, V), got ", x.sizes());
-  const int64_t N = x.size(0), C = x.size(1), V = x.size(3);
-  TORCH_CHECK(W.dim() == 3 && W.size(2) == C, "weight must be (K, C', C) with C=", C,
-              " matching x.shape[1], got ", W.sizes());
-  const int64_t K = W.size(0), O = W.size(1);
-  const bool ok = (A.dim() == 3 && A.size(0) == K && A.size(1) == V && A.size(2) == V) ||
-                  (A.dim() == 4 && A.size(0) == N && A.size(1) == K && A.size(2) == V &&
-                   A.size(3) == V);
-  TORCH_CHECK(ok, "adjacency must be (K, V, V) or (N, K, V, V) with K=", K, ", V=", V,
-              " matching x.shape[3] and N=", N, ", got ", A.sizes());
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O, "bias must be (C',) with C'=", O,
-                ", got ", bias->sizes());
-    TORCH_CHECK(bias->scalar_type() == x.scalar_type() && bias->device() == x.device(),
-                "bias must have x's dtype and device, got ", bias->scalar_type(), " on ",
-                bias->device());
-  }
+  sscl_checks::check_graph_conv_inputs(x, W, bias, A);
   TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor for the CPU kernel, got ", x.device());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), "x must be floating point, got ",
               x.scalar_type());
-  TORCH_CHECK(W.scalar_type() == x.scalar_type() && W.device() == x.device(),
-              "weight must have x's dtype and device, got ", W.scalar_type(), " on ", W.device());
-  TORCH_CHECK(A.scalar_type() == x.scalar_type() && A.device() == x.device(),
-              "adjacency must have x's dtype and device, got ", A.scalar_type(), " on ",
-              A.device());
 }
 
 at::ScalarType compute_type(at::ScalarType t) {

@@ -19,6 +19,8 @@
 
 #include <algorithm>
 
+#include "graph_conv_checks.h"
+
 namespace {
 
 // Forward block: P positions x 4 thread rows x 16 outputs each = 64 output channels, so the
@@ -269,32 +271,13 @@ __global__ void __launch_bounds__(kReduceThreads) graph_conv_grad_a_kernel(const
 // ---------------------------------------------------------------------------------------------
 void check_inputs(const at::Tensor& x, const at::Tensor& W, const c10::optional<at::Tensor>& bias,
                   const at::Tensor& A) {
-  TORCH_CHECK(x.dim() == 4, "x must be (N, C, T, V), got ", x.sizes());
-  const int64_t N = x.size(0), C = x.size(1), V = x.size(3);
-  TORCH_CHECK(W.dim() == 3 && W.size(2) == C, "weight must be (K, C', C) with C=", C,
-              " matching x.shape[1], got ", W.sizes());
-  const int64_t K = W.size(0), O = W.size(1);
-  const bool ok = (A.dim() == 3 && A.size(0) == K && A.size(1) == V && A.size(2) == V) ||
-                  (A.dim() == 4 && A.size(0) == N && A.size(1) == K && A.size(2) == V &&
-                   A.size(3) == V);
-  TORCH_CHECK(ok, "adjacency must be (K, V, V) or (N, K, V, V) with K=", K, ", V=", V,
-              " matching x.shape[3] and N=", N, ", got ", A.sizes());
+  sscl_checks::check_graph_conv_inputs(x, W, bias, A);
   TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor for the CUDA kernel, got ", x.device());
   // A tile holds at most 128 positions (TB * V), so the forward block is at most 128 x 4 threads.
-  TORCH_CHECK(V <= 128, "x.shape[3] (V joints) must be <= 128 for the CUDA kernel, got ", V);
-  TORCH_CHECK(K <= 64, "weight.shape[0] (K subsets) must be <= 64 for the CUDA kernel, got ", K);
-  TORCH_CHECK(W.scalar_type() == x.scalar_type() && W.device() == x.device(),
-              "weight must have x's dtype and device, got ", W.scalar_type(), " on ", W.device());
-  TORCH_CHECK(A.scalar_type() == x.scalar_type() && A.device() == x.device(),
-              "adjacency must have x's dtype and device, got ", A.scalar_type(), " on ",
-              A.device());
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == O, "bias must be (C',) with C'=", O,
-                ", got ", bias->sizes());
-    TORCH_CHECK(bias->scalar_type() == x.scalar_type() && bias->device() == x.device(),
-                "bias must have x's dtype and device, got ", bias->scalar_type(), " on ",
-                bias->device());
-  }
+  TORCH_CHECK(x.size(3) <= 128, "x.shape[3] (V joints) must be <= 128 for the CUDA kernel, got ",
+              x.size(3));
+  TORCH_CHECK(W.size(0) <= 64, "weight.shape[0] (K subsets) must be <= 64 for the CUDA kernel, "
+              "got ", W.size(0));
 }
 
 // Opts the kernel into more than 48 KiB of dynamic shared memory, or fails with the reason when

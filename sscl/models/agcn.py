@@ -27,7 +27,6 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
-from sscl.models.initialization import check_scheme, init_weights
 from sscl.models.layers import (
     GCNBackbone,
     GraphConvFn,
@@ -205,8 +204,6 @@ class AGCN(GCNBackbone):
         generator: torch.Generator | None = None,
         adjacency: str = "agcn",
     ) -> None:
-        check_scheme(init)
-
         def block(
             index: int, c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool
         ) -> nn.Module:
@@ -214,15 +211,6 @@ class AGCN(GCNBackbone):
                 c_in, c_out, A_KVV, stride, residual=residual, graph_conv_impl=graph_conv_impl
             )
 
-        super().__init__(
-            layout,
-            in_channels,
-            num_persons,
-            AGCN_PLAN,
-            width,
-            block,
-            adjacency=adjacency,
-            input_norm=input_norm_features(input_norm, "MVC"),
-        )
-        if init != "torch" or generator is not None:
-            init_weights(self, init, generator)
+        super().__init__(layout, in_channels, num_persons, AGCN_PLAN, width, block,
+                         adjacency=adjacency, input_norm=input_norm_features(input_norm, "MVC"),
+                         init=init, generator=generator)

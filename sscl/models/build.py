@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
-from sscl.atomic import write_bytes_atomic
+from sscl.atomic import write_bytes_atomic, write_weights_atomic
 from sscl.config import ModelConfig
 from sscl.data.layouts import Layout
 from sscl.errors import CheckpointError, ConfigError
@@ -47,8 +47,7 @@ def save_encoder(stage_root: Path, backbone: GCNBackbone, meta: dict) -> Path:
     Returns:
         The weights file.
     """
-    weights = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
-    out = write_bytes_atomic(Path(stage_root) / "encoder.safetensors", save(weights))
+    out = write_weights_atomic(Path(stage_root) / "encoder.safetensors", backbone.state_dict())
     write_bytes_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return out
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout, get_layout
 from sscl.errors import ConfigError, LayoutError
+from sscl.models.initialization import check_scheme, init_weights
 
 #: Signature of the spatial graph convolution: (x (N,C,T,V), weight (K,C',C), bias (C',) or None,
 #: adjacency (K,V,V) or (N,K,V,V)) -> (N,C',T,V). `sscl.kernels.graph_conv` or its `_ref` oracle.
@@ -331,6 +332,9 @@ class GCNBackbone(nn.Module):
         input_norm: input batch-norm features, one of `INPUT_NORMS` ("MVC", "VC", "none").
         last_channels: output channels of the last block (the embedding width); None scales the
             plan's by `width`.
+        init: weight initialization scheme (`sscl.models.initialization`); "torch" keeps the
+            construction-time draws.
+        generator: random source of `init`; None uses torch's global generator.
 
     Attributes:
         layout: the skeleton layout (V joints, adjacency).
@@ -355,8 +359,11 @@ class GCNBackbone(nn.Module):
         adjacency: str = "spatial",
         input_norm: str = "MVC",
         last_channels: int | None = None,
+        init: str = "torch",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        check_scheme(init)
         layout = resolve_layout(layout)
         in_channels = layout.channels if in_channels is None else in_channels
         if num_persons < 1:
@@ -386,6 +393,8 @@ class GCNBackbone(nn.Module):
         for b, (c_out, stride) in enumerate(zip(self.block_channels, self.block_strides)):
             self.blocks.append(make_block(b, c_in, c_out, A_KVV, stride, b > 0))
             c_in = c_out
+        if init != "torch" or generator is not None:
+            init_weights(self, init, generator)
 
     @property
     def time_factors(self) -> tuple[int, ...]:

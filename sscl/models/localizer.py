@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from sscl import presets
-from sscl.atomic import write_bytes_atomic
+from sscl.atomic import write_bytes_atomic, write_weights_atomic
 from sscl.config import FinetuneConfig, ModelConfig
 from sscl.data.layouts import Layout
 from sscl.errors import CheckpointError, ConfigError
@@ -196,9 +196,8 @@ def save_localizer(directory: str | Path, localizer: Localizer, meta: dict) -> P
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"localizer metadata lacks {missing}; expected keys {META_KEYS}")
-    weights = {k: v.detach().contiguous().cpu() for k, v in localizer.state_dict().items()}
     directory = Path(directory)
-    out = write_bytes_atomic(directory / "localizer.safetensors", save(weights))
+    out = write_weights_atomic(directory / "localizer.safetensors", localizer.state_dict())
     write_bytes_atomic(directory / "localizer.json", json.dumps(meta, indent=1).encode())
     return out
 

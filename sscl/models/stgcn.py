@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
-from sscl.models.initialization import check_scheme, init_weights
 from sscl.models.layers import (
     GCNBackbone,
     GraphConvFn,
@@ -157,8 +156,6 @@ class STGCN(GCNBackbone):
         generator: torch.Generator | None = None,
         adjacency: str = "spatial",
     ) -> None:
-        check_scheme(init)
-
         def block(
             index: int, c_in: int, c_out: int, A_KVV: Tensor, stride: int, residual: bool
         ) -> nn.Module:
@@ -172,16 +169,6 @@ class STGCN(GCNBackbone):
                 dropout=dropout if index > 0 else 0.0,
             )
 
-        super().__init__(
-            layout,
-            in_channels,
-            num_persons,
-            STGCN_PLAN,
-            width,
-            block,
-            adjacency=adjacency,
-            input_norm=input_norm_features(input_norm, "VC"),
-            last_channels=last_channels,
-        )
-        if init != "torch" or generator is not None:
-            init_weights(self, init, generator)
+        super().__init__(layout, in_channels, num_persons, STGCN_PLAN, width, block,
+                         adjacency=adjacency, input_norm=input_norm_features(input_norm, "VC"),
+                         last_channels=last_channels, init=init, generator=generator)
