@@ -66,6 +66,7 @@ def test_keep_last_and_latest(tmp_path):
         ckpt.load(ckpt.step_dir(tmp_path, 2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ckpt.FAULT_POINTS)
 def test_a_kill_during_the_write_leaves_the_previous_checkpoint(tmp_path, point):
     m, opt = _model_and_opt()

@@ -57,6 +57,7 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "missing.zarr" in err
 
 
+@pytest.mark.slow
 def test_console_script_installed(tmp_path):
     # The entry point a user types, in a fresh process.
     r = subprocess.run([sys.executable, "-m", "sscl.cli", "data", "info", str(tmp_path / "nope")],

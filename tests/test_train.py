@@ -12,11 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 from tests.helpers import trainrun as T
 
 ROOT, TRAIN, tiny_args, run_train = T.ROOT, T.TRAIN, T.tiny_args, T.run_train
+# Every test here starts sscl/train.py in a subprocess.
+pytestmark = [pytest.mark.slow]
+
 _free_port = T.free_port
 
 
@@ -60,6 +64,7 @@ def test_pretrain_writes_a_run_directory_and_refuses_to_overwrite(tiny_corpus, t
     assert bad.returncode == 2 and "valid keys of optim" in bad.stderr
 
 
+@pytest.mark.isa
 def test_killed_runs_resume_bitwise_identical(tiny_corpus, tmp_path):
     """SIGKILL at 5 seeded steps (mid-epoch included), `--resume auto` each time: the final
     weights, queues and optimizer state equal an uninterrupted run's bit for bit."""
@@ -118,6 +123,7 @@ def test_nan_loss_trips_the_guard(tiny_corpus, tmp_path):
     assert "non-finite" in r.stderr and "run.max_nonfinite=2" in r.stderr
 
 
+@pytest.mark.isa
 def test_two_processes_on_one_cpu_match_one_process(tiny_corpus, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` with run.cpu: two ranks of batch 4 train
     the same model as one process of batch 8 with the same BN grouping (bn_splits=2)."""
@@ -145,6 +151,7 @@ def test_accelerate_cpu_flag_with_two_processes_is_detected(tiny_corpus, tmp_pat
     assert "started ONE process" in r.stderr and "--multi_gpu --num_processes" in r.stderr
 
 
+@pytest.mark.isa
 def test_two_machines_on_localhost_train_one_model(tiny_corpus, tmp_path):
     port = str(_free_port())
     args = tiny_args(tiny_corpus, "--set", "optim.max_steps=2", "--set", "run.cpu=true",

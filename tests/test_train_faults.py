@@ -64,6 +64,7 @@ def _fsize_limit(limit: int):
     return preexec
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_during_a_checkpoint_is_one_error_and_the_previous_one_stays(
         tiny_corpus, tmp_path):
     run = tmp_path / "run"
@@ -186,6 +187,7 @@ except DiskWriteError as e:
 """
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_during_a_report_is_one_error(tmp_path):
     from sscl.localize.report import write_report
 
@@ -205,6 +207,7 @@ def test_a_file_size_limit_during_a_report_is_one_error(tmp_path):
 # ----------------------------------------------------------------------------- a dead rank
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGSTOP"])
 def test_a_dead_or_hung_rank_is_named_by_the_survivor_within_the_timeout(tiny_corpus, tmp_path,
                                                                           sig):
@@ -418,6 +421,7 @@ def nan_corpus(tiny_corpus, tmp_path_factory) -> tuple[Path, int]:
     return dest, int(valid.sum())
 
 
+@pytest.mark.slow
 def test_nan_in_the_corpus_is_refused_with_its_count(nan_corpus, tmp_path):
     path, _ = nan_corpus
     r = T.run_train(T.tiny_args(path, "--set", "optim.max_steps=2", "--set",
@@ -428,6 +432,7 @@ def test_nan_in_the_corpus_is_refused_with_its_count(nan_corpus, tmp_path):
     assert re.search(r"\d+ valid joint.s. with a NaN", line), line
 
 
+@pytest.mark.slow
 def test_nan_in_the_corpus_masked_trains_with_a_finite_loss(nan_corpus, tmp_path):
     path, _ = nan_corpus
     run = tmp_path / "run"
@@ -595,6 +600,7 @@ def test_the_fuzzed_inputs_predict_when_undamaged(trained_run, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["sequences"][0]["frames"] == 30
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_run_with_one_error_line(tiny_corpus, tmp_path):
     r = T.run_train(T.tiny_args(tiny_corpus, "--set", "optim.max_steps=3", "--run-dir",
                                 str(tmp_path / "run")), cwd=tmp_path, check=False,

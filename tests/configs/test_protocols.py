@@ -192,6 +192,7 @@ def _report(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_babel_preset_smoke(corpora, tmp_path, k):
     from sscl.data.reader import open_corpus
@@ -222,6 +223,7 @@ def test_babel_preset_smoke(corpora, tmp_path, k):
         assert doc["metrics"]["decoder"]["nms"] == "over_other"
 
 
+@pytest.mark.slow
 def test_ntu_pretrain_smoke(corpora, tmp_path):
     run = tmp_path / "ntu_pretrain"
     stdout = _train("ntu_pretrain", run, [f"data.corpus={corpora['ntu']}"])
@@ -230,6 +232,7 @@ def test_ntu_pretrain_smoke(corpora, tmp_path):
     assert not (run / "finetune").exists()
 
 
+@pytest.mark.slow
 def test_pkummd_transfer_smoke(corpora, tmp_path):
     run = tmp_path / "pkummd_transfer"
     stdout = _train("pkummd_transfer", run, [f"data.corpus={corpora['ntu']}",

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sscl.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +46,7 @@ def test_presets_state_how_to_convert_and_the_protocol():
     assert (ft.label_fraction, ft.protocol, ft.test_split) == (0.2, "full", "xsub:test")
 
 
+@pytest.mark.slow
 def test_kard_knn_smoke(shared_dataset, tmp_path):
     from sscl.cli import main
 
@@ -54,6 +57,7 @@ def test_kard_knn_smoke(shared_dataset, tmp_path):
     assert "final: pretrain step 2" in out and "random init" in out
 
 
+@pytest.mark.slow
 def test_msrc12_localize_smoke(shared_dataset, tmp_path):
     from sscl.cli import main
 

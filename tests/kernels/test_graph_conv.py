@@ -19,6 +19,9 @@ import torch
 
 from sscl.kernels import GraphConvInputError, backend, build, graph_conv, graph_conv_ref
 
+# The fused kernels are judged against the einsum oracle: floats across implementations and ISAs.
+pytestmark = [pytest.mark.isa]
+
 CSRC = Path(build.__file__).resolve().parent / "csrc"
 
 
@@ -59,6 +62,7 @@ def _fused_backend():
     yield backend("cpu")
 
 
+@pytest.mark.slow
 def test_cpu_backend_is_fused_where_a_compiler_exists():
     if shutil.which("g++") is None and shutil.which("c++") is None:
         pytest.skip("no C++ compiler on PATH: the fallback is expected here")
@@ -225,6 +229,7 @@ def _nvcc_command(out: Path, stub_dir: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_cuda_source_compiles_with_nvcc(tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:

@@ -126,6 +126,7 @@ def test_models_agcn_graph_is_per_sample():
     assert not torch.allclose(adjacency[0], adjacency[1])
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("name", BACKBONES)
 def test_models_backbone_fused_matches_reference_impl(name):
     torch.manual_seed(0)

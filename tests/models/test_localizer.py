@@ -166,6 +166,7 @@ def test_models_localizer_rejects_bad_config():
 GOLDEN_LOSSES = [1.415616, 1.284417, 1.192525, 1.12033, 1.059657, 1.003495]
 
 
+@pytest.mark.isa
 def test_models_localizer_golden_loss_curve():
     torch.manual_seed(0)
     loc = Localizer(AGCN("ntu25", num_persons=2, width=0.125), 3, embed_dim=32)
