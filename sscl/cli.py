@@ -10,6 +10,7 @@ Subcommands::
     sscl evaluate RUN_DIR|CHECKPOINT  mAP, frame metrics and timelines into RUN_DIR/eval/
     sscl predict CHECKPOINT INPUT     segments of a new recording (raw with --format F, or a
                                       corpus) as JSON, optionally a timeline PNG
+    sscl compare RUN_DIR...           runs of an ablation paired by seed: differences, mean +- sd
 
 User mistakes print one ``error:`` line naming the file/field and exit with status 2.
 SIGTERM ends a command like Ctrl-C does (exit 143): a corpus being written is removed, the
@@ -37,6 +38,7 @@ COMMANDS = {
     "validate": "sscl.commands.data:cmd_validate",
     "evaluate": "sscl.commands.evaluate:cmd_evaluate",
     "predict": "sscl.commands.predict:cmd_predict",
+    "compare": "sscl.commands.compare:cmd_compare",
 }
 
 
@@ -179,6 +181,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.set_defaults(func="evaluate")
 
     add_predict_parser(sub, _predict_format(argv))
+
+    cp = sub.add_parser(
+        "compare", help="runs of an ablation paired by seed: per-seed differences, mean +- sd",
+        description="Pair the runs of an ablation by run.seed and print each arm's difference "
+        "to the control (the first arm given), per seed, with mean +- sd and the sign count. "
+        "Runs whose configs differ only in run.seed (and settings that change no result) form "
+        "an arm; arms may differ only in the compared key(s).")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    cp.add_argument("--metric", default="average_mAP",
+                    help="a number of the evaluation report (default average_mAP), or 'knn' "
+                    "(the kNN top-1 pretraining ended with)")
+    cp.add_argument("--key", action="append", default=None, metavar="KEY",
+                    help="a config key (or section) the arms may differ in (repeatable); "
+                    "default: the one key they differ in")
+    cp.add_argument("--report", default=None, metavar="NAME",
+                    help="the eval/NAME report to read (default: the one ending in -test)")
+    cp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cp.set_defaults(func="compare")
     return p
 
 

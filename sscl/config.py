@@ -9,6 +9,7 @@ checkpoints), ``data`` (corpus and the input pipeline: ``sscl.data.loader.Loader
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from sscl.data.loader import LoaderConfig
@@ -176,6 +177,9 @@ class OptimConfig:
 
 METHODS = ("skeletonclr", "aimclr", "rvtclr")
 BN_MODES = ("shuffle", "local")
+SNIPPET_NEGATIVES = ("mean", "sampled", "reference")
+SNIPPET_MATCHES = ("cosine", "dot")
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,30 @@ class ContrastiveConfig:
     Attributes:
         method: base method, "skeletonclr" (two views), "aimclr" (adds the extreme view and its
             D3M loss) or "rvtclr" (relative tempo pairs built in the model; needs `position`).
-        queue_size: keys in the global queue (MoCo's K).
-        snippet_queue_size: keys in the snippet queue; None = `queue_size`.
-        momentum: EMA momentum of the key encoder.
+        queue_size: keys in the global queue (MoCo's K), or "auto": a quarter of the distinct
+            windows of an epoch (``sscl.stages.pretraining.resolve_queue_sizes``; the number is
+            what the run's config.yaml records). A queue as large as the corpus holds stale
+            copies of the query's own clip as negatives.
+        snippet_queue_size: keys in the snippet queue; None = `queue_size`; "auto" as above.
+        momentum: EMA momentum of the key encoder (after the ramp, if any).
+        momentum_start: None: `momentum` from the first step. A number: the key encoder's
+            momentum at step 0, raised to `momentum` along a half cosine over
+            `momentum_ramp_steps` optimizer steps (BYOL / MoCo v3's schedule, on the step
+            alone, so a resumed run is exact). With 0.999 from the start, a run of a few hundred
+            steps leaves the key encoder mostly at its initial weights.
+        momentum_ramp_steps: length of that ramp.
+        snippet_negatives: what a key video leaves in the snippet queue. "mean": its dense
+            embeddings averaged over snippets (METHOD.md section 2); "sampled": one of its
+            snippets, drawn by a counter-based hash of (step, item) (the same on any number of
+            processes); "reference": the published code's queue, whose write pointer never
+            moves, so it holds the last step's time-mean keys and, in every other slot, its
+            initial random unit vectors (METHOD.md section 7). With "mean", position alone can
+            solve the snippet task (METHOD.md section 8).
+        snippet_match: how a query snippet finds its positive among the key's snippets:
+            argmax of the "cosine" similarity of backbone snippet features (DenseCL), or of
+            their raw "dot" product (the reference code).
+        diagnostics_every: optimizer steps between the snippet branch's shortcut diagnostics
+            (``Pretrainer.shortcut_diagnostics``, logged to TensorBoard; 0: never).
         temperature: InfoNCE temperature, shared by every logit of the method.
         feature_dim: width of the global and dense embeddings.
         snippet: add the snippet branch (the paper's contribution); False = the base method
@@ -217,9 +242,14 @@ class ContrastiveConfig:
     """
 
     method: str = "skeletonclr"
-    queue_size: int = 32768
-    snippet_queue_size: int | None = None
+    queue_size: int | str = 32768
+    snippet_queue_size: int | str | None = None
     momentum: float = 0.999
+    momentum_start: float | None = None
+    momentum_ramp_steps: int = 1000
+    snippet_negatives: str = "mean"
+    snippet_match: str = "cosine"
+    diagnostics_every: int = 50
     temperature: float = 0.07
     feature_dim: int = 128
     snippet: bool = True
@@ -248,14 +278,26 @@ class ContrastiveConfig:
             raise bad("method", f"one of {', '.join(METHODS)}")
         if self.bn_mode not in BN_MODES:
             raise bad("bn_mode", f"one of {', '.join(BN_MODES)}")
-        for name in ("queue_size", "feature_dim", "num_snippets", "bn_splits",
-                     "mine_topk_global", "mine_topk_snippet"):
+        for name in ("feature_dim", "num_snippets", "bn_splits", "mine_topk_global",
+                     "mine_topk_snippet", "momentum_ramp_steps"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise bad(name, "an integer >= 1")
-        if self.snippet_queue_size is not None and not self.snippet_queue_size >= 1:
-            raise bad("snippet_queue_size", "an integer >= 1, or None for queue_size")
+        if not (self.queue_size == AUTO or (isinstance(self.queue_size, int)
+                                            and self.queue_size >= 1)):
+            raise bad("queue_size", "an integer >= 1 or 'auto'")
+        if not (self.snippet_queue_size in (None, AUTO) or (
+                isinstance(self.snippet_queue_size, int) and self.snippet_queue_size >= 1)):
+            raise bad("snippet_queue_size", "an integer >= 1, 'auto', or None for queue_size")
         if not 0.0 <= self.momentum < 1.0:
             raise bad("momentum", "0 <= momentum < 1 (MoCo: 0.999)")
+        if self.momentum_start is not None and not 0.0 <= self.momentum_start <= self.momentum:
+            raise bad("momentum_start", f"None or a number in [0, momentum={self.momentum}]")
+        if self.snippet_negatives not in SNIPPET_NEGATIVES:
+            raise bad("snippet_negatives", f"one of {', '.join(SNIPPET_NEGATIVES)}")
+        if self.snippet_match not in SNIPPET_MATCHES:
+            raise bad("snippet_match", f"one of {', '.join(SNIPPET_MATCHES)}")
+        if not (isinstance(self.diagnostics_every, int) and self.diagnostics_every >= 0):
+            raise bad("diagnostics_every", "an integer >= 0 (0: no diagnostics)")
         if not self.temperature > 0.0:
             raise bad("temperature", "a positive number (MoCo v2: 0.07)")
         for name in ("snippet_weight", "d3m_weight", "tempo_weight", "tempo_margin"):
@@ -263,9 +305,9 @@ class ContrastiveConfig:
                 raise bad(name, "a number >= 0")
         if self.mine_from_epoch is not None and self.mine_from_epoch < 0:
             raise bad("mine_from_epoch", "an epoch >= 0, or None to switch mining off")
-        if self.mine_topk_global > self.queue_size:
+        if isinstance(self.queue_size, int) and self.mine_topk_global > self.queue_size:
             raise bad("mine_topk_global", f"at most queue_size={self.queue_size}")
-        if self.mine_topk_snippet > self.snippet_queue:
+        if isinstance(self.snippet_queue, int) and self.mine_topk_snippet > self.snippet_queue:
             raise bad("mine_topk_snippet", f"at most the snippet queue's {self.snippet_queue}")
         if not 0.0 < self.eadm_keep_prob <= 1.0:
             raise bad("eadm_keep_prob", "0 < keep_prob <= 1 (AimCLR: 0.9)")
@@ -277,9 +319,16 @@ class ContrastiveConfig:
             )
 
     @property
-    def snippet_queue(self) -> int:
-        """Size of the snippet queue."""
+    def snippet_queue(self) -> int | str:
+        """Size of the snippet queue (or "auto")."""
         return self.queue_size if self.snippet_queue_size is None else self.snippet_queue_size
+
+    def momentum_at(self, step: int) -> float:
+        """The key encoder's EMA momentum after optimizer step ``step`` (0-based)."""
+        if self.momentum_start is None or step >= self.momentum_ramp_steps:
+            return self.momentum
+        ramp = 0.5 * (1.0 - math.cos(math.pi * step / self.momentum_ramp_steps))
+        return self.momentum_start + (self.momentum - self.momentum_start) * ramp
 
     @property
     def uses_extreme(self) -> bool:

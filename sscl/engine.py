@@ -78,6 +78,9 @@ class Job:
             (kNN top-1, diagnostics). Called at step 0, every ``monitor_every`` epochs and at
             the end.
         monitor_every: epochs between monitor calls (0: only at the start and the end).
+        diagnose: on the main process, with the unwrapped module and the step's last batch:
+            named figures for TensorBoard (the snippet branch's shortcut checks).
+        diagnose_every: optimizer steps between ``diagnose`` calls (0: never).
         export: on the main process, with the unwrapped module, after the last step.
     """
 
@@ -90,6 +93,8 @@ class Job:
     resume_free: tuple[str, ...] = ()
     monitor: Callable[[nn.Module], dict[str, float]] | None = None
     monitor_every: int = 0
+    diagnose: Callable[[nn.Module, Batch], dict[str, float]] | None = None
+    diagnose_every: int = 0
     export: Callable[[nn.Module], None] | None = None
 
 
@@ -130,8 +135,8 @@ def fit(cfg: Config, job: Job, stage: StageDir, acc: Accelerator, resume: str | 
                 t0 = time.perf_counter()
                 lr = set_learning_rate(optimizer, job.optim, state.step, steps_per_epoch, total)
                 micro = min(job.optim.accumulate, n_batches - done)
-                loss, metrics, bad, wait = forward_backward(acc, model, batches, micro, epoch)
-                grad_norm = None
+                out = forward_backward(acc, model, batches, micro, epoch)
+                grad_norm, bad = None, out.bad
                 if job.optim.clip_norm is not None and not bad:
                     grad_norm = float(acc.clip_grad_norm_(model.parameters(), job.optim.clip_norm))
                     bad = not math.isfinite(grad_norm)
@@ -142,9 +147,11 @@ def fit(cfg: Config, job: Job, stage: StageDir, acc: Accelerator, resume: str | 
                     optimizer.zero_grad(set_to_none=True)
                     core.after_optimizer_step(state.step)
                 done += micro
-                state.step, state.position, state.last_loss = state.step + 1, done * world * B, loss
-                board.step(state, loss, metrics, lr, grad_norm, micro * world * B,
-                           time.perf_counter() - t0, wait)
+                state.step, state.position, state.last_loss = (state.step + 1, done * world * B,
+                                                               out.loss)
+                board.step(state, out, lr, grad_norm, micro * world * B, time.perf_counter() - t0)
+                if job.diagnose and state.step % job.diagnose_every == 0 and acc.is_main_process:
+                    board.scalars(job.diagnose(core, out.batch), state.step)
                 if done >= n_batches:  # the epoch is over: the next step starts the next one
                     state.epoch, state.position = epoch + 1, 0
                     if job.monitor_every and state.epoch % job.monitor_every == 0 \
@@ -223,15 +230,22 @@ def find_checkpoint(cfg: Config, job: Job, stage: StageDir, acc: Accelerator,
     return loaded
 
 
-def forward_backward(acc: Accelerator, model: nn.Module, batches: Iterator[Batch], micro: int,
-                     epoch: int) -> tuple[float, dict[str, float], bool, float]:
-    """Forward and backward of ``micro`` micro-batches (gradients synchronised on the last).
+@dataclass
+class StepResult:
+    """What the forward and backward passes of one optimizer step leave."""
 
-    Returns:
-        (loss, metrics, a loss was non-finite, seconds spent waiting for data); loss and
-        metrics are means over the micro-batches.
-    """
-    bad, loss_sum, wait, metrics_sum = False, 0.0, 0.0, {}
+    loss: float  # mean over the micro-batches
+    metrics: dict[str, float]  # means over the micro-batches
+    bad: bool  # a loss was non-finite
+    wait: float  # seconds spent waiting for data
+    items: float  # real (weight > 0) items of this rank
+    batch: Batch  # the last micro-batch
+
+
+def forward_backward(acc: Accelerator, model: nn.Module, batches: Iterator[Batch], micro: int,
+                     epoch: int) -> StepResult:
+    """Forward and backward of ``micro`` micro-batches (gradients synchronised on the last)."""
+    bad, loss_sum, wait, items, metrics_sum = False, 0.0, 0.0, 0.0, {}
     for i in range(micro):
         t0 = time.perf_counter()
         batch = next(batches)
@@ -239,6 +253,8 @@ def forward_backward(acc: Accelerator, model: nn.Module, batches: Iterator[Batch
         batch = {k: v.to(acc.device, non_blocking=True) if acc.device.type != "cpu" else v.clone()
                  for k, v in batch.items()}
         wait += time.perf_counter() - t0
+        weight = batch.get("weight")
+        items += float((weight > 0).sum()) if weight is not None else len(batch[next(iter(batch))])
         sync = i == micro - 1
         with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
             loss, metrics = model(batch, epoch)
@@ -249,7 +265,7 @@ def forward_backward(acc: Accelerator, model: nn.Module, batches: Iterator[Batch
         loss_sum += float(loss.detach()) / micro
         for k, v in metrics.items():
             metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v) / micro
-    return loss_sum, metrics_sum, bad, wait
+    return StepResult(loss_sum, metrics_sum, bad, wait, items, batch)
 
 
 def agree(flag: bool, device: torch.device) -> bool:
@@ -317,8 +333,10 @@ class CheckpointClock:
 
 
 class StepLog:
-    """The progress bar, TensorBoard (main process) and the speed of the last window of steps:
-    samples/s and the share of time spent waiting for data."""
+    """The progress bar and TensorBoard (main process). Every ``every`` steps it logs the means
+    over the steps since the last line, each step weighted by its real items: loss and metrics
+    (a single step's figure would land on an epoch's small padded remainder batch as often as on
+    a full one); and samples/s and the share of time spent waiting for data."""
 
     def __init__(self, stage: StageDir, acc: Accelerator, name: str, start: int, total: int,
                  every: int) -> None:
@@ -326,8 +344,9 @@ class StepLog:
         self.writer = SummaryWriter(str(stage.events)) if acc.is_main_process else None
         self.bar = tqdm(total=total, initial=start, disable=not acc.is_main_process,
                         dynamic_ncols=True, desc=name)
-        self.seconds = self.wait = 0.0
+        self.seconds = self.wait = self.items = 0.0
         self.samples = 0
+        self.sums: dict[str, float] = {}
 
     def __enter__(self) -> StepLog:
         return self
@@ -340,24 +359,29 @@ class StepLog:
             for name, value in values.items():
                 self.writer.add_scalar(name, value, step)
 
-    def step(self, state: TrainState, loss: float, metrics: dict[str, float], lr: float,
-             grad_norm: float | None, samples: int, seconds: float, wait: float) -> None:
-        self.seconds, self.wait, self.samples = (self.seconds + seconds, self.wait + wait,
+    def step(self, state: TrainState, out: StepResult, lr: float, grad_norm: float | None,
+             samples: int, seconds: float) -> None:
+        self.seconds, self.wait, self.samples = (self.seconds + seconds, self.wait + out.wait,
                                                  self.samples + samples)
+        self.items += out.items
+        for name, value in {"loss/total": out.loss, **out.metrics}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * out.items
         self.bar.update(1)
         if self.writer is None or not (state.step % self.every == 0 or state.step == 1):
             return
         sps, share = self.samples / max(self.seconds, 1e-9), self.wait / max(self.seconds, 1e-9)
-        self.scalars({"loss/total": loss, **metrics, "optim/lr": lr,
-                      "speed/samples_per_s": sps, "speed/data_wait_share": share,
-                      "optim/skipped_steps": state.skipped}, state.step)
+        means = {name: total / max(self.items, 1e-9) for name, total in self.sums.items()}
+        self.scalars({**means, "optim/lr": lr, "speed/samples_per_s": sps,
+                      "speed/data_wait_share": share, "optim/skipped_steps": state.skipped},
+                     state.step)
         if grad_norm is not None:
             self.scalars({"optim/grad_norm": grad_norm}, state.step)
-        self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.3g}", sps=f"{sps:.0f}",
-                             wait=f"{share:.0%}")
-        log.debug("step %d loss %.4f %s", state.step, loss, json.dumps(metrics))
-        self.seconds = self.wait = 0.0
+        self.bar.set_postfix(loss=f"{means['loss/total']:.3f}", lr=f"{lr:.3g}",
+                             sps=f"{sps:.0f}", wait=f"{share:.0%}")
+        log.debug("step %d %s", state.step, json.dumps(means))
+        self.seconds = self.wait = self.items = 0.0
         self.samples = 0
+        self.sums = {}
 
     def close(self) -> None:
         if self.writer is not None:

@@ -37,6 +37,7 @@ from sscl.peers import collective_failure, terminated_message  # noqa: E402
 from sscl.rundir import default_run_dir, stage_dir_problem  # noqa: E402
 from sscl.runlog import log, setup_logging  # noqa: E402
 from sscl.stages import ORDER, run_stages  # noqa: E402
+from sscl.stages.pretraining import resolve_queue_sizes  # noqa: E402
 from sscl.version import code_version  # noqa: E402
 
 
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
              "per process (run.threads=%s), run directory %s", code_version(), cfg.run.stage,
              acc.num_processes, acc.device, "fp32" if precision == "no" else precision, threads,
              cfg.run.threads, run_dir.root)
+    if "pretrain" in ORDER[cfg.run.stage]:
+        cfg = resolve_queue_sizes(cfg)  # `auto` becomes a number before config.yaml records it
     if acc.is_main_process:
         write_bytes_atomic(run_dir.config_file, presets.dumps(cfg).encode())
     summary = run_stages(cfg, run_dir, acc, args.resume, args.overwrite)

@@ -5,7 +5,7 @@ its schema is `sscl.config.ContrastiveConfig`; `KnnProbe` / `knn_top1` are the k
 Modules: moco (the Pretrainer: encoders, queues, one step's loss), encoder (backbone + heads, EMA
 update), memory (key queues), collectives (gathering, shuffle-BN), losses (per-item terms),
 tempo (RVTCLR's pairs), eadm (AimCLR's drop), hashing (device-side counter-based draws), knn
-(the probe).
+(the probe), shortcut (can the snippet task be solved without content?).
 """
 
 from sscl.contrastive.encoder import (
@@ -18,6 +18,7 @@ from sscl.contrastive.encoder import (
 from sscl.contrastive.knn import KnnProbe, embed_clips, knn_predict, knn_top1
 from sscl.contrastive.memory import KeyQueue
 from sscl.contrastive.moco import Pretrainer
+from sscl.contrastive.shortcut import shortcut_diagnostics
 
 __all__ = [
     "Encoder",
@@ -30,5 +31,6 @@ __all__ = [
     "knn_top1",
     "momentum_update",
     "required_window",
+    "shortcut_diagnostics",
     "snippet_pool",
 ]

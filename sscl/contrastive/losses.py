@@ -120,18 +120,20 @@ def tempo_ranking(
     return torch.clamp(margin - gap, min=0.0)
 
 
-def match_snippets(q_feat_NCS: Tensor, k_feat_NCS: Tensor) -> Tensor:
-    """DenseCL matching: for each query snippet i, argmax_j cos(f_i, f'_j).
+def match_snippets(q_feat_NCS: Tensor, k_feat_NCS: Tensor, cosine: bool = True) -> Tensor:
+    """DenseCL matching: for each query snippet i, argmax_j sim(f_i, f'_j).
 
     Args:
         q_feat_NCS: (N, C, S) backbone snippet features of the query view.
         k_feat_NCS: (N, C, S') of the key view.
+        cosine: cosine similarity (DenseCL); False: the raw dot product (the reference code).
 
     Returns:
         (N, S) int64 indices into the key snippets.
     """
-    q = F.normalize(at_least_fp32(q_feat_NCS.detach()), dim=1)
-    k = F.normalize(at_least_fp32(k_feat_NCS.detach()), dim=1)
+    q, k = at_least_fp32(q_feat_NCS.detach()), at_least_fp32(k_feat_NCS.detach())
+    if cosine:
+        q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
     return torch.einsum("ncs,nct->nst", q, k).argmax(dim=2)
 
 

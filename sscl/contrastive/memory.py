@@ -44,13 +44,17 @@ class KeyQueue(nn.Module):
         return self.keys_KD.shape[0]
 
     @torch.no_grad()
-    def enqueue(self, keys_ND: Tensor, weight_N: Tensor | None = None) -> int:
+    def enqueue(self, keys_ND: Tensor, weight_N: Tensor | None = None,
+                advance: bool = True) -> int:
         """Write keys at the pointer, wrapping around; padding items (weight 0) and non-finite
         keys are skipped (one NaN key would poison every later logit).
 
         Args:
             keys_ND: (N, D) keys, in the order they enter (rank order for gathered keys).
             weight_N: (N,) item weights; items with weight 0 never enter. None = all enter.
+            advance: move the pointer past the new keys (a queue). False keeps it where it is,
+                so the next call overwrites the same slots: the snippet queue of the reference
+                code, whose pointer is never advanced (METHOD.md section 7).
 
         Returns:
             The number of keys written.
@@ -69,8 +73,11 @@ class KeyQueue(nn.Module):
         # Key j of the step goes to slot (ptr + j) % K, as if written one at a time.
         slots = (self.ptr + (n - m) + torch.arange(m, device=self.ptr.device)) % K
         self.keys_KD[slots.to(self.keys_KD.device)] = keys_ND.to(self.keys_KD.dtype)
-        self.ptr.copy_((self.ptr + n) % K)
-        self.filled.copy_(torch.clamp(self.filled + n, max=K))
+        if advance:
+            self.ptr.copy_((self.ptr + n) % K)
+            self.filled.copy_(torch.clamp(self.filled + n, max=K))
+        else:
+            self.filled.copy_(torch.clamp(torch.maximum(self.filled, self.ptr + m), max=K))
         return n
 
     def valid_mask(self) -> Tensor:

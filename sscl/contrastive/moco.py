@@ -36,6 +36,7 @@ from sscl.errors import ConfigError
 from .collectives import all_gather_cat, encode_in_splits, encode_keys, world
 from .eadm import eadm_drop
 from .encoder import Encoder, check_snippets, momentum_update
+from .hashing import hash_keys
 from .losses import (
     d3m_kl,
     info_nce,
@@ -65,12 +66,20 @@ class Pretrainer(nn.Module):
         encoder_q: `Encoder` (backbone + heads), trained by the optimizer.
         encoder_k: its EMA copy (requires_grad False; exclude it from the optimizer).
         queue: `KeyQueue` of global keys (buffers keys_KD, ptr, filled).
-        snippet_queue: `KeyQueue` of time-averaged dense keys (None without the snippet branch).
+        snippet_queue: `KeyQueue` of the snippet branch's negatives, one key per past key video
+            (`cfg.snippet_negatives`: its time-averaged dense embedding, one sampled snippet, or
+            the reference code's static queue); None without the snippet branch.
         calls: () int64 step counter; keys the shuffle-BN permutations and EADM draws.
     """
 
     def __init__(self, cfg: ContrastiveConfig, backbone: BackboneSource) -> None:
         super().__init__()
+        for name, size in (("queue_size", cfg.queue_size),
+                           ("snippet_queue_size", cfg.snippet_queue)):
+            if not isinstance(size, int):
+                raise ConfigError(
+                    f"pretrain.{name}={size!r} must be resolved to a number before the model is "
+                    f"built (sscl.stages.pretraining.resolve_queue_sizes does it from the corpus)")
         if not isinstance(backbone, nn.Module):
             backbone = backbone()
         self.cfg = cfg
@@ -96,13 +105,16 @@ class Pretrainer(nn.Module):
         """The query encoder's backbone (what finetuning and the kNN probe use)."""
         return self.encoder_q.backbone
 
-    def momentum_update(self) -> None:
-        """EMA step of the key encoder (k = m k + (1 - m) q, buffers copied); after each step."""
-        momentum_update(self.encoder_k, self.encoder_q, self.cfg.momentum)
+    def momentum_update(self, step: int | None = None) -> None:
+        """EMA step of the key encoder (k = m k + (1 - m) q, buffers copied) after optimizer step
+        ``step``, at that step's momentum (`ContrastiveConfig.momentum_at`; None: the final
+        momentum)."""
+        m = self.cfg.momentum if step is None else self.cfg.momentum_at(step)
+        momentum_update(self.encoder_k, self.encoder_q, m)
 
     def after_optimizer_step(self, step: int) -> None:
         """The trainer's hook after optimizer step ``step``: the key encoder's EMA update."""
-        self.momentum_update()
+        self.momentum_update(step)
 
     def sync_key_encoder(self) -> None:
         """Make the key encoder an exact copy of the query encoder (parameters and buffers).
@@ -195,7 +207,8 @@ class Pretrainer(nn.Module):
             enq = k_all if other_all is None else other_all
             self.queue.enqueue(enq["global"], weight_all)
             if self.snippet_queue is not None:
-                self.snippet_queue.enqueue(enq["dense_mean"], weight_all)
+                self.snippet_queue.enqueue(self._snippet_keys(enq), weight_all,
+                                           advance=cfg.snippet_negatives != "reference")
             self.calls += 1
         metrics["queue_fill"] = self.queue.filled.float() / self.queue.size
         if self.snippet_queue is not None:
@@ -245,7 +258,8 @@ class Pretrainer(nn.Module):
         if self.snippet_queue is not None:
             # RVTCLR base: the snippets match the other-tempo key, the key that is enqueued.
             ks = k if k_other is None else k_other
-            match = match_snippets(q["snip_feat"], ks["snip_feat"])
+            match = match_snippets(q["snip_feat"], ks["snip_feat"],
+                                   cosine=cfg.snippet_match == "cosine")
             s_logits = snippet_logits(q["dense"], ks["dense"], match,
                                       self.snippet_queue.keys_KD.clone(), T)
             s_mask = (
@@ -257,6 +271,17 @@ class Pretrainer(nn.Module):
             metrics["top1_snippet"] = weighted_mean(top1(s_logits).mean(dim=1), weight)
             metrics["snippet_coherence"] = weighted_mean(q["dense_coherence"].detach(), weight)
         return terms, metrics
+
+    def _snippet_keys(self, keys: dict[str, Tensor]) -> Tensor:
+        """(W*B, D) what each key video of the step leaves in the snippet queue."""
+        if self.cfg.snippet_negatives != "sampled":
+            return keys["dense_mean"]
+        dense_NDS = keys["dense"]
+        N, _, S = dense_NDS.shape
+        # One snippet per video from a counter-based hash of (step, global item): the same
+        # choice on any number of processes, and no global generator state to save.
+        pick_N = hash_keys(N, self.calls, stream=3).remainder(S)
+        return dense_NDS[torch.arange(N, device=dense_NDS.device), :, pick_N]
 
     def _encode_extreme(self, x_extreme: Tensor) -> dict[str, Tensor]:
         """The extreme view through the query encoder (and EADM's dropped copy)."""

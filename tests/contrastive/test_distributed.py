@@ -46,7 +46,7 @@ def assert_same_computation(got: torch.Tensor, want: torch.Tensor, what: str) ->
 
 @pytest.mark.slow
 @pytest.mark.isa
-@pytest.mark.parametrize("name", ["skeletonclr", "rvtclr"])
+@pytest.mark.parametrize("name", ["skeletonclr", "rvtclr", "skeletonclr_sampled"])
 def test_two_ranks_fill_the_queues_like_one_process(runs, name):
     ranks = torch.load(runs / f"{name}_ranks.pt", weights_only=True)
     single = torch.load(runs / f"{name}_single.pt", weights_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from sscl.contrastive import KeyQueue
 
@@ -79,3 +80,18 @@ def test_queue_state_is_in_the_state_dict_and_restores():
     fresh = KeyQueue(size=6, dim=4, seed=1)
     assert torch.allclose(fresh.keys_KD.norm(dim=1), torch.ones(6))
     assert torch.equal(fresh.keys_KD, KeyQueue(size=6, dim=4, seed=1).keys_KD)
+
+
+def test_a_queue_that_does_not_advance_rewrites_the_same_slots():
+    # The reference code's snippet queue: the last step's keys in the first slots, the initial
+    # random keys everywhere else, for the whole run.
+    q = KeyQueue(6, 4, seed=1)
+    initial = q.keys_KD.clone()
+    first = F.normalize(torch.randn(3, 4), dim=1)
+    second = F.normalize(torch.randn(2, 4), dim=1)
+    assert q.enqueue(first, advance=False) == 3
+    assert int(q.ptr) == 0 and int(q.filled) == 3
+    assert q.enqueue(second, advance=False) == 2
+    assert torch.equal(q.keys_KD[:2], second) and torch.equal(q.keys_KD[2], first[2])
+    assert torch.equal(q.keys_KD[3:], initial[3:])
+    assert int(q.ptr) == 0 and int(q.filled) == 3

@@ -7,6 +7,7 @@ import torch
 
 from sscl.config import ContrastiveConfig
 from sscl.contrastive import Pretrainer
+from sscl.contrastive.losses import match_snippets
 from sscl.contrastive.tempo import tempo_clips, tempo_is_2x
 from sscl.errors import ConfigError
 from sscl.kernels import graph_conv_ref
@@ -174,3 +175,85 @@ def test_state_dict_holds_everything_a_resume_needs():
     lb, _ = q(batch, epoch=0)
     assert la.item() == lb.item()
     assert torch.equal(p.queue.keys_KD, q.queue.keys_KD)
+
+
+def _key_outputs(p: Pretrainer, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the key encoder makes of the batch's keys (before the step's update)."""
+    return p.encoder_k(batch["key"], snippets=True)
+
+
+def test_snippet_negatives_sampled_enqueue_one_snippet_of_each_key_video():
+    cfg = ContrastiveConfig(queue_size=10, num_snippets=3, snippet_negatives="sampled")
+    p = Pretrainer(cfg, _backbone)
+    batch = _batch(4, 12)
+    batch["weight"][2] = 0.0
+    with torch.no_grad():
+        k = _key_outputs(p, batch)
+    p(batch, epoch=0)
+    dense_NDS = k["dense"]
+    for slot, item in enumerate([0, 1, 3]):  # the padding item left nothing
+        dists = (dense_NDS[item] - p.snippet_queue.keys_KD[slot][:, None]).norm(dim=0)
+        assert float(dists.min()) < 1e-5, (slot, dists)  # one of the video's snippets
+    picked = [int((dense_NDS[i] - p.snippet_queue.keys_KD[s][:, None]).norm(dim=0).argmin())
+              for s, i in enumerate([0, 1, 3])]
+    # The same step on a fresh copy draws the same snippets (a hash of step and item).
+    q = Pretrainer(cfg, _backbone)
+    q(batch, epoch=0)
+    assert torch.equal(q.snippet_queue.keys_KD[:3], p.snippet_queue.keys_KD[:3])
+    assert len(set(picked)) >= 1 and int(p.snippet_queue.ptr) == 3
+
+
+def test_snippet_negatives_reference_keep_the_pointer_at_zero():
+    cfg = ContrastiveConfig(queue_size=10, num_snippets=3, snippet_negatives="reference")
+    p = Pretrainer(cfg, _backbone)
+    initial = p.snippet_queue.keys_KD.clone()
+    p(_batch(4, 12, seed=0), epoch=0)
+    with torch.no_grad():
+        k = _key_outputs(p, _batch(4, 12, seed=1))
+    p(_batch(4, 12, seed=1), epoch=0)
+    assert int(p.snippet_queue.ptr) == 0 and int(p.queue.ptr) == 8  # the global one advances
+    torch.testing.assert_close(p.snippet_queue.keys_KD[:4], k["dense_mean"], atol=1e-6, rtol=0)
+    assert torch.equal(p.snippet_queue.keys_KD[4:], initial[4:])
+
+
+def test_snippet_match_dot_follows_the_feature_norms():
+    # Key snippet 1 points exactly where the query's does; key snippet 0 is longer but off by
+    # a few degrees: cosine matching picks 1, the reference's raw dot product picks 0.
+    q = torch.tensor([[[1.0], [0.0]]])  # (N=1, C=2, S=1): (1, 0)
+    k = torch.tensor([[[10.0, 1.0], [1.0, 0.0]]])  # (1, 2, 2): snippets (10, 1) and (1, 0)
+    assert match_snippets(q, k, cosine=True).tolist() == [[1]]
+    assert match_snippets(q, k, cosine=False).tolist() == [[0]]
+
+
+def test_momentum_ramps_on_a_half_cosine_then_holds():
+    cfg = ContrastiveConfig(queue_size=8, momentum=0.999, momentum_start=0.99,
+                            momentum_ramp_steps=100)
+    assert cfg.momentum_at(0) == 0.99
+    assert cfg.momentum_at(50) == pytest.approx(0.9945)
+    assert cfg.momentum_at(100) == cfg.momentum_at(10**6) == 0.999
+    assert all(cfg.momentum_at(s) <= cfg.momentum_at(s + 1) for s in range(120))
+    assert ContrastiveConfig(queue_size=8).momentum_at(0) == 0.999  # no ramp: constant
+    with pytest.raises(ConfigError, match="momentum_start"):
+        ContrastiveConfig(momentum=0.99, momentum_start=0.995)
+
+
+def test_after_optimizer_step_uses_the_step_s_momentum():
+    cfg = ContrastiveConfig(queue_size=8, num_snippets=2, momentum=0.999, momentum_start=0.5,
+                            momentum_ramp_steps=10)
+    p = Pretrainer(cfg, _backbone)
+    with torch.no_grad():
+        for t in p.encoder_q.parameters():
+            t.add_(1.0)
+    k0 = next(p.encoder_k.parameters()).clone()
+    q0 = next(p.encoder_q.parameters()).clone()
+    p.after_optimizer_step(0)  # momentum 0.5
+    torch.testing.assert_close(next(p.encoder_k.parameters()), 0.5 * k0 + 0.5 * q0)
+
+
+def test_auto_queue_sizes_must_be_resolved_before_the_model_is_built():
+    with pytest.raises(ConfigError, match="queue_size='auto' must be resolved"):
+        Pretrainer(ContrastiveConfig(queue_size="auto", num_snippets=2), _backbone)
+    with pytest.raises(ConfigError, match="queue_size"):
+        ContrastiveConfig(queue_size="big")
+    with pytest.raises(ConfigError, match="snippet_negatives"):
+        ContrastiveConfig(snippet_negatives="random")

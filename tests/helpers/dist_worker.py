@@ -39,6 +39,10 @@ CONFIGS = {
                         num_snippets=2, mine_from_epoch=1),
     "rvtclr": dict(method="rvtclr", queue_size=13, num_snippets=2, extreme_view=True,
                    mine_from_epoch=1),
+    # One sampled key snippet per video in the snippet queue: the draw must be the same on two
+    # ranks as in one process (a hash of the step and the global item).
+    "skeletonclr_sampled": dict(method="skeletonclr", queue_size=13, snippet_queue_size=11,
+                                num_snippets=2, mine_from_epoch=1, snippet_negatives="sampled"),
 }
 
 
