@@ -167,7 +167,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--corpus", default=None,
                     help="corpus path or 'demo' (default: the finetuning corpus)")
     ev.add_argument("--split", default=None,
-                    help="split tag (default: the finetuning test sequences)")
+                    help="split tag (default: the finetuning test sequences; 'val': the "
+                    "finetuning validation sequences)")
     ev.add_argument("--decoder", choices=("auto", "reference", "reference_code", "argmax"),
                     default="auto",
                     help="auto: chosen on the finetuning validation sequences (default); "

@@ -382,6 +382,9 @@ class FinetuneConfig:
         protocol: ``full`` (everything trained), ``linear`` (backbone frozen; fusion and head
             trained) or ``scratch`` (random initialisation: the control). The kNN probe is
             ``probe`` (run during pretraining and by ``sscl evaluate --knn``).
+        scratch_control: also finetune the from-scratch control on the same labelled
+            sequences with the same schedule and seed, into ``<run>/finetune-scratch/``, and
+            evaluate it beside the run's localizer (the main job shows both).
         encoder: pretrained encoder weights (``encoder.safetensors``); ``auto``: the run's own
             pretraining output; ignored by ``scratch``.
         corpus: the labelled corpus; ``null``: ``data.corpus`` (a different one is transfer).
@@ -403,6 +406,7 @@ class FinetuneConfig:
     """
 
     protocol: str = "full"
+    scratch_control: bool = False
     encoder: str | None = "auto"
     corpus: str | None = None
     train_split: str = "xsub:train"

@@ -6,12 +6,15 @@
       train.log, config.yaml
       pretrain/   checkpoints/step-<S>/, events/, encoder.safetensors + encoder.json, done.json
       finetune/   checkpoints/, events/, localizer.safetensors + localizer.json, done.json
+      finetune-scratch/   the same for the from-scratch control (``finetune.scratch_control``),
+                          with its own eval/<corpus>-<split>/
       eval/<corpus>-<split>/   report.json, report.md, decoder_choice.json, knn.json, timelines/
 
 A stage folder that already holds a run is refused unless the run is resumed (``--resume``) or
 started over (``--overwrite``). A finished stage leaves ``done.json``; a resumed run skips it.
-A localizer exported outside a run (a lone ``localizer.safetensors``) gets its ``eval/`` beside
-the file.
+A localizer outside a run's ``finetune/`` (a lone ``localizer.safetensors``, or the control in
+``finetune-scratch/``) gets its ``eval/`` beside the file. ``sscl evaluate RUN`` and ``sscl
+predict RUN`` use ``RUN/finetune/``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from sscl.atomic import write_bytes_atomic
 from sscl.errors import CheckpointError, RunDirError
 
-STAGE_NAMES = ("pretrain", "finetune", "eval")
+STAGE_NAMES = ("pretrain", "finetune", "finetune-scratch", "eval")
 LOCALIZER_WEIGHTS = "localizer.safetensors"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -106,6 +109,11 @@ class RunDir:
     @property
     def finetune(self) -> StageDir:
         return self.stage("finetune")
+
+    @property
+    def scratch_control(self) -> StageDir:
+        """The from-scratch control of ``finetune.scratch_control``."""
+        return self.stage("finetune-scratch")
 
     @property
     def eval_root(self) -> Path:

@@ -36,7 +36,7 @@ from sscl.errors import (  # noqa: E402
 from sscl.peers import collective_failure, terminated_message  # noqa: E402
 from sscl.rundir import default_run_dir, stage_dir_problem  # noqa: E402
 from sscl.runlog import log, setup_logging  # noqa: E402
-from sscl.stages import ORDER, run_stages  # noqa: E402
+from sscl.stages import run_stages, stage_names  # noqa: E402
 from sscl.stages.pretraining import resolve_queue_sizes  # noqa: E402
 from sscl.version import code_version  # noqa: E402
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     machine.set_determinism(cfg.run.deterministic, acc.device)
     run_dir = default_run_dir(args.run_dir, cfg.run.name)
     # Refuse an occupied stage folder before any work (every rank checks the same thing).
-    for stage in ORDER[cfg.run.stage]:
+    for stage in stage_names(cfg):
         problem = stage_dir_problem(run_dir.stage(stage), args.resume, args.overwrite)
         if problem:
             raise RunDirError(problem)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
              "per process (run.threads=%s), run directory %s", code_version(), cfg.run.stage,
              acc.num_processes, acc.device, "fp32" if precision == "no" else precision, threads,
              cfg.run.threads, run_dir.root)
-    if "pretrain" in ORDER[cfg.run.stage]:
+    if "pretrain" in stage_names(cfg):
         cfg = resolve_queue_sizes(cfg)  # `auto` becomes a number before config.yaml records it
     if acc.is_main_process:
         write_bytes_atomic(run_dir.config_file, presets.dumps(cfg).encode())

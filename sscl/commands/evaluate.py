@@ -7,9 +7,10 @@ import argparse
 
 from sscl import presets
 from sscl.localize.postprocess import DecoderConfig
+from sscl.localize.report import map_table
 from sscl.machine import default_device
 from sscl.rundir import find_localizer, localizer_run
-from sscl.stages.evaluation import evaluate, evaluate_knn, summary_table
+from sscl.stages.evaluation import evaluate, evaluate_knn
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     m, out = doc["metrics"], doc["out_dir"]
     print(f"{doc['corpus']} {doc['split']}: {m['num_sequences']} sequences, "
           f"{m['num_ground_truth']} ground-truth segments, {m['num_detections']} detections")
-    print(*summary_table(doc), sep="\n")
+    print(map_table({"sscl": doc["metrics"], **doc["baselines"]}))
     f1 = ", ".join(f"F1@{k} {v:.1f}" for k, v in m["f1"].items())
     print(f"frame accuracy {m['frame_accuracy']:.1f} %, edit {m['edit']:.1f}, {f1}")
     if args.decoder != "auto":

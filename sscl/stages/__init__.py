@@ -3,24 +3,45 @@
 ``run.stage`` (or ``--stage``) selects ``pretrain``, ``finetune``, ``eval`` or ``all`` (the three
 in order). Each training stage is a ``Job`` for ``sscl.engine.fit`` (modules ``pretraining`` and
 ``finetuning``); evaluation scores the finetuned localizer (module ``evaluation``). With
-``--resume`` a finished stage (its ``done.json``) is skipped and the interrupted one continues
-from its newest checkpoint.
+``finetune.scratch_control`` the finetune stage also trains the from-scratch control on the same
+labels (stage folder ``finetune-scratch``) and evaluation scores both. With ``--resume`` a
+finished stage (its ``done.json``) is skipped and the interrupted one continues from its newest
+checkpoint.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from accelerate import Accelerator
 
 from sscl.config import Config
 from sscl.engine import fit
+from sscl.localize.report import map_table
 from sscl.rundir import RunDir, StageDir, open_stage
 from sscl.runlog import log
-from sscl.stages.evaluation import evaluate, summary_table
+from sscl.stages.evaluation import evaluate
 from sscl.stages.finetuning import finetune_job
 from sscl.stages.pretraining import pretrain_job
 
 ORDER = {"pretrain": ("pretrain",), "finetune": ("finetune",), "eval": ("eval",),
          "all": ("pretrain", "finetune", "eval")}
+CONTROL = "finetune-scratch"
+
+
+def stage_names(cfg: Config) -> tuple[str, ...]:
+    """The stage folders ``cfg`` runs, in order (the control right after finetuning)."""
+    names = ORDER[cfg.run.stage]
+    if cfg.finetune.scratch_control and "finetune" in names:
+        i = names.index("finetune") + 1
+        names = (*names[:i], CONTROL, *names[i:])
+    return names
+
+
+def control_config(cfg: Config) -> Config:
+    """The from-scratch control's config: the run's, with ``finetune.protocol=scratch``."""
+    return replace(cfg, finetune=replace(cfg.finetune, protocol="scratch",
+                                         scratch_control=False))
 
 
 def _fmt(x: float | None) -> str:
@@ -33,7 +54,7 @@ def run_stages(cfg: Config, run: RunDir, acc: Accelerator, resume: str | None,
     lines = [f"run directory: {run.root}", f"  log:          {run.log_file}",
              f"  config:       {run.config_file}"]
     final = []
-    for name in ORDER[cfg.run.stage]:
+    for name in stage_names(cfg):
         stage = open_stage(run, name, resume, overwrite, acc.is_main_process)
         acc.wait_for_everyone()
         done = stage.done() if resume is not None else None
@@ -50,14 +71,12 @@ def run_stages(cfg: Config, run: RunDir, acc: Accelerator, resume: str | None,
             lines.append(f"  finetune:     {stage.root} (localizer: "
                          f"{stage.localizer_weights.name})")
             final.append(f"finetune step {done['step']}, loss {done['loss']:.4f}")
+        elif name == CONTROL:
+            done = done or train_stage(control_config(cfg), stage, acc, resume, finetune_job)
+            lines.append(f"  control:      {stage.root} (from scratch, same labels and schedule)")
         else:
             if acc.is_main_process:
-                ev = cfg.evaluate
-                doc = evaluate(run.finetune.root, run, decoder=ev.decoder, tiou=ev.tiou,
-                               timelines=ev.timelines, device=acc.device)
-                lines += [f"  eval:         {doc['out_dir']} (report.md, report.json, "
-                          f"timelines/)", "", *summary_table(doc), ""]
-                final.append(f"average mAP {doc['metrics']['average_mAP']:.4f}")
+                lines += evaluation_lines(cfg, run, acc, final)
             acc.wait_for_everyone()
     lines.append("final: " + "; ".join(final))
     return lines
@@ -74,3 +93,21 @@ def train_stage(cfg: Config, stage: StageDir, acc: Accelerator, resume: str | No
     if acc.is_main_process:
         stage.mark_done(done)
     return done
+
+
+def evaluation_lines(cfg: Config, run: RunDir, acc: Accelerator, final: list[str]) -> list[str]:
+    """Evaluate the run's localizer (and the control's, beside it in ``finetune-scratch/``);
+    the summary's lines, the mAP table with both rows and the trivial baselines."""
+    ev = cfg.evaluate
+    kw = dict(decoder=ev.decoder, tiou=ev.tiou, timelines=ev.timelines, device=acc.device)
+    doc = evaluate(run.finetune.root, run, **kw)
+    rows = {"sscl": doc["metrics"]}
+    lines = [f"  eval:         {doc['out_dir']} (report.md, report.json, timelines/)"]
+    average = f"average mAP {doc['metrics']['average_mAP']:.4f}"
+    if cfg.finetune.scratch_control:
+        control = evaluate(run.scratch_control.root, RunDir(run.scratch_control.root), **kw)
+        rows["scratch"] = control["metrics"]
+        lines.append(f"  control eval: {control['out_dir']}")
+        average += f" (scratch {control['metrics']['average_mAP']:.4f})"
+    final.append(average)
+    return [*lines, "", *map_table({**rows, **doc["baselines"]}).splitlines(), ""]

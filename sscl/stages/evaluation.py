@@ -25,7 +25,7 @@ from sscl.errors import ConfigError
 from sscl.inputs import open_corpus_of, probe_clips
 from sscl.localize.frame_scores import sequence_probabilities
 from sscl.localize.postprocess import ARGMAX, REFERENCE, REFERENCE_CODE_NMS, decode
-from sscl.localize.report import map_table, plot_timeline, write_report
+from sscl.localize.report import plot_timeline, write_report
 from sscl.localize.scoring import evaluate_sequences, select_decoder, trivial_baselines
 from sscl.models.localizer import load_localizer
 from sscl.rundir import RunDir, corpus_label, safe_name
@@ -52,7 +52,8 @@ def evaluate(localizer: str | Path, run: RunDir, corpus: str | None = None,
         localizer: run directory, finetune directory or ``localizer.safetensors``.
         run: the run whose ``eval/<corpus>-<split>/`` receives the report.
         corpus: corpus path or ``demo`` (default: the finetuning corpus).
-        split: split tag (default: the finetuning test split).
+        split: split tag (default: the finetuning test split); ``val``: the finetuning
+            validation sequences (for choosing among runs without looking at the test split).
         decoder: ``auto`` (chosen on the validation sequences), ``reference`` (METHOD.md
             section 5, NMS on IoU), ``reference_code`` (the same with the reference code's NMS
             overlap, intersection over the other segment's length: METHOD.md section 7) or
@@ -74,10 +75,11 @@ def evaluate(localizer: str | Path, run: RunDir, corpus: str | None = None,
     if list(c.class_names) != meta["class_names"]:
         raise ConfigError(f"{c.path}: classes {list(c.class_names)} differ from the localizer's "
                           f"{meta['class_names']}")
-    if split is None:
+    if split in (None, "val"):
         if not same_corpus:
             raise ConfigError("--split is needed for a corpus other than the finetuning one")
-        sequences, split = tuple(meta["splits"]["test"]), "test"
+        split = split or "test"
+        sequences = tuple(meta["splits"][split])
     else:
         sequences = tuple(int(i) for i in c.split(split))
     probs = sequence_probabilities(trained, c, sequences, device)
@@ -114,11 +116,6 @@ def evaluate(localizer: str | Path, run: RunDir, corpus: str | None = None,
              split, metrics["average_mAP"], out_dir)
     return {"metrics": metrics, "baselines": baselines, "out_dir": out_dir, "split": split,
             "corpus": corpus}
-
-
-def summary_table(doc: dict) -> list[str]:
-    """The mAP table (percent) the main job prints: the model and the trivial baselines."""
-    return map_table({"sscl": doc["metrics"], **doc["baselines"]}).splitlines()
 
 
 def evaluate_knn(localizer: str | Path, out_dir: Path, corpus: str | None = None,
