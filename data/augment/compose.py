@@ -2,7 +2,7 @@
 
 ``two_view`` / ``two_view_frames`` validate their inputs, build the kernel argument groups
 (``groups.py``) and launch the composed kernel (``kernel_views``); ``two_view_ref`` is the chain
-of the standalone ``_ref`` ops (``crop``, ``point_ops``, ``mask_ops``), the oracle.
+of the steps' numpy twins (``crop``, ``point_ops``, ``mask_ops``), the oracle.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def two_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Query, key and (when ``params.extreme`` is set) extreme view of every window, one call.
 
-    Per view and sample, fused in one pass: crop + resize (:func:`crop_resize`, the span
+    Per view and sample, fused in one pass: crop + resize (``crop.crop_windows``, the span
     scaled by ``tempo / max(cfg.tempos)``) with the flip permutation and person swap folded
     into the gather, the NTU normalisation ``norm`` (centring subtracted in the gather, its
     rotation composed with ``mat``), the linear map ``mat`` (rotation @ shear), Gaussian noise;
-    then joint mask, temporal blur and axis mask (:func:`mask_blur`). The result equals the
-    chain of the standalone ops (``two_view_ref``).
+    then joint mask, temporal blur and axis mask (``mask_ops.mask_blur_ref``). The result equals
+    the chain of the steps' numpy twins (``two_view_ref``).
 
     Args:
         raw_NTVCM: (N, T, V, C, M) float32 raw windows (corpus layout).
@@ -188,7 +188,7 @@ def two_view_ref(
     flip_perm: np.ndarray | None = None,
     norm: WindowNorm | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of :func:`two_view`: the chain of the standalone ``_ref`` ops per view (the
+    """Numpy twin of :func:`two_view`: the chain of the steps' numpy twins per view (the
     normalisation first, on the raw windows)."""
     v = raw_NTVCM.shape[2]
     perm = np.arange(v) if flip_perm is None else flip_perm

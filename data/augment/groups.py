@@ -11,7 +11,7 @@ structs, so this costs nothing inside the kernel):
 - :class:`Centring`: the NTU centring of each window (``sscl.data.normalize``);
 - :class:`StackedParams`: the per-sample random parameters, one (R, N) array each;
 - :class:`ViewOutputs`: the preallocated outputs;
-- :class:`FlipSwapDraws` and :class:`NoiseDraws`: the per-sample draws of two standalone ops;
+- :class:`NoiseDraws`: the per-sample draws of the standalone noise op;
 - :class:`DrawSpec` and :class:`ViewRecipe`: the settings of the parameter kernels.
 
 Inside the kernels one sample's draws travel as :class:`SampleCrop`, :class:`SamplePoints` and
@@ -148,19 +148,6 @@ class SampleTail(NamedTuple):
     axis: int
 
 
-class FlipSwapDraws(NamedTuple):
-    """Per-sample draws of the standalone flip/swap op (``point_ops.flip_swap``): two (N,) bool
-    arrays of one shape, read by name so that they cannot trade places.
-
-    Attributes:
-        flip: (N,) bool, mirror left and right.
-        swap: (N,) bool, swap persons 0 and 1 (M == 2 only).
-    """
-
-    flip: np.ndarray
-    swap: np.ndarray
-
-
 class NoiseDraws(NamedTuple):
     """Per-sample draws of the standalone noise op (``point_ops.gaussian_noise``).
 
@@ -263,7 +250,6 @@ _SPECS: dict[str, dict[str, tuple]] = {
         "flip_perm": (np.int64, ("V",)),
     },
     "BlurSpec": {"radius": (int, None)},
-    "FlipSwapDraws": {"flip": (np.bool_, ("N",)), "swap": (np.bool_, ("N",))},
     "NoiseDraws": {"std": (np.float64, ("N",)), "seed": (np.uint64, ("N",))},
     "Centring": {"centre": (np.float64, ("N", "3")), "joint": (int, None)},
     "ViewOutputs": {
