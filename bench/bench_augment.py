@@ -291,7 +291,8 @@ def test_batch_source_normalization_cost(ratios, tmp_path_factory):
     """Whole epochs of batches, normalised against not: cold (references computed) and warm."""
     from sscl.data.batch_source import BatchSource
     from sscl.data.corpus import open_corpus
-    from sscl.data.loader import LoaderConfig, build_windows
+    from sscl.data.loader import build_windows
+    from sscl.data.loader_config import LoaderConfig
 
     path = _corpus(tmp_path_factory.mktemp("norm") / "synth.zarr")
     lengths = open_corpus(path).lengths

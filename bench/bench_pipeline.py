@@ -67,7 +67,9 @@ from sscl.data.corpus import (
     write_corpus,
 )
 from sscl.data.layouts import get_layout
-from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.worker_threads import single_threaded_children
 
 FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 1_700_000))
 WORKERS = int(os.environ.get("SSCL_BENCH_WORKERS", 2))

@@ -10,11 +10,12 @@ process boundary. Batch contents: ``sscl.data.loader``'s module docstring.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from sscl.data import augment
+from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import (
     ReferenceTable,
     WindowNorm,
@@ -22,10 +23,8 @@ from sscl.data.normalize import (
     normalize_windows,
 )
 from sscl.data.packing import pretrain_batch_layout, unpack_numpy, view_names
+from sscl.data.reader import open_corpus
 from sscl.data.sampling import EpochPlan, WindowSet
-
-if TYPE_CHECKING:
-    from sscl.data.loader import LoaderConfig
 
 
 class BatchSource:
@@ -70,8 +69,6 @@ class BatchSource:
     @property
     def corpus(self):
         if self._corpus is None:
-            from sscl.data.corpus import open_corpus
-
             self._corpus = open_corpus(
                 self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints,
                 nonfinite=self.cfg.nonfinite,

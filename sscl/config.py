@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from sscl.contrastive.config import ContrastiveConfig
-from sscl.data.loader import LoaderConfig
+from sscl.data.loader_config import LoaderConfig
 from sscl.errors import ConfigError
 
 STAGES = ("pretrain", "finetune", "eval", "all")

@@ -68,7 +68,7 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
     Raises:
         ConfigError / CheckpointError / CorpusError: named problems of the inputs.
     """
-    from sscl.data.loader import LoaderConfig
+    from sscl.data.loader_config import LoaderConfig
     from sscl.data.reader import open_corpus
     from sscl.localize.evaluate import evaluate_sequences, select_decoder, trivial_baselines
     from sscl.localize.postprocess import ARGMAX, REFERENCE, REFERENCE_CODE_NMS, decode

@@ -191,7 +191,7 @@ class Prediction:
 def predict_sequences(trained, inp: PredictInput, decoder, device: torch.device
                       ) -> list[Prediction]:
     """Frame probabilities and decoded segments of every selected sequence."""
-    from sscl.data.loader import LoaderConfig
+    from sscl.data.loader_config import LoaderConfig
     from sscl.data.reader import open_corpus
     from sscl.inference import sequence_probabilities
     from sscl.localize.postprocess import decode

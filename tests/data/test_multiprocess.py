@@ -40,7 +40,8 @@ def _records(loader, epoch: int) -> list[list]:
 
 def _loader(corpus: str, rank: int, world: int, engine: str):
     from sscl.data.augment import AugmentConfig
-    from sscl.data.loader import LoaderConfig, make_loader
+    from sscl.data.loader import make_loader
+    from sscl.data.loader_config import LoaderConfig
 
     cfg = LoaderConfig(
         task="pretrain",

@@ -18,7 +18,8 @@ from sscl.data.augment import AugmentConfig
 from sscl.data.batch_source import BatchSource
 from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence, open_corpus
 from sscl.data.layouts import Layout, get_layout, layout_names
-from sscl.data.loader import LoaderConfig, build_windows
+from sscl.data.loader import build_windows
+from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import (
     NormJoints,
     WindowNorm,

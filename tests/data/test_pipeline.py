@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from sscl.data.augment import AugmentConfig
-from sscl.data.loader import LoaderConfig, batch_keys, make_loader
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.packing import batch_keys
 from sscl.errors import ConfigError
 from tests.helpers.corpora import write_tiny_corpus
 
@@ -220,7 +222,9 @@ def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
 
 
 def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
-    from sscl.data.loader import BatchSource, _StepDataset, build_windows, unpack_batch
+    from sscl.data.batch_source import BatchSource
+    from sscl.data.loader import _StepDataset, build_windows
+    from sscl.data.packing import unpack_batch
     from sscl.data.reader import open_corpus
 
     cfg = config("pretrain", num_workers=0)
@@ -258,7 +262,7 @@ def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
 
 @pytest.mark.parametrize("views", ["strong_key", "extreme"])
 def test_pretrain_batch_computed_into_a_buffer_equals_the_returned_batch(corpus, views):
-    from sscl.data.loader import pretrain_batch_layout
+    from sscl.data.packing import pretrain_batch_layout
 
     loader = make_loader(corpus, config("pretrain", num_workers=0, **{views: True}),
                          engine="torch")

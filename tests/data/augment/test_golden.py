@@ -54,7 +54,8 @@ from sscl.data import augment as A
 from sscl.data import gpu_augment, sampling
 from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence
 from sscl.data.layouts import get_layout
-from sscl.data.loader import LoaderConfig, make_loader
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import WindowNorm, sequence_references
 
 DALI_INSTALLED = (
