@@ -38,7 +38,12 @@ import pytest
 import torch
 
 from sscl.data import augment as A
+from sscl.data.batch_source import BatchSource
+from sscl.data.corpus import CorpusHeader, Sequence, open_corpus, write_corpus
 from sscl.data.layouts import get_layout
+from sscl.data.loader import build_windows
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.normalize import WindowNorm, normalize_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import aimclr_feeder  # noqa: E402
@@ -169,8 +174,6 @@ def composed() -> tuple[Callable[[], object], Callable[[], object], Callable[[],
 
 def normalization_cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """name -> (normalised, plain) closures: the fused views and the finetuning transpose."""
-    from sscl.data.normalize import WindowNorm, normalize_windows
-
     rng, raw, valid, lengths = _batch(2)
     raw += np.float32(2.0)  # centring has work to do (the corpus keeps invalid points at 0)
     raw *= valid[:, :, :, None, :]
@@ -270,8 +273,6 @@ def test_normalization_cost(benchmark, ratios, name):
 
 
 def _corpus(dest: Path, sequences: int = 200) -> str:
-    from sscl.data.corpus import CorpusHeader, Sequence, write_corpus
-
     rng = np.random.default_rng(0)
     header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a",), fps=30.0, persons=2,
                           source_frame="synthetic random walk, metres")
@@ -289,11 +290,6 @@ def _corpus(dest: Path, sequences: int = 200) -> str:
 
 def test_batch_source_normalization_cost(ratios, tmp_path_factory):
     """Whole epochs of batches, normalised against not: cold (references computed) and warm."""
-    from sscl.data.batch_source import BatchSource
-    from sscl.data.corpus import open_corpus
-    from sscl.data.loader import build_windows
-    from sscl.data.loader_config import LoaderConfig
-
     path = _corpus(tmp_path_factory.mktemp("norm") / "synth.zarr")
     lengths = open_corpus(path).lengths
 

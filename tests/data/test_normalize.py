@@ -17,8 +17,9 @@ from sscl.data import augment as A
 from sscl.data.augment import AugmentConfig
 from sscl.data.batch_source import BatchSource
 from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence, open_corpus
+from sscl.data.formats import florence3d, msr3d
 from sscl.data.layouts import Layout, get_layout, layout_names
-from sscl.data.loader import build_windows
+from sscl.data.loader import build_windows, make_loader
 from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import (
     NormJoints,
@@ -78,8 +79,6 @@ SHARED_DATA = Path(os.environ.get(
 def real_corpus(request, tmp_path_factory):
     """A real dataset of ../shared/data converted to a corpus (florence15: the centre is the
     root, spine bone centre -> neck; msr3d20: untracked joints and an all-zero clip)."""
-    from sscl.data.formats import florence3d, msr3d
-
     root = SHARED_DATA / request.param
     if not root.is_dir():
         pytest.skip(f"real dataset {root} absent (a user's clone has no ../shared); "
@@ -341,8 +340,6 @@ def test_references_skip_untracked_and_degenerate_frames():
 def test_make_loader_refuses_a_layout_without_the_joints(tmp_path):
     """COCO-17 (2-D) has no trunk joints: normalising fails at make_loader, in the training
     process, naming the layout; "none" loads."""
-    from sscl.data.loader import make_loader
-
     header = CorpusHeader(layout=get_layout("coco17"), class_names=("a",), fps=25.0, persons=1,
                           source_frame="synthetic, pixels")
     rng = np.random.default_rng(0)

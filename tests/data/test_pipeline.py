@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from sscl.data import augment, gpu_augment
+from sscl.data import loader as loader_mod
 from sscl.data.augment import AugmentConfig
-from sscl.data.loader import make_loader
+from sscl.data.batch_source import BatchSource
+from sscl.data.corpus import open_corpus
+from sscl.data.loader import _StepDataset, build_windows, make_loader
 from sscl.data.loader_config import LoaderConfig
-from sscl.data.packing import batch_keys
+from sscl.data.packing import batch_keys, pretrain_batch_layout, unpack_batch
+from sscl.data.pipeline import DaliLoader
+from sscl.data.sampling import stitch
 from sscl.errors import ConfigError
 from tests.helpers.corpora import write_tiny_corpus
 
@@ -66,9 +72,9 @@ def test_in_process_loader_equals_worker_loader(corpus):
 @pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
+    # Imported here: nvidia.dali is optional (the skipif above), and a top-level import fails
+    # without it.
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-    from sscl.data.pipeline import DaliLoader
 
     # Normalised ("frame" for finetuning, the default "first" for pretraining) and with two
     # tempos: the engines share BatchSource, so the batches must agree bit for bit.
@@ -154,9 +160,6 @@ def test_pretrain_views_short_untracked_windows_and_invalid_joints(corpus):
 
 
 def test_finetune_batches_stitch_back_to_sequences(corpus):
-    from sscl.data.corpus import open_corpus
-    from sscl.data.sampling import stitch
-
     c = open_corpus(corpus)
     loader = make_loader(corpus, config("finetune", num_workers=0, shuffle=False, normalize="none"),
                          engine="torch")
@@ -183,8 +186,6 @@ def test_bad_engine_and_rank(corpus):
 
 
 def test_device_ops_match_augment_numpy_twins():
-    from sscl.data import augment, gpu_augment
-
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 3, 20, 25, 2)).astype(np.float32)
     valid = rng.random((4, 20, 25, 2)) > 0.1
@@ -222,11 +223,6 @@ def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
 
 
 def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
-    from sscl.data.batch_source import BatchSource
-    from sscl.data.loader import _StepDataset, build_windows
-    from sscl.data.packing import unpack_batch
-    from sscl.data.reader import open_corpus
-
     cfg = config("pretrain", num_workers=0)
     c = open_corpus(corpus)
     source = BatchSource(corpus, cfg, build_windows(c.lengths, cfg), 0, 1)
@@ -246,8 +242,6 @@ def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
 
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
-    from sscl.data.corpus import open_corpus
-
     budget = 50_000  # valid masks (41.5 kB) fit, joints + valid (540 kB) do not
     assert open_corpus(corpus, memory_budget=budget).mode == "mapped"
     assert open_corpus(corpus, memory_budget=budget, map_joints=False).mode == "chunked"
@@ -262,8 +256,6 @@ def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
 
 @pytest.mark.parametrize("views", ["strong_key", "extreme"])
 def test_pretrain_batch_computed_into_a_buffer_equals_the_returned_batch(corpus, views):
-    from sscl.data.packing import pretrain_batch_layout
-
     loader = make_loader(corpus, config("pretrain", num_workers=0, **{views: True}),
                          engine="torch")
     src = loader.source
@@ -309,8 +301,6 @@ def test_pinned_batches_come_from_the_ring(corpus, monkeypatch):
     """With CUDA (faked here) and pin_memory, workers still write into the shared ring, and the
     training process hands out a pinned copy of each slot (its own buffer, kept past the next
     batch) with exactly the batch of the unpinned path."""
-    import sscl.data.loader as loader_mod
-
     copies = []
 
     def fake_pinned(nbytes):
