@@ -194,8 +194,8 @@ def normalization_cases() -> dict[str, tuple[Callable[[], object], Callable[[], 
         "3 views, normalize first vs none": (fused(first), fused(None)),
         "3 views, normalize frame vs none": (fused(frame), fused(None)),
         "finetune x (T=300), normalize vs transpose": (
-            lambda: normalize_windows(raw, valid, centre, q, "first", 1, out=x),
-            lambda: normalize_windows(raw, valid, centre, q, "none", 1, out=x),
+            lambda: normalize_windows(raw, valid, first, out=x),
+            lambda: np.copyto(x, raw.transpose(0, 3, 1, 2, 4)),
         ),
     }
 

@@ -212,6 +212,5 @@ class BatchSource:
         if norm is None:
             x = np.ascontiguousarray(joints.transpose(0, 3, 1, 2, 4))  # (N,L,V,C,M) -> (N,C,L,V,M)
         else:  # normalised while transposing; padding is invalid, so it stays 0
-            x = normalize_windows(joints, valid, norm.centre, norm.rot, self.cfg.normalize,
-                                  norm.centre_joint)
+            x = normalize_windows(joints, valid, norm)
         return {"x": x, "labels": np.where(mask, labels, -1).astype(np.int64), "mask": mask}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from sscl.data.augment.arrays import as_i64, check_raw, out_buffer
+from sscl.data.augment.arrays import as_i64, check_points, out_buffer
 from sscl.data.augment.config import AugmentConfig
 from sscl.data.augment.crop import crop_resize_ref
 from sscl.data.augment.groups import (
@@ -69,7 +69,7 @@ def two_view(
     Raises:
         ConfigError: a view flips and no ``flip_perm`` was given.
     """
-    check_raw(raw_NTVCM, valid_NTVM)
+    check_points(raw_NTVCM, valid_NTVM, "raw", "NTVCM")
     n, t = raw_NTVCM.shape[:2]
     frames = np.ascontiguousarray(raw_NTVCM).reshape((n * t,) + raw_NTVCM.shape[2:])
     vframes = np.ascontiguousarray(valid_NTVM).reshape((n * t,) + valid_NTVM.shape[2:])
@@ -193,8 +193,7 @@ def two_view_ref(
     v = raw_NTVCM.shape[2]
     perm = np.arange(v) if flip_perm is None else flip_perm
     if norm is not None:
-        y = normalize_windows_ref(raw_NTVCM, valid_NTVM, norm.centre, norm.rot, norm.mode,
-                                  norm.centre_joint)
+        y = normalize_windows_ref(raw_NTVCM, valid_NTVM, norm)
         raw_NTVCM = np.ascontiguousarray(y.transpose(0, 2, 3, 1, 4))
     outs, vals = [], []
     for p in params.views:

@@ -162,17 +162,26 @@ class NoiseDraws(NamedTuple):
 
 class StackedParams(NamedTuple):
     """The per-sample random parameters of R views of N samples, as the kernels take them: one
-    C-contiguous array per ``params.ViewParams`` field (same names and meaning), view r in
-    ``TwoViewParams.views`` order. ``params.stacked_params_for`` computes it;
-    ``params.stack_params`` converts ``TwoViewParams``. The parameter kernels also write one
-    view as a StackedParams of (N,) arrays.
+    C-contiguous array per field, view r at ``[r]`` in ``TwoViewParams.views`` order.
+    ``params.stacked_params_for`` computes it; ``params.stack_params`` converts
+    ``TwoViewParams``. One view's parameters are the same fields with (N,) arrays: the
+    parameter kernels write them so, and ``params.ViewParams`` is that form.
 
     Attributes:
-        crop_frac, crop_pos, tempo, noise_std, joint_mask_p, blur_sigma: (R, N) float64.
-        flip, swap: (R, N) bool.
-        mat: (R, N, 3, 3) float64.
-        noise_seed, joint_seed: (R, N) uint64.
-        axis: (R, N) int64.
+        crop_frac: (R, N) float64, crop length as a fraction of the valid length.
+        crop_pos: (R, N) float64 in [0, 1), crop start as a fraction of the free range.
+        tempo: (R, N) float64, the view's tempo, one of ``AugmentConfig.tempos`` (the crop
+            spans ``tempo / max(tempos)`` of a full-tempo crop).
+        flip: (R, N) bool, left/right flip.
+        swap: (R, N) bool, swap persons 0 and 1 (ignored when M == 1).
+        mat: (R, N, 3, 3) float64, linear map applied to every point (rotation @ shear); a
+            2-channel layout uses its top-left 2x2 block.
+        noise_std: (R, N) float64, Gaussian noise std (0: none).
+        noise_seed: (R, N) uint64, counter-hash seed of the noise.
+        joint_mask_p: (R, N) float64, per-joint masking probability (0: none).
+        joint_seed: (R, N) uint64, counter-hash seed of the joint mask.
+        blur_sigma: (R, N) float64, temporal blur sigma in frames (0: none).
+        axis: (R, N) int64, coordinate axis to zero (-1: none).
     """
 
     crop_frac: np.ndarray

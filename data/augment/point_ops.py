@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sscl.data.augment.arrays import as_f64, as_i64, check_x, out_buffer
+from sscl.data.augment.arrays import as_f64, as_i64, check_points, out_buffer
 from sscl.data.augment.groups import NoiseDraws, check_group
 from sscl.data.augment.kernel_ops import linear_kernel, noise_kernel
 from sscl.data.augment.noise_table import normals_ref
@@ -30,7 +30,7 @@ def linear_transform(
     Returns:
         (N, C, T, V, M) float32.
     """
-    check_x(x_NCTVM, valid_NTVM)
+    check_points(x_NCTVM, valid_NTVM, "x", "NCTVM")
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     n, c = x_NCTVM.shape[:2]
     linear_kernel(
@@ -105,7 +105,7 @@ def gaussian_noise(
     Returns:
         (N, C, T, V, M) float32.
     """
-    check_x(x_NCTVM, valid_NTVM)
+    check_points(x_NCTVM, valid_NTVM, "x", "NCTVM")
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     n, c = x_NCTVM.shape[:2]
     noise = NoiseDraws(std=as_f64(std_N),

@@ -246,10 +246,10 @@ def test_kernels_with_norm_match_their_twins(seed, n, t, c, m, mode, out_len):
     q, _ = np.linalg.qr(rng.standard_normal((n, 3, 3)))
     rot = q if c == 3 else np.tile(np.eye(3), (n, 1, 1))
     cj = int(rng.integers(v)) if mode == "frame" else -1
-    got = normalize_windows(raw, valid, centre, rot, mode, max(cj, 0))
-    want = normalize_windows_ref(raw, valid, centre, rot, mode, max(cj, 0))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     norm = WindowNorm(centre, rot, cj)
+    got = normalize_windows(raw, valid, norm)
+    want = normalize_windows_ref(raw, valid, norm)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     cfg = AugmentConfig(out_len=out_len, rotate_deg=(20, 20, 20), tempos=(0.5, 1.0, 2.0))
     params = A.draw_two_view_params(rng, n, cfg, extreme=True)
     lengths = rng.integers(0, t + 1, n)

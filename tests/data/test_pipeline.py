@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sscl.data import augment, gpu_augment
 from sscl.data import loader as loader_mod
 from sscl.data.augment import AugmentConfig
 from sscl.data.batch_source import BatchSource
@@ -183,29 +182,6 @@ def test_bad_engine_and_rank(corpus):
         make_loader(corpus, config("pretrain"), rank=2, world_size=2)
     with pytest.raises(ConfigError, match="task"):
         make_loader(corpus, config("detect"))
-
-
-def test_device_ops_match_augment_numpy_twins():
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, 3, 20, 25, 2)).astype(np.float32)
-    valid = rng.random((4, 20, 25, 2)) > 0.1
-    x[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] = 0
-    params = augment.params_for(
-        5, 2, np.arange(10, 14), augment.AugmentConfig(noise_prob=1.0), extreme=True
-    )
-    view = params.extreme
-    assert np.all(view.noise_std > 0)
-    want = augment.gaussian_noise_ref(
-        augment.linear_transform_ref(x, valid, view.mat), valid, view.noise_std, view.noise_seed
-    )
-    xt, vt = torch.from_numpy(x), torch.from_numpy(valid)
-    got = gpu_augment.apply_view(xt, vt, view).numpy()
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
-    # The noise alone, in float64: the same counter-hash normals bit for bit up to rounding.
-    noise = gpu_augment.gaussian_noise(xt.double(), vt, view.noise_std, view.noise_seed).numpy()
-    ref = augment.gaussian_noise_ref(x, valid, view.noise_std, view.noise_seed)
-    np.testing.assert_allclose(noise, ref, rtol=0, atol=1e-6)
-    assert np.all(got[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] == 0)
 
 
 def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import fields
 
 import numba
 import numpy as np
@@ -560,13 +559,12 @@ def test_view_params_kernel_matches_numpy_twin(seed, n, extreme, axis_p):
     u = rng.random((n, 18))
     z = rng.integers(0, 2**63, (n, 2), dtype=np.uint64)
     got, want = view_from_draws(u, z, cfg, extreme), view_from_draws_ref(u, z, cfg, extreme)
-    for f in fields(want):
-        a, b = getattr(got, f.name), getattr(want, f.name)
-        assert a.dtype == b.dtype and a.shape == b.shape, f.name
-        if f.name == "mat":
+    for name, a, b in zip(want._fields, got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        if name == "mat":
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
         else:
-            np.testing.assert_array_equal(a, b, err_msg=f.name)
+            np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 # --------------------------------------------------------------------------- relative tempo

@@ -31,9 +31,9 @@ twins and the standalone linear map and noise; (c) the torch and DALI engines on
 corpus, pretraining and finetuning windows; (d) ``gpu_augment`` on CPU tensors; (e)
 ``sscl.data.sampling``.
 
-When a change is *meant* to alter results, run ``python tests/data/augment/test_golden.py``: it
-prints the digest table to paste over ``GOLDEN`` and rewrites the stored arrays; say why in the
-commit message.
+When a change is *meant* to alter results, run ``python -m tests.data.augment.test_golden`` from
+the repository root: it prints the digest table to paste over ``GOLDEN`` and rewrites the stored
+arrays; say why in the commit message.
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ import torch
 
 from sscl.data import augment as A
 from sscl.data import gpu_augment, sampling
-from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence
 from sscl.data.layouts import get_layout
 from sscl.data.loader import make_loader
 from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import WindowNorm, sequence_references
+from tests.helpers.corpora import write_tiny_corpus
 
 DALI_INSTALLED = (
     importlib.util.find_spec("nvidia") is not None
@@ -214,7 +214,7 @@ def test_params():
         A.draw_two_view_params(np.random.default_rng(0), 6, cfg, extreme=True).views,
         A.sample_keys(-4, 3, idx),
     ]
-    flat = [[getattr(v, f) for f in A.ViewParams.__dataclass_fields__] if isinstance(
+    flat = [[getattr(v, f) for f in A.ViewParams._fields] if isinstance(
         v, A.ViewParams) else v for g in got for v in (g if isinstance(g, tuple) else (g,))]
     check("params", flat)
 
@@ -243,7 +243,7 @@ def test_params_ref():
     cfg = A.AugmentConfig(**CONFIGS["tempo_flip"])
     p = A.params_for_ref(3, 1, np.arange(7), cfg, extreme=True)
     views = {f"{f}_{r}": getattr(v, f) for r, v in enumerate(p.views)
-             for f in A.ViewParams.__dataclass_fields__}
+             for f in A.ViewParams._fields}
     # ``mat`` is numpy's cos/sin (own AVX-512 code on X86_V4 CPUs) times a numpy matmul
     # (OpenBLAS's kernel for the CPU): float64 entries of magnitude <= 2, a few ulps apart.
     # The other float fields are exact and pass at any tolerance.
@@ -288,22 +288,9 @@ def test_mask_blur_ref(op_in):
 
 # --------------------------------------------------------------------------- (c) engines
 
-LENGTHS = [30, 80, 200, 12, 120, 61, 45, 90, 33, 150]
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a", "b"), fps=30.0,
-                          persons=2, source_frame="synthetic random walk, metres")
-    rng = np.random.default_rng(0)
-    dest = tmp_path_factory.mktemp("golden") / "tiny.zarr"
-    with CorpusWriter(dest, header) as w:
-        for i, t in enumerate(LENGTHS):
-            joints = 0.5 + np.cumsum(0.01 * rng.standard_normal((t, 25, 3, 2)), axis=0)
-            w.append(Sequence(seq_id=f"s{i}", joints=joints.astype(np.float32),
-                              source_file=f"f{i}", labels=rng.integers(-1, 3, t).astype(np.int16),
-                              valid=(rng.random((t, 25, 2)) > 0.05) & (i != 3)))
-    return str(dest)
+    return write_tiny_corpus(tmp_path_factory.mktemp("golden") / "tiny.zarr")
 
 
 def loader_config(task: str, **kw) -> LoaderConfig:
@@ -388,7 +375,7 @@ def test_sampling():
 
 def check(key: str, *arrays) -> None:
     """Compare the digest of ``arrays`` with ``GOLDEN[key]``; with ``SSCL_GOLDEN_RECORD`` set to
-    a file, append ``key: digest`` to it instead (``python tests/data/augment/test_golden.py``)."""
+    a file, append ``key: digest`` to it instead (``python -m tests.data.augment.test_golden``)."""
     got = digest(*arrays)
     record = os.environ.get("SSCL_GOLDEN_RECORD")
     if record:
@@ -401,7 +388,7 @@ def check(key: str, *arrays) -> None:
 def check_close(key: str, arrays: dict[str, np.ndarray], rtol: float, atol: float) -> None:
     """Compare ``arrays`` with those stored in ``golden/<key>.npz``: floats at (rtol, atol) (the
     caller says why), every other dtype exactly. With ``SSCL_GOLDEN_RECORD`` set, (re)write the
-    file instead (``python tests/data/augment/test_golden.py``)."""
+    file instead (``python -m tests.data.augment.test_golden``)."""
     path = GOLDEN_DIR / f"{key.replace('/', '-')}.npz"
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if os.environ.get("SSCL_GOLDEN_RECORD"):
