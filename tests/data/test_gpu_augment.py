@@ -12,6 +12,9 @@ import torch
 
 from sscl.data import augment, gpu_augment
 
+# torch's ops against the numpy twins, at tolerances that must hold on every ISA.
+pytestmark = pytest.mark.isa
+
 
 def _batch(n: int = 6, t: int = 40):
     rng = np.random.default_rng(7)

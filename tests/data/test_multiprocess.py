@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -30,6 +31,9 @@ DALI_INSTALLED = (
     importlib.util.find_spec("nvidia") is not None
     and importlib.util.find_spec("nvidia.dali") is not None
 )
+# Process groups in subprocesses; the ranks' floats are compared with one process's.
+pytestmark = [pytest.mark.slow, pytest.mark.isa]
+
 ENGINES = ["torch"] + (["dali"] if DALI_INSTALLED else [])
 BATCH = 3  # per rank; the one-process run uses 2 * BATCH
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: ``tests`` imports from here

@@ -158,6 +158,7 @@ def check_pretrain(path: str, cfg: LoaderConfig, steps: int = 2) -> BatchSource:
 # --------------------------------------------------------------------------- fast paths vs twin
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "frame", "none"])
 def test_pretrain_views_match_the_sequence_definition(corpus, mode):
     cfg = LoaderConfig(seed=3, batch_size=5, raw_length=64, extreme=True, augment=AUG,
@@ -170,6 +171,7 @@ def test_pretrain_views_match_the_sequence_definition(corpus, mode):
             assert refs.rot[4].shape == (3, 3)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "none"])
 def test_windows_crossing_chunk_boundaries_match_the_twin(chunked16, mode):
     """The fused crop reads windows spanning several 16-frame chunks from the chunk cache."""
@@ -234,6 +236,7 @@ def test_normalised_sequence_has_its_axes_and_centre(corpus):
         np.linalg.norm(joints[both, 1, :, 0] - joints[both, 0, :, 0], axis=-1), atol=1e-5)
 
 
+@pytest.mark.isa
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 20), st.sampled_from([2, 3]),
        st.sampled_from([1, 2]), st.sampled_from(["first", "frame"]), st.integers(1, 16))
@@ -261,6 +264,7 @@ def test_kernels_with_norm_match_their_twins(seed, n, t, c, m, mode, out_len):
     assert np.all(got[np.broadcast_to(~got_v[:, :, None], got.shape)] == 0)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "frame"])
 def test_real_data_pretrain_and_finetune_match_the_definition(real_corpus, mode):
     aug = AugmentConfig(out_len=32, rotate_deg=(10, 10, 10), flip_prob=0.5, tempos=(1.0, 2.0))

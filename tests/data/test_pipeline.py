@@ -60,6 +60,8 @@ def assert_same(a: list[dict], b: list[dict]) -> None:
             assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]), k
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 def test_in_process_loader_equals_worker_loader(corpus):
     inproc = make_loader(corpus, config("pretrain", num_workers=0, extreme=True), engine="torch")
     workers = make_loader(corpus, config("pretrain", extreme=True), engine="torch")
@@ -68,6 +70,8 @@ def test_in_process_loader_equals_worker_loader(corpus):
     assert_same(collect(inproc, 1), got)
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 @pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
@@ -100,6 +104,8 @@ def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
     assert_same(collect(dali, 3, position=2 * cfg.batch_size), full[2:])
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 @pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
 @pytest.mark.parametrize("group", [1, 3, 64])
 def test_dali_group_changes_no_batch(corpus, group):
@@ -273,6 +279,8 @@ def test_loader_info_from_the_header(corpus, task):
         info.batch_size = 3
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 def test_pinned_batches_come_from_the_ring(corpus, monkeypatch):
     """With CUDA (faked here) and pin_memory, workers still write into the shared ring, and the
     training process hands out a pinned copy of each slot (its own buffer, kept past the next

@@ -142,6 +142,7 @@ def test_noise_matches_ref(seed, shape):
     )
 
 
+@pytest.mark.isa
 @PROPS
 @given(st.integers(0, 2**32 - 1), shapes, st.sampled_from([1, 3, 15]))
 def test_tail_matches_ref(seed, shape, kernel):
@@ -160,6 +161,7 @@ def test_tail_matches_ref(seed, shape, kernel):
     np.testing.assert_allclose(got, ref, **TIGHT)
 
 
+@pytest.mark.isa
 @PROPS
 @given(st.integers(0, 2**32 - 1), shapes, st.booleans(), st.integers(1, 30))
 def test_two_view_matches_chain_of_refs(seed, shape, extreme, out_len):
@@ -211,6 +213,7 @@ def test_serial_and_parallel_kernels_agree():
 # --------------------------------------------------------------------------- invariants
 
 
+@pytest.mark.isa
 def test_crop_is_aimclr_crop_then_torch_interpolate():
     rng = np.random.default_rng(3)
     t, length, out_len = 40, 36, 23
@@ -420,6 +423,7 @@ def test_params_for_is_a_function_of_seed_epoch_index():
     np.testing.assert_array_equal(whole[:, 2], alone[:, 0])
 
 
+@pytest.mark.isa
 @PROPS
 @given(
     st.integers(-(2**70), 2**70),
@@ -534,6 +538,8 @@ _STALL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 def test_parallel_kernel_does_not_stall_beside_blas_threads_or_after_fork(tmp_path):
     script = tmp_path / "stall.py"
     script.write_text(_STALL_SCRIPT)
@@ -549,6 +555,7 @@ def test_parallel_kernel_does_not_stall_beside_blas_threads_or_after_fork(tmp_pa
     assert done.stdout.split() == ["ok", "workqueue"]
 
 
+@pytest.mark.isa
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), extreme=st.booleans(),
        axis_p=st.sampled_from([0.0, 0.5, 1.0]))
