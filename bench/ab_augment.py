@@ -87,8 +87,8 @@ root_spec.loader.exec_module(sscl)
 
 import numba, numpy as np, torch
 from sscl.data import augment as A
-from sscl.data.loader import make_loader
-from sscl.data.loader_config import LoaderConfig
+# sscl.data.loader: the path every tree exports LoaderConfig from (older ones lack loader_config).
+from sscl.data.loader import LoaderConfig, make_loader
 
 numba.set_num_threads(1)
 torch.set_num_threads(1)
