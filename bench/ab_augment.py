@@ -87,6 +87,7 @@ root_spec.loader.exec_module(sscl)
 
 import numba, numpy as np, torch
 from sscl.data import augment as A
+# sscl.data.loader: the path every tree exports LoaderConfig from (older ones lack loader_config).
 from sscl.data.loader import LoaderConfig, make_loader
 
 numba.set_num_threads(1)

@@ -38,7 +38,12 @@ import pytest
 import torch
 
 from sscl.data import augment as A
+from sscl.data.batch_source import BatchSource
+from sscl.data.corpus import CorpusHeader, Sequence, open_corpus, write_corpus
 from sscl.data.layouts import get_layout
+from sscl.data.loader import build_windows
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.normalize import WindowNorm, normalize_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 import aimclr_feeder  # noqa: E402
@@ -93,13 +98,12 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     perm = get_layout("ntu25").flip_permutation()
     p = A.params_for(0, 0, np.arange(N), cfg, extreme=True)
     e = p.extreme
-    x, xv = A.crop_resize(raw, valid, lengths, e.crop_frac, e.crop_pos, e.tempo, L)
-    norm_joints = (1, 0, 1, 8, 4)
-    x_out, v_out = np.empty_like(x), np.empty_like(xv)
-    crop_out = (np.empty_like(x), np.empty_like(xv))
+    # The per-point ops' input: the first L frames of each window in the model layout.
+    x = np.ascontiguousarray(raw[:, :L].transpose(0, 3, 1, 2, 4))
+    xv = np.ascontiguousarray(valid[:, :L])
+    x_out = np.empty_like(x)
     views = (np.empty((3, *x.shape), np.float32), np.empty((3, *xv.shape), bool))
     std = np.full(N, 0.01)
-    zeros, off = np.zeros(N), np.full(N, -1)
     mat32, zero32 = e.mat.astype(np.float32), np.float32(0.0)
 
     def numpy_noise():
@@ -111,28 +115,10 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
             A.draw_two_view_params(np.random.default_rng([0, 0, i]), 1, cfg, extreme=True)
 
     return {
-        "crop_resize": (
-            lambda: A.crop_resize(
-                raw,
-                valid,
-                lengths,
-                e.crop_frac,
-                e.crop_pos,
-                e.tempo,
-                L,
-                out=crop_out[0],
-                out_valid=crop_out[1],
-            ),
-            lambda: A.crop_resize_ref(raw, valid, lengths, e.crop_frac, e.crop_pos, e.tempo, L),
-        ),
         "linear (rotate@shear)": (
             lambda: A.linear_transform(x, xv, e.mat, out=x_out),
             # float32 batched matmul beats the float64 twin; the stronger one is the baseline
             lambda: np.where(xv[:, None], (mat32 @ x.reshape(N, C, -1)).reshape(x.shape), zero32),
-        ),
-        "flip + person swap": (
-            lambda: A.flip_swap(x, xv, perm, e.flip, e.swap, out=x_out, out_valid=v_out),
-            lambda: A.flip_swap_ref(x, xv, perm, e.flip, e.swap),
         ),
         "noise (hash normals)": (
             lambda: A.gaussian_noise(x, xv, std, e.noise_seed, out=x_out),
@@ -145,34 +131,6 @@ def cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
         "noise vs Generator draw alone": (
             lambda: A.gaussian_noise(x, xv, std, e.noise_seed, out=x_out),
             lambda: rng.standard_normal(x.shape),
-        ),
-        "blur (k=15)": (
-            lambda: A.mask_blur(
-                x, xv, zeros, e.joint_seed, e.blur_sigma, off, out=x_out, out_valid=v_out
-            ),
-            lambda: A.mask_blur_ref(x, xv, zeros, e.joint_seed, e.blur_sigma, off),
-        ),
-        "joint + axis mask": (
-            lambda: A.mask_blur(
-                x, xv, e.joint_mask_p, e.joint_seed, zeros, e.axis, out=x_out, out_valid=v_out
-            ),
-            lambda: A.mask_blur_ref(x, xv, e.joint_mask_p, e.joint_seed, zeros, e.axis),
-        ),
-        "tempo 2x": (
-            lambda: A.tempo_change(x, xv, np.full(N, 2), out=x_out, out_valid=v_out),
-            lambda: A.tempo_change_ref(x, xv, np.full(N, 2)),
-        ),
-        "bone stream": (
-            lambda: A.bone_stream(x, xv, get_layout("ntu25").parents, out=x_out, out_valid=v_out),
-            lambda: A.bone_stream_ref(x, xv, get_layout("ntu25").parents),
-        ),
-        "motion stream": (
-            lambda: A.motion_stream(x, xv, out=x_out, out_valid=v_out),
-            lambda: A.motion_stream_ref(x, xv),
-        ),
-        "normalize (T=300)": (
-            lambda: A.normalize_ntu(raw, valid, norm_joints),
-            lambda: A.normalize_ntu_ref(raw, valid, norm_joints),
         ),
         "two_view, 3 views": (
             lambda: A.two_view(raw, valid, lengths, p, cfg, perm, out=views[0], out_valid=views[1]),
@@ -216,8 +174,6 @@ def composed() -> tuple[Callable[[], object], Callable[[], object], Callable[[],
 
 def normalization_cases() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """name -> (normalised, plain) closures: the fused views and the finetuning transpose."""
-    from sscl.data.normalize import WindowNorm, normalize_windows
-
     rng, raw, valid, lengths = _batch(2)
     raw += np.float32(2.0)  # centring has work to do (the corpus keeps invalid points at 0)
     raw *= valid[:, :, :, None, :]
@@ -238,8 +194,8 @@ def normalization_cases() -> dict[str, tuple[Callable[[], object], Callable[[], 
         "3 views, normalize first vs none": (fused(first), fused(None)),
         "3 views, normalize frame vs none": (fused(frame), fused(None)),
         "finetune x (T=300), normalize vs transpose": (
-            lambda: normalize_windows(raw, valid, centre, q, "first", 1, out=x),
-            lambda: normalize_windows(raw, valid, centre, q, "none", 1, out=x),
+            lambda: normalize_windows(raw, valid, first, out=x),
+            lambda: np.copyto(x, raw.transpose(0, 3, 1, 2, 4)),
         ),
     }
 
@@ -317,8 +273,6 @@ def test_normalization_cost(benchmark, ratios, name):
 
 
 def _corpus(dest: Path, sequences: int = 200) -> str:
-    from sscl.data.corpus import CorpusHeader, Sequence, write_corpus
-
     rng = np.random.default_rng(0)
     header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a",), fps=30.0, persons=2,
                           source_frame="synthetic random walk, metres")
@@ -336,10 +290,6 @@ def _corpus(dest: Path, sequences: int = 200) -> str:
 
 def test_batch_source_normalization_cost(ratios, tmp_path_factory):
     """Whole epochs of batches, normalised against not: cold (references computed) and warm."""
-    from sscl.data.batch_source import BatchSource
-    from sscl.data.corpus import open_corpus
-    from sscl.data.loader import LoaderConfig, build_windows
-
     path = _corpus(tmp_path_factory.mktemp("norm") / "synth.zarr")
     lengths = open_corpus(path).lengths
 

@@ -67,7 +67,10 @@ from sscl.data.corpus import (
     write_corpus,
 )
 from sscl.data.layouts import get_layout
-from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.pipeline import dali_available
+from sscl.data.worker_threads import single_threaded_children
 
 FRAMES = int(os.environ.get("SSCL_BENCH_PIPELINE_FRAMES", 1_700_000))
 WORKERS = int(os.environ.get("SSCL_BENCH_WORKERS", 2))
@@ -301,7 +304,6 @@ def _ours_iter(corpus_path: str, engine: str, views: int, locality: int = 0,
 @pytest.mark.parametrize("which", ["synthetic", "msrc12"])
 def test_full_path_vs_per_sample_feeders(request, ratios, which):
     corpus_path = request.getfixturevalue(f"{which}_corpus")
-    from sscl.data.pipeline import dali_available
 
     engines = [e for e in ENGINES if e == "torch" or dali_available()]
     # views=2: the baseline's work (query + a strong key: noise, blur, axis mask); the target

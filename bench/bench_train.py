@@ -35,7 +35,9 @@ from sscl.config import ContrastiveConfig
 from sscl.contrastive import Pretrainer
 from sscl.data.augment import AugmentConfig
 from sscl.data.corpus import cache_dir
-from sscl.data.loader import LoaderConfig, make_loader, single_threaded_children
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.worker_threads import single_threaded_children
 from sscl.models import AGCN, STGCN
 
 ROUNDS = int(os.environ.get("SSCL_BENCH_ROUNDS", 3))

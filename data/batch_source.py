@@ -10,11 +10,12 @@ process boundary. Batch contents: ``sscl.data.loader``'s module docstring.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from sscl.data import augment
+from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import (
     ReferenceTable,
     WindowNorm,
@@ -22,10 +23,8 @@ from sscl.data.normalize import (
     normalize_windows,
 )
 from sscl.data.packing import pretrain_batch_layout, unpack_numpy, view_names
+from sscl.data.reader import open_corpus
 from sscl.data.sampling import EpochPlan, WindowSet
-
-if TYPE_CHECKING:
-    from sscl.data.loader import LoaderConfig
 
 
 class BatchSource:
@@ -70,8 +69,6 @@ class BatchSource:
     @property
     def corpus(self):
         if self._corpus is None:
-            from sscl.data.corpus import open_corpus
-
             self._corpus = open_corpus(
                 self.path, memory_budget=self.cfg.memory_budget, map_joints=self.cfg.map_joints,
                 nonfinite=self.cfg.nonfinite,
@@ -215,6 +212,5 @@ class BatchSource:
         if norm is None:
             x = np.ascontiguousarray(joints.transpose(0, 3, 1, 2, 4))  # (N,L,V,C,M) -> (N,C,L,V,M)
         else:  # normalised while transposing; padding is invalid, so it stays 0
-            x = normalize_windows(joints, valid, norm.centre, norm.rot, self.cfg.normalize,
-                                  norm.centre_joint)
+            x = normalize_windows(joints, valid, norm)
         return {"x": x, "labels": np.where(mask, labels, -1).astype(np.int64), "mask": mask}

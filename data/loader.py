@@ -1,5 +1,8 @@
-"""The input pipeline's entry point: its config, what it tells the trainer, and the plain torch
-DataLoader engine.
+"""The input pipeline's entry point: :func:`make_loader`, the epoch's window set and the plain
+torch DataLoader engine. Its config ``LoaderConfig`` belongs to this module's API (README:
+``from sscl.data.loader import LoaderConfig, make_loader``) but is defined, with ``LoaderInfo``
+(what the pipeline tells the trainer), in ``sscl.data.loader_config``: the DALI engine and the
+batch stages take both, and this module imports them, so they must not import it back.
 
 One picklable ``BatchSource`` (``sscl.data.batch_source``: read -> normalise + augment ->
 batch) turns ``(epoch, step)`` into one rank's batch as a dict of numpy arrays; both engines
@@ -25,196 +28,40 @@ interface, ``engine`` name and ``info`` (:class:`LoaderInfo`: layout, persons, c
 per epoch, views and tempos, read from the corpus header).
 With either engine a batch's tensors may be views valid until the next batch is requested:
 copy (or move to the device) what must live longer. Workers run with one thread each
-(OpenBLAS, torch, Numba): BLAS thread pools in many processes oversubscribe the cores and can
-stall Numba's threading layer.
+(OpenBLAS, torch, Numba; ``sscl.data.worker_threads``): BLAS thread pools in many processes
+oversubscribe the cores and can stall Numba's threading layer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sscl.data import augment
 from sscl.data.batch_source import BatchSource
-from sscl.data.layouts import Layout
-from sscl.data.normalize import check_mode, normalization_joints
-from sscl.data.packing import (  # noqa: F401  (re-exported: the engines' and tests' imports)
+from sscl.data.loader_config import LoaderConfig, LoaderInfo  # LoaderConfig: re-exported API
+from sscl.data.normalize import normalization_joints
+from sscl.data.packing import (
     _layout_key,
     _spans,
-    batch_keys,
     batch_layout,
     max_batch_nbytes,
     pack_into,
-    pretrain_batch_layout,
     unpack_batch,
-    unpack_numpy,
     view_names,
 )
-from sscl.data.sampling import EpochPlan, WindowSet, finetune_windows, pretrain_windows
+from sscl.data.pipeline import DaliLoader, dali_available
+from sscl.data.reader import open_corpus
+from sscl.data.sampling import WindowSet, finetune_windows, pretrain_windows
+from sscl.data.worker_threads import limit_threads, single_threaded_children
 from sscl.errors import ConfigError
-
-# Read once when the BLAS / OpenMP runtimes load, so they must be in a worker's environment from
-# its start (see single_threaded_children). Numba's pool is sized at run time instead.
-_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@dataclass(frozen=True)
-class LoaderConfig:
-    """What the input pipeline needs from the run config.
-
-    Attributes:
-        task: ``"pretrain"`` (augmented views) or ``"finetune"`` (whole sequences / windows).
-        seed: run seed; with the epoch and the global sample index it seeds every draw.
-        batch_size: per-rank batch size.
-        num_workers: reader/augment worker processes (0: in the main process, torch engine).
-        prefetch: batches prefetched per worker (torch) / queue depth (DALI).
-        shuffle: shuffle the epoch order (training); False keeps corpus order (evaluation).
-        raw_length: pretraining: frames R read per window before crop + resize to L.
-        window_mode: pretraining: ``"per_sequence"`` or ``"dense"`` (see sampling).
-        dense_stride: pretraining dense mode: frames per window (default ``raw_length``).
-        max_length: finetuning: longest window read in one piece.
-        overlap: finetuning: frames shared by consecutive sliding windows.
-        train: finetuning: apply the training-time cap policy ``train_long``.
-        train_long: finetuning: ``"windows"``, ``"crop"`` or ``"skip"`` for long sequences.
-        sequences: restrict to these sequence indices (e.g. a label-fraction subset); None: all.
-        augment: augmentation parameters for pretraining (``sscl.data.augment.AugmentConfig``).
-        normalize: NTU-style normalisation (``sscl.data.normalize``, METHOD.md section 1) of
-            every window, inside the batch kernels: ``"first"`` (default: centred on person 0's
-            spine middle at the sequence's first tracked frame, which keeps global translation),
-            ``"frame"`` (each frame centred on its own spine middle) or ``"none"``; both
-            rotate the sequence to its first tracked frame's body axes (spine +z, shoulders
-            +x). References are per sequence, so every window of a sequence agrees.
-        extreme: pretraining: also make AimCLR's extremely augmented third view.
-        strong_key: pretraining: draw the key view with the extreme recipe (noise, blur, axis
-            mask, ...) instead of a third view: SkeletonCLR with a strong second view, the
-            AimCLR feeder's two-view mode. Excludes ``extreme``.
-        pin_memory: with CUDA available (torch engine), hand out batches in page-locked
-            memory: copied from the workers' shared ring slot into a buffer of torch's caching
-            host allocator (see :class:`TorchLoader`), ready for ``non_blocking`` copies.
-        memory_budget: bytes of decoded corpus each worker may hold (None: the reader's
-            default); bounds a worker's private memory on corpora larger than it.
-        map_joints: on a corpus larger than ``memory_budget``, memory-map the raw joints
-            (``sscl.data.open_corpus``): pages come from the page cache, shared by the workers,
-            and windows are read in place. False reads through each worker's chunk cache
-            (every decoded byte inside the budget).
-        dali_group: pretraining, DALI engine: batches per DALI sample. DALI's own work in the
-            training process (scheduling a worker task, receiving its shared-memory batch, the
-            pipeline run and the PyTorch plugin) is paid once per sample, so grouping divides
-            it (measured: see ``sscl.data.pipeline``). Changes no batch, only the hand-off.
-        locality: training order. 0: windows shuffled uniformly. k > 0: block-local shuffle:
-            blocks of ``LOCALITY_BLOCK`` corpus frames in random order, k consecutive blocks
-            interleaved, so on a corpus larger than ``memory_budget`` each worker decodes a
-            chunk about once a pass instead of once a window (batches then draw from about k
-            blocks). Part of the sample order: set it in the config, never by the machine.
-        nonfinite: a NaN or infinite coordinate at a valid joint of the corpus (which the
-            writer never stores; a foreign or damaged corpus may): ``"refuse"`` (a CorpusError
-            with their count, the default) or ``"mask"`` (the joint is marked missing, its
-            coordinates zeroed, and counted: ``sscl.data.reader.Corpus.nonfinite_masked``).
-            ``"mask"`` needs ``map_joints`` off on corpora larger than ``memory_budget``
-            (mapped joints are read-only).
-    """
-
-    task: str = "pretrain"
-    seed: int = 0
-    batch_size: int = 64
-    num_workers: int = 2
-    prefetch: int = 2
-    shuffle: bool = True
-    raw_length: int = 300
-    window_mode: str = "per_sequence"
-    dense_stride: int | None = None
-    max_length: int = 1000
-    overlap: int = 0
-    train: bool = True
-    train_long: str = "windows"
-    sequences: tuple[int, ...] | None = None
-    augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
-    normalize: str = "first"
-    extreme: bool = False
-    strong_key: bool = False
-    pin_memory: bool = True
-    memory_budget: int | None = None
-    map_joints: bool = True
-    dali_group: int = 4
-    locality: int = 0
-    nonfinite: str = "refuse"
-
-    def __post_init__(self) -> None:
-        check_mode(self.normalize)
-        if self.nonfinite not in ("refuse", "mask"):
-            raise ConfigError(
-                f"loader.nonfinite must be 'refuse' or 'mask', got {self.nonfinite!r}")
-        if self.dali_group < 1:
-            raise ConfigError(
-                f"loader.dali_group must be >= 1 (batches per DALI sample), got {self.dali_group}"
-            )
-        if self.extreme and self.strong_key:
-            raise ConfigError(
-                "loader.extreme and loader.strong_key are both set; strong_key puts the extreme "
-                "recipe on the key view, extreme adds it as a third view: choose one"
-            )
-
 
 # Frames per locality block: 16 corpus chunks of 1024 frames (sscl.data.corpus.CHUNK_FRAMES).
 LOCALITY_BLOCK = 16 * 1024
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: holds arrays (windows); compared by identity
-class LoaderInfo:
-    """What a trainer needs to know about its input pipeline, read from the corpus header (no
-    frame data is loaded): ``loader.info`` on both engines.
-
-    Attributes:
-        layout: the corpus's skeleton layout (joints, bones, adjacency, flip pairs).
-        num_persons: persons per frame M.
-        class_names: the K action classes (label K is background).
-        fps: corpus frame rate.
-        units: coordinate units (the corpus format stores metres, right-handed, y up).
-        normalize: the normalisation applied to every window (``LoaderConfig.normalize``).
-        frame_shape: (V, C, M) of one frame; batches are (B, C, T, V, M).
-        windows: the epoch's window set (``sscl.data.sampling.WindowSet``; for ``stitch``).
-        task: ``"pretrain"`` or ``"finetune"``.
-        views: the pretraining views in batch order (``("query", "key")``, plus
-            ``"extreme"``); empty for finetuning.
-        tempos: the tempo set every view draws from (``AugmentConfig.tempos``); batch key
-            ``<view>_tempo`` holds each sample's draw, float32.
-        out_len: frames L of every pretraining view.
-        batch_size: per-rank batch size B.
-        world_size: number of ranks; rank: this rank.
-        engine: ``"torch"`` or ``"dali"``, the engine that runs.
-    """
-
-    layout: Layout
-    num_persons: int
-    class_names: tuple[str, ...]
-    fps: float
-    units: str
-    normalize: str
-    frame_shape: tuple[int, int, int]
-    windows: WindowSet = field(repr=False)
-    task: str
-    views: tuple[str, ...]
-    tempos: tuple[float, ...]
-    out_len: int
-    batch_size: int
-    world_size: int
-    rank: int
-    engine: str
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def num_steps(self, epoch: int) -> int:
-        """Batches this rank yields in ``epoch`` (every rank the same; the last padded)."""
-        return EpochPlan(0, epoch, len(self.windows), self.world_size, self.batch_size).num_steps
 
 
 def corpus_path(corpus: Any) -> str:
@@ -244,33 +91,6 @@ def build_windows(lengths: np.ndarray, cfg: LoaderConfig) -> WindowSet:
     return WindowSet(
         ws.seq[keep], ws.start[keep], ws.span[keep], ws.length[keep], ws.skipped, ws.cropped
     )
-
-
-def limit_threads() -> None:
-    """One torch and one Numba compute thread in this worker process (not the main process)."""
-    import numba
-
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def single_threaded_children() -> Iterator[None]:
-    """Spawned children inherit these variables, so their BLAS pools start with one thread.
-
-    The variables only act when read at library load, which in a spawned worker happens before
-    any of our code runs; the parent's environment is restored afterwards.
-    """
-    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-    os.environ.update({v: "1" for v in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
 
 
 class _StepDataset(torch.utils.data.Dataset):
@@ -414,7 +234,7 @@ def pinned_empty(nbytes: int) -> torch.Tensor:
 
 def make_loader(
     corpus: Any, cfg: LoaderConfig, rank: int = 0, world_size: int = 1, engine: str = "auto"
-) -> TorchLoader | Any:
+) -> TorchLoader | DaliLoader:
     """Build the input pipeline for one rank.
 
     ``engine="auto"`` picks the torch engine: every measured case in bench/README.md has it
@@ -445,17 +265,13 @@ def make_loader(
         raise ConfigError(f"engine must be 'auto', 'dali' or 'torch', got {engine!r}")
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank must be in [0, {world_size}), got {rank}")
-    from sscl.data import pipeline
-
-    if engine == "dali" and not pipeline.dali_available():
+    if engine == "dali" and not dali_available():
         raise ConfigError(
             "engine='dali' but nvidia-dali is not importable; install the "
             "dali-cuda12 extra or use engine='torch'"
         )
     path = corpus_path(corpus)
     if isinstance(corpus, (str, Path)):
-        from sscl.data.corpus import open_corpus
-
         # Budget 0: the parent needs lengths and layout only, never the decoded frames.
         corpus = open_corpus(path, memory_budget=0)
     # Fail here, not inside a worker.
@@ -478,4 +294,4 @@ def make_loader(
     if name == "torch":
         longest = int(windows.length.max()) if len(windows) else 1
         return TorchLoader(source, cfg, max_batch_nbytes(cfg, corpus.frame_shape, longest), info)
-    return pipeline.DaliLoader(source, cfg, corpus.frame_shape, info)
+    return DaliLoader(source, cfg, corpus.frame_shape, info)

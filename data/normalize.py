@@ -154,10 +154,6 @@ class WindowNorm(NamedTuple):
     rot: np.ndarray
     centre_joint: int
 
-    @property
-    def mode(self) -> str:
-        return "frame" if self.centre_joint >= 0 else "first"
-
 
 # --------------------------------------------------------------------------- references
 
@@ -287,10 +283,7 @@ def _normalize_windows_kernel(joints, valid, centre, rot, cj, out):
 def normalize_windows(
     joints_NTVCM: np.ndarray,
     valid_NTVM: np.ndarray,
-    centre_N3: np.ndarray,
-    rot_N33: np.ndarray,
-    mode: str,
-    centre_joint: int,
+    norm: WindowNorm,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Normalise windows with their sequences' references, written in the model layout.
@@ -298,10 +291,8 @@ def normalize_windows(
     Args:
         joints_NTVCM: (N, T, V, C, M) float32 windows (corpus layout; 0 where invalid).
         valid_NTVM: (N, T, V, M) bool.
-        centre_N3, rot_N33: (N, 3) and (N, 3, 3) float64 references of each window's sequence
-            (:class:`ReferenceTable`).
-        mode: ``"first"`` or ``"frame"`` (``"none"``: a plain transpose).
-        centre_joint: the centre joint (used by ``"frame"``).
+        norm: the references of each window's sequence (:class:`ReferenceTable`) and the mode
+            (``"first"`` or ``"frame"``, by ``norm.centre_joint``).
         out: optional (N, C, T, V, M) float32 buffer.
 
     Returns:
@@ -310,37 +301,26 @@ def normalize_windows(
     n, t, v, c, m = joints_NTVCM.shape
     if out is None:
         out = np.empty((n, c, t, v, m), np.float32)
-    if mode == "none":
-        out[...] = joints_NTVCM.transpose(0, 3, 1, 2, 4)
-        return out
     _normalize_windows_kernel(
         np.ascontiguousarray(joints_NTVCM), np.ascontiguousarray(valid_NTVM),
-        np.ascontiguousarray(centre_N3[:, :c], np.float64),
-        np.ascontiguousarray(rot_N33[:, :c, :c], np.float64),
-        int(centre_joint) if mode == "frame" else -1, out,
+        np.ascontiguousarray(norm.centre[:, :c], np.float64),
+        np.ascontiguousarray(norm.rot[:, :c, :c], np.float64), int(norm.centre_joint), out,
     )
     return out
 
 
 def normalize_windows_ref(
-    joints_NTVCM: np.ndarray,
-    valid_NTVM: np.ndarray,
-    centre_N3: np.ndarray,
-    rot_N33: np.ndarray,
-    mode: str,
-    centre_joint: int,
+    joints_NTVCM: np.ndarray, valid_NTVM: np.ndarray, norm: WindowNorm
 ) -> np.ndarray:
     """Numpy twin of :func:`normalize_windows`."""
     c = joints_NTVCM.shape[3]
-    if mode == "none":
-        return np.ascontiguousarray(joints_NTVCM.transpose(0, 3, 1, 2, 4))
     x = joints_NTVCM.astype(np.float64)
-    ctr = np.broadcast_to(np.asarray(centre_N3, np.float64)[:, None, :c], x.shape[:2] + (c,))
-    if mode == "frame":
-        here = valid_NTVM[:, :, centre_joint, 0]
-        ctr = np.where(here[..., None], x[:, :, centre_joint, :, 0], ctr)
+    ctr = np.broadcast_to(np.asarray(norm.centre, np.float64)[:, None, :c], x.shape[:2] + (c,))
+    if norm.centre_joint >= 0:  # "frame"
+        here = valid_NTVM[:, :, norm.centre_joint, 0]
+        ctr = np.where(here[..., None], x[:, :, norm.centre_joint, :, 0], ctr)
     d = x - ctr[:, :, None, :, None]  # (N, T, V, C, M)
-    y = np.einsum("nck,ntvkm->nctvm", np.asarray(rot_N33, np.float64)[:, :c, :c], d)
+    y = np.einsum("nck,ntvkm->nctvm", np.asarray(norm.rot, np.float64)[:, :c, :c], d)
     return np.where(valid_NTVM[:, None], y, 0.0).astype(np.float32)
 
 
@@ -358,6 +338,9 @@ def normalize_sequence_ref(
         (T, V, C, M) float32 in the corpus layout.
     """
     check_mode(mode)
+    if mode == "none":
+        return joints_TVCM.copy()
     centre, rot, _, _ = sequence_references(joints_TVCM[None], valid_TVM[None], joints)
-    y = normalize_windows_ref(joints_TVCM[None], valid_TVM[None], centre, rot, mode, joints[0])
+    norm = WindowNorm(centre, rot, joints.centre if mode == "frame" else -1)
+    y = normalize_windows_ref(joints_TVCM[None], valid_TVM[None], norm)
     return np.ascontiguousarray(y[0].transpose(1, 2, 0, 3))

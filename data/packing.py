@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from sscl.data.loader import LoaderConfig
+from sscl.data.loader_config import LoaderConfig
 
 
 def view_names(cfg: LoaderConfig) -> tuple[str, ...]:

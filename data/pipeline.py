@@ -4,7 +4,7 @@ Based on DALI's parallel external source (``fn.external_source(parallel=True, ba
 batch_info=True)``): DALI's Python worker processes (started with ``spawn``, the only method that
 is safe once CUDA is initialised) call a picklable callback with ``BatchInfo(iteration,
 epoch_idx)``; the callback here maps that to ``(epoch, step)`` and returns the batch that
-``sscl.data.loader.BatchSource`` computes, reading the corpus lazily in each worker and
+``sscl.data.batch_source.BatchSource`` computes, reading the corpus lazily in each worker and
 augmenting there with the Numba kernels. The DALI PyTorch plugin (``DALIGenericIterator``)
 turns the outputs into torch tensors.
 
@@ -32,21 +32,16 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sscl.data.loader import (
-    BatchSource,
-    LoaderConfig,
-    LoaderInfo,
-    batch_keys,
-    limit_threads,
-    pretrain_batch_layout,
-    single_threaded_children,
-    unpack_batch,
-)
+from sscl.data.batch_source import BatchSource
+from sscl.data.loader_config import LoaderConfig, LoaderInfo
+from sscl.data.packing import batch_keys, pretrain_batch_layout, unpack_batch
 from sscl.data.sampling import WindowSet
+from sscl.data.worker_threads import limit_threads, single_threaded_children
 
 
 def dali_available() -> bool:
     """Whether nvidia-dali and its PyTorch plugin import here."""
+    # nvidia.dali is imported lazily here and in _build: a heavy optional dependency.
     try:
         import nvidia.dali  # noqa: F401
         from nvidia.dali.plugin import pytorch  # noqa: F401
@@ -66,7 +61,7 @@ class DaliCallback:
         keys: output names, in the order the pipeline declares them.
         first_epoch: the epoch DALI's ``epoch_idx`` 0 stands for.
         first_step: the resume step inside ``first_epoch``.
-        packed: ``(layout, bytes)`` of :func:`sscl.data.loader.pretrain_batch_layout` to return
+        packed: ``(layout, bytes)`` of :func:`sscl.data.packing.pretrain_batch_layout` to return
             batches packed into ONE uint8 sample (computed straight into a buffer), or None for
             one output per key (one batch per call).
         group: with ``packed``, batches per sample: iteration i of an epoch carries steps
@@ -127,7 +122,7 @@ class DaliLoader:
     order; asking for another epoch or a mid-epoch position rebuilds it from that point.
 
     Pretraining batches (fixed shapes) travel ``cfg.dali_group`` at a time as ONE DALI sample:
-    a uint8 buffer holding each batch in the :func:`~sscl.data.loader.pretrain_batch_layout`
+    a uint8 buffer holding each batch in the :func:`~sscl.data.packing.pretrain_batch_layout`
     layout (at multiples of :func:`packed_stride`), which the worker computes straight into and
     the training process unpacks into views. DALI's per-output, per-sample and per-iteration
     work in the training process (bookkeeping, scheduling the worker task, copies into its
@@ -140,7 +135,7 @@ class DaliLoader:
         source: the batch source.
         cfg: loader config (workers, prefetch depth).
         frame_shape: (V, C, M) of the corpus.
-        info: what the trainer reads (``sscl.data.loader.LoaderInfo``).
+        info: what the trainer reads (``sscl.data.loader_config.LoaderInfo``).
     """
 
     engine = "dali"
@@ -169,6 +164,7 @@ class DaliLoader:
         return self.source.num_steps(epoch)
 
     def _build(self, epoch: int, position: int) -> None:
+        # Lazy: nvidia.dali is a heavy optional dependency (dali_available says whether it is).
         from nvidia.dali import fn, pipeline_def
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from sscl.data.loader import LoaderConfig
+from sscl.data.loader_config import LoaderConfig
 from sscl.errors import ConfigError
 
 STAGES = ("pretrain", "finetune", "eval", "all")

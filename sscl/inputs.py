@@ -23,7 +23,8 @@ from sscl.config import Config
 from sscl.contrastive.knn import Clips, KnnProbe
 from sscl.data.corpus import Corpus, open_corpus
 from sscl.data.demo import corpus_location
-from sscl.data.loader import LoaderConfig, make_loader
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
 from sscl.runlog import log
 
 

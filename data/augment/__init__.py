@@ -1,4 +1,4 @@
-"""Skeleton augmentation: Numba batch kernels writing into preallocated outputs, each beside its
+"""Skeleton augmentation: Numba batch kernels writing into preallocated outputs, each with a
 vectorised numpy twin (``<op>_ref``, the correctness oracle and the speed baseline).
 
 Based on the SkeletonCLR / AimCLR feeders (``feeder/tools.py``: temporal crop with padding ratio
@@ -24,13 +24,13 @@ Public API (everything the input pipeline needs)::
 
 ``two_view`` makes the query, key and (optionally) extreme view of every sample in one call and
 one pass over each raw window; per view it applies, in order: crop + linear resize (with the
-left/right flip and person swap folded into the gather), rotation @ shear, Gaussian noise, joint
-mask, temporal blur, axis mask. Each step also exists alone, kernel + twin: ``crop_resize``,
-``linear_transform`` (``rotation_matrices``, ``shear_matrices``), ``flip_swap``,
-``gaussian_noise``, ``mask_blur`` (joint mask, blur, axis mask), ``tempo_change``; plus the
-pre-processing ``normalize_ntu`` (whole sequences; the batch loader folds the same
-normalisation into ``two_view``'s gather through ``norm``, see ``sscl.data.normalize``) and the
-``bone_stream`` / ``motion_stream`` modalities.
+left/right flip and person swap folded into the gather, and the NTU normalisation ``norm``,
+``sscl.data.normalize``), rotation @ shear, Gaussian noise, joint mask, temporal blur, axis
+mask. Its oracle ``two_view_ref`` chains one numpy twin per step: ``crop_resize_ref``,
+``flip_swap_ref``, ``linear_transform_ref`` (``rotation_matrices``, ``shear_matrices``),
+``gaussian_noise_ref``, ``mask_blur_ref`` (joint mask, blur, axis mask). The linear map and the
+noise also exist alone, compiled (``linear_transform``, ``gaussian_noise``): the CPU twins of
+``sscl.data.gpu_augment``.
 
 ``params_for`` derives every random number of sample ``i`` from ``(seed, epoch, i)`` with a
 counter-based hash (splitmix64), so a sample is augmented the same whatever batch or rank it
@@ -55,8 +55,8 @@ Modules, split by concern (this file re-exports the public API only):
 - ``params`` / ``params_ref``: the per-sample random parameters (compiled path / numpy oracle),
   ``param_kernels`` their kernels;
 - ``compose``: ``two_view``, ``two_view_frames`` and the oracle ``two_view_ref``;
-- ops with their numpy twins: ``crop``, ``point_ops``, ``mask_ops``, ``streams``; shared
-  boundary checks in ``arrays``;
+- the steps' numpy twins (and the standalone linear map and noise): ``crop``, ``point_ops``,
+  ``mask_ops``; shared boundary checks in ``arrays``;
 - compiled kernels: ``kernel_crop``, ``kernel_blur``, ``kernel_views``, ``kernel_ops``,
   ``noise_table`` (the normal quantile table); ``groups`` defines the named argument groups
   they take and checks them at the boundary; ``jit`` the compile options.
@@ -66,9 +66,9 @@ The hash is ``sscl.data.splitmix64`` (one implementation per runtime).
 
 from sscl.data.augment.compose import two_view, two_view_frames, two_view_ref
 from sscl.data.augment.config import AugmentConfig
-from sscl.data.augment.crop import crop_resize, crop_resize_ref, crop_windows
+from sscl.data.augment.crop import crop_resize_ref, crop_windows
 from sscl.data.augment.groups import StackedParams
-from sscl.data.augment.mask_ops import mask_blur, mask_blur_ref, tempo_change, tempo_change_ref
+from sscl.data.augment.mask_ops import mask_blur_ref
 from sscl.data.augment.params import (
     TwoViewParams,
     ViewParams,
@@ -80,20 +80,11 @@ from sscl.data.augment.params import (
 )
 from sscl.data.augment.params_ref import params_for_ref, rotation_matrices, shear_matrices
 from sscl.data.augment.point_ops import (
-    flip_swap,
     flip_swap_ref,
     gaussian_noise,
     gaussian_noise_ref,
     linear_transform,
     linear_transform_ref,
-)
-from sscl.data.augment.streams import (
-    bone_stream,
-    bone_stream_ref,
-    motion_stream,
-    motion_stream_ref,
-    normalize_ntu,
-    normalize_ntu_ref,
 )
 from sscl.data.normalize import normalization_joints
 
@@ -102,25 +93,16 @@ __all__ = [
     "StackedParams",
     "TwoViewParams",
     "ViewParams",
-    "bone_stream",
-    "bone_stream_ref",
-    "crop_resize",
     "crop_resize_ref",
     "crop_windows",
     "draw_two_view_params",
-    "flip_swap",
     "flip_swap_ref",
     "gaussian_noise",
     "gaussian_noise_ref",
     "linear_transform",
     "linear_transform_ref",
-    "mask_blur",
     "mask_blur_ref",
-    "motion_stream",
-    "motion_stream_ref",
     "normalization_joints",
-    "normalize_ntu",
-    "normalize_ntu_ref",
     "params_for",
     "params_for_ref",
     "rotation_matrices",
@@ -128,8 +110,6 @@ __all__ = [
     "shear_matrices",
     "stack_params",
     "stacked_params_for",
-    "tempo_change",
-    "tempo_change_ref",
     "two_view",
     "two_view_frames",
     "two_view_ref",

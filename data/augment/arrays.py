@@ -25,29 +25,21 @@ def out_buffer(out: np.ndarray | None, shape: tuple[int, ...], dtype, name: str)
     return out
 
 
+def check_points(x: np.ndarray, valid: np.ndarray, name: str, axes: str) -> None:
+    """``x`` float32 with axes ``axes`` (``"NCTVM"``: the model layout, ``"NTVCM"``: the corpus
+    layout) and ``valid`` (N, T, V, M) bool of the same sizes.
 
-def check_x(x: np.ndarray, valid: np.ndarray) -> None:
-    """Model-layout input: x (N, C, T, V, M) float32 and valid (N, T, V, M) bool."""
+    Raises:
+        ValueError: another rank, dtype or size (the message names ``name`` and the axes).
+    """
     if x.ndim != 5 or x.dtype != np.float32:
-        raise ValueError(f"x must be float32 (N, C, T, V, M), got {x.dtype} {x.shape}")
-    n, _, t, v, m = x.shape
-    if valid.shape != (n, t, v, m) or valid.dtype != np.bool_:
+        raise ValueError(f"{name} must be float32 ({', '.join(axes)}), got {x.dtype} {x.shape}")
+    size = dict(zip(axes, x.shape))
+    want = tuple(size[a] for a in "NTVM")
+    if valid.shape != want or valid.dtype != np.bool_:
         raise ValueError(
-            f"valid must be bool (N, T, V, M) = {(n, t, v, m)}, got {valid.dtype} {valid.shape}"
+            f"valid must be bool (N, T, V, M) = {want}, got {valid.dtype} {valid.shape}"
         )
-
-
-
-def check_raw(raw: np.ndarray, valid: np.ndarray) -> None:
-    """Corpus-layout input: raw (N, T, V, C, M) float32 and valid (N, T, V, M) bool."""
-    if raw.ndim != 5 or raw.dtype != np.float32:
-        raise ValueError(f"raw must be float32 (N, T, V, C, M), got {raw.dtype} {raw.shape}")
-    n, t, v, _, m = raw.shape
-    if valid.shape != (n, t, v, m) or valid.dtype != np.bool_:
-        raise ValueError(
-            f"valid must be bool (N, T, V, M) = {(n, t, v, m)}, got {valid.dtype} {valid.shape}"
-        )
-
 
 
 def as_f64(a) -> np.ndarray:

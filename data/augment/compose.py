@@ -2,7 +2,7 @@
 
 ``two_view`` / ``two_view_frames`` validate their inputs, build the kernel argument groups
 (``groups.py``) and launch the composed kernel (``kernel_views``); ``two_view_ref`` is the chain
-of the standalone ``_ref`` ops (``crop``, ``point_ops``, ``mask_ops``), the oracle.
+of the steps' numpy twins (``crop``, ``point_ops``, ``mask_ops``), the oracle.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from sscl.data.augment.arrays import as_i64, check_raw, out_buffer
+from sscl.data.augment.arrays import as_i64, check_points, out_buffer
 from sscl.data.augment.config import AugmentConfig
 from sscl.data.augment.crop import crop_resize_ref
 from sscl.data.augment.groups import (
@@ -44,12 +44,12 @@ def two_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Query, key and (when ``params.extreme`` is set) extreme view of every window, one call.
 
-    Per view and sample, fused in one pass: crop + resize (:func:`crop_resize`, the span
+    Per view and sample, fused in one pass: crop + resize (``crop.crop_windows``, the span
     scaled by ``tempo / max(cfg.tempos)``) with the flip permutation and person swap folded
     into the gather, the NTU normalisation ``norm`` (centring subtracted in the gather, its
     rotation composed with ``mat``), the linear map ``mat`` (rotation @ shear), Gaussian noise;
-    then joint mask, temporal blur and axis mask (:func:`mask_blur`). The result equals the
-    chain of the standalone ops (``two_view_ref``).
+    then joint mask, temporal blur and axis mask (``mask_ops.mask_blur_ref``). The result equals
+    the chain of the steps' numpy twins (``two_view_ref``).
 
     Args:
         raw_NTVCM: (N, T, V, C, M) float32 raw windows (corpus layout).
@@ -69,7 +69,7 @@ def two_view(
     Raises:
         ConfigError: a view flips and no ``flip_perm`` was given.
     """
-    check_raw(raw_NTVCM, valid_NTVM)
+    check_points(raw_NTVCM, valid_NTVM, "raw", "NTVCM")
     n, t = raw_NTVCM.shape[:2]
     frames = np.ascontiguousarray(raw_NTVCM).reshape((n * t,) + raw_NTVCM.shape[2:])
     vframes = np.ascontiguousarray(valid_NTVM).reshape((n * t,) + valid_NTVM.shape[2:])
@@ -188,13 +188,12 @@ def two_view_ref(
     flip_perm: np.ndarray | None = None,
     norm: WindowNorm | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of :func:`two_view`: the chain of the standalone ``_ref`` ops per view (the
+    """Numpy twin of :func:`two_view`: the chain of the steps' numpy twins per view (the
     normalisation first, on the raw windows)."""
     v = raw_NTVCM.shape[2]
     perm = np.arange(v) if flip_perm is None else flip_perm
     if norm is not None:
-        y = normalize_windows_ref(raw_NTVCM, valid_NTVM, norm.centre, norm.rot, norm.mode,
-                                  norm.centre_joint)
+        y = normalize_windows_ref(raw_NTVCM, valid_NTVM, norm)
         raw_NTVCM = np.ascontiguousarray(y.transpose(0, 2, 3, 1, 4))
     outs, vals = [], []
     for p in params.views:

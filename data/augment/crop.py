@@ -1,17 +1,17 @@
-"""The temporal crop: the crop rule, the compiled crop + resize and its numpy twin.
+"""The temporal crop: the crop rule and the numpy twin of the compiled crop + resize.
 
 SkeletonCLR / AimCLR's ``temperal_crop`` (padding ratio 6, mirrored padding) and CTR-GCN's
 ``valid_crop_resize`` (crop a random fraction of the valid length, resize by linear
-interpolation as ``F.interpolate(align_corners=False)``), written in the model layout.
+interpolation as ``F.interpolate(align_corners=False)``), written in the model layout. The
+compiled crop is ``kernel_crop.crop_sample``, run by the composed op (``compose.two_view``);
+:func:`crop_resize_ref` is its step of the composed op's oracle (``compose.two_view_ref``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sscl.data.augment.arrays import as_f64, as_i64, check_raw, out_buffer
-from sscl.data.augment.groups import Centring, CropSpec, FrameTable, SampleCrop
-from sscl.data.augment.kernel_ops import crop_resize_kernel
+from sscl.data.augment.arrays import as_f64, as_i64
 
 
 def crop_windows(
@@ -46,58 +46,6 @@ def crop_windows(
     return pad, start, span
 
 
-def crop_resize(
-    raw_NTVCM: np.ndarray,
-    valid_NTVM: np.ndarray,
-    lengths_N: np.ndarray,
-    frac_N: np.ndarray,
-    pos_N: np.ndarray,
-    tempo_N: np.ndarray,
-    out_len: int,
-    padding_ratio: int = 6,
-    min_crop: int = 1,
-    out: np.ndarray | None = None,
-    out_valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal crop (see :func:`crop_windows`) resized to ``out_len`` frames by linear
-    interpolation (``F.interpolate(mode="linear", align_corners=False)`` semantics), written in
-    the model layout.
-
-    Args:
-        raw_NTVCM: (N, T, V, C, M) float32 raw windows; frames >= lengths[n] are ignored.
-        valid_NTVM: (N, T, V, M) bool.
-        lengths_N: (N,) valid length of each window (clipped to T; 0 gives an all-zero view).
-        frac_N, pos_N, tempo_N: (N,) crop fraction, start position in [0, 1), span speed
-            (:func:`crop_windows`).
-        out_len: L.
-        padding_ratio, min_crop: see :func:`crop_windows`.
-        out, out_valid: optional (N, C, L, V, M) float32 and (N, L, V, M) bool buffers.
-
-    Returns:
-        (out (N, C, L, V, M) float32, out_valid (N, L, V, M) bool).
-    """
-    check_raw(raw_NTVCM, valid_NTVM)
-    n, _, v, c, m = raw_NTVCM.shape
-    out = out_buffer(out, (n, c, out_len, v, m), np.float32, "out")
-    out_valid = out_buffer(out_valid, (n, out_len, v, m), np.bool_, "out_valid")
-    t = raw_NTVCM.shape[1]
-    # Each window is its own chunk of the frame table: rows n*T .. n*T + T - 1.
-    table = FrameTable(
-        frames=np.ascontiguousarray(raw_NTVCM).reshape((n * t, v, c, m)),
-        valid=np.ascontiguousarray(valid_NTVM).reshape((n * t, v, m)),
-        rowbase=np.arange(n, dtype=np.int64)[:, None] * t,
-        lo=np.zeros(n, np.int64),
-        shift=62,
-        lengths=np.minimum(as_i64(lengths_N), t),
-    )
-    crop = CropSpec(padding_ratio=int(padding_ratio), min_crop=int(min_crop),
-                    flip_perm=np.arange(v, dtype=np.int64))
-    draws = SampleCrop(frac=as_f64(frac_N), pos=as_f64(pos_N), speed=as_f64(tempo_N))
-    centring = Centring(centre=np.zeros((n, 3)), joint=-1)
-    crop_resize_kernel(table, crop, draws, centring, out, out_valid)
-    return out, out_valid
-
-
 def crop_resize_ref(
     raw_NTVCM: np.ndarray,
     valid_NTVM: np.ndarray,
@@ -109,7 +57,23 @@ def crop_resize_ref(
     padding_ratio: int = 6,
     min_crop: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of :func:`crop_resize` (gathers + blend over the whole batch)."""
+    """Temporal crop (see :func:`crop_windows`) resized to ``out_len`` frames by linear
+    interpolation (``F.interpolate(mode="linear", align_corners=False)`` semantics), written in
+    the model layout: the numpy twin of ``kernel_crop.crop_sample`` with no flip, swap, map or
+    noise (gathers + blend over the whole batch, float64).
+
+    Args:
+        raw_NTVCM: (N, T, V, C, M) float32 raw windows; frames >= lengths[n] are ignored.
+        valid_NTVM: (N, T, V, M) bool.
+        lengths_N: (N,) valid length of each window (clipped to T; 0 gives an all-zero view).
+        frac_N, pos_N, tempo_N: (N,) crop fraction, start position in [0, 1), span speed
+            (:func:`crop_windows`).
+        out_len: L.
+        padding_ratio, min_crop: see :func:`crop_windows`.
+
+    Returns:
+        (out (N, C, L, V, M) float32, out_valid (N, L, V, M) bool).
+    """
     n, t_max, _, _, _ = raw_NTVCM.shape
     length = np.minimum(as_i64(lengths_N), t_max)
     pad, start, span = crop_windows(length, frac_N, pos_N, tempo_N, padding_ratio, min_crop)

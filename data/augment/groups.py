@@ -11,7 +11,7 @@ structs, so this costs nothing inside the kernel):
 - :class:`Centring`: the NTU centring of each window (``sscl.data.normalize``);
 - :class:`StackedParams`: the per-sample random parameters, one (R, N) array each;
 - :class:`ViewOutputs`: the preallocated outputs;
-- :class:`FlipSwapDraws` and :class:`NoiseDraws`: the per-sample draws of two standalone ops;
+- :class:`NoiseDraws`: the per-sample draws of the standalone noise op;
 - :class:`DrawSpec` and :class:`ViewRecipe`: the settings of the parameter kernels.
 
 Inside the kernels one sample's draws travel as :class:`SampleCrop`, :class:`SamplePoints` and
@@ -148,19 +148,6 @@ class SampleTail(NamedTuple):
     axis: int
 
 
-class FlipSwapDraws(NamedTuple):
-    """Per-sample draws of the standalone flip/swap op (``point_ops.flip_swap``): two (N,) bool
-    arrays of one shape, read by name so that they cannot trade places.
-
-    Attributes:
-        flip: (N,) bool, mirror left and right.
-        swap: (N,) bool, swap persons 0 and 1 (M == 2 only).
-    """
-
-    flip: np.ndarray
-    swap: np.ndarray
-
-
 class NoiseDraws(NamedTuple):
     """Per-sample draws of the standalone noise op (``point_ops.gaussian_noise``).
 
@@ -175,17 +162,26 @@ class NoiseDraws(NamedTuple):
 
 class StackedParams(NamedTuple):
     """The per-sample random parameters of R views of N samples, as the kernels take them: one
-    C-contiguous array per ``params.ViewParams`` field (same names and meaning), view r in
-    ``TwoViewParams.views`` order. ``params.stacked_params_for`` computes it;
-    ``params.stack_params`` converts ``TwoViewParams``. The parameter kernels also write one
-    view as a StackedParams of (N,) arrays.
+    C-contiguous array per field, view r at ``[r]`` in ``TwoViewParams.views`` order.
+    ``params.stacked_params_for`` computes it; ``params.stack_params`` converts
+    ``TwoViewParams``. One view's parameters are the same fields with (N,) arrays: the
+    parameter kernels write them so, and ``params.ViewParams`` is that form.
 
     Attributes:
-        crop_frac, crop_pos, tempo, noise_std, joint_mask_p, blur_sigma: (R, N) float64.
-        flip, swap: (R, N) bool.
-        mat: (R, N, 3, 3) float64.
-        noise_seed, joint_seed: (R, N) uint64.
-        axis: (R, N) int64.
+        crop_frac: (R, N) float64, crop length as a fraction of the valid length.
+        crop_pos: (R, N) float64 in [0, 1), crop start as a fraction of the free range.
+        tempo: (R, N) float64, the view's tempo, one of ``AugmentConfig.tempos`` (the crop
+            spans ``tempo / max(tempos)`` of a full-tempo crop).
+        flip: (R, N) bool, left/right flip.
+        swap: (R, N) bool, swap persons 0 and 1 (ignored when M == 1).
+        mat: (R, N, 3, 3) float64, linear map applied to every point (rotation @ shear); a
+            2-channel layout uses its top-left 2x2 block.
+        noise_std: (R, N) float64, Gaussian noise std (0: none).
+        noise_seed: (R, N) uint64, counter-hash seed of the noise.
+        joint_mask_p: (R, N) float64, per-joint masking probability (0: none).
+        joint_seed: (R, N) uint64, counter-hash seed of the joint mask.
+        blur_sigma: (R, N) float64, temporal blur sigma in frames (0: none).
+        axis: (R, N) int64, coordinate axis to zero (-1: none).
     """
 
     crop_frac: np.ndarray
@@ -263,7 +259,6 @@ _SPECS: dict[str, dict[str, tuple]] = {
         "flip_perm": (np.int64, ("V",)),
     },
     "BlurSpec": {"radius": (int, None)},
-    "FlipSwapDraws": {"flip": (np.bool_, ("N",)), "swap": (np.bool_, ("N",))},
     "NoiseDraws": {"std": (np.float64, ("N",)), "seed": (np.uint64, ("N",))},
     "Centring": {"centre": (np.float64, ("N", "3")), "joint": (int, None)},
     "ViewOutputs": {

@@ -1,8 +1,8 @@
 """The compiled extreme-view tail of one sample: joint mask, temporal blur, axis mask (in place).
 
-Kernels of ``sscl.data.augment``'s ``mask_blur`` and of the composed view (``kernel_views``);
-numpy twin: ``mask_ops.mask_blur_ref``. Semantics: AimCLR's Gaussian blur (kernel 15, sigma in
-[0.1, 2]) normalised over the valid taps, and its joint and axis masks.
+Kernels of the composed view (``kernel_views``); numpy twin: ``mask_ops.mask_blur_ref``.
+Semantics: AimCLR's Gaussian blur (kernel 15, sigma in [0.1, 2]) normalised over the valid
+taps, and its joint and axis masks.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``compose.two_view_frames`` validates the argument groups (``groups.py``) and launches
 :func:`two_view_serial` or, with more than one Numba thread, :func:`two_view_parallel` (under
 ``jit.PARALLEL_LOCK``). Per view and sample: the fused crop (``kernel_crop.crop_sample``), then
-the extreme-view tail (``kernel_blur.tail_sample``). The result equals the chain of the
-standalone ops (``compose.two_view_ref``).
+the extreme-view tail (``kernel_blur.tail_sample``). The result equals the chain of the steps'
+numpy twins (``compose.two_view_ref``).
 
 Before the groups, these kernels took 27 positional arguments down the chain
 _two_view_one -> _view_sample -> _crop_sample; every value is now read by field name.

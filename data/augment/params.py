@@ -9,7 +9,7 @@ oracle is ``params_ref``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,43 +25,11 @@ from sscl.data.splitmix64 import stream_np
 from sscl.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class ViewParams:
-    """Per-sample random parameters of one view (arrays of length N).
+class ViewParams(StackedParams):
+    """Per-sample random parameters of one view: the fields of ``groups.StackedParams`` (names,
+    dtypes and meaning) as (N,) arrays, ``mat`` (N, 3, 3)."""
 
-    Attributes:
-        crop_frac: (N,) float64, crop length as a fraction of the valid length.
-        crop_pos: (N,) float64 in [0, 1), crop start as a fraction of the free range.
-        tempo: (N,) float64, the view's tempo, one of ``AugmentConfig.tempos`` (the crop spans
-            ``tempo / max(tempos)`` of a full-tempo crop).
-        flip: (N,) bool, left/right flip.
-        swap: (N,) bool, swap persons 0 and 1 (ignored when M == 1).
-        mat: (N, 3, 3) float64, linear map applied to every point (rotation @ shear); a
-            2-channel layout uses its top-left 2x2 block.
-        noise_std: (N,) float64, Gaussian noise std (0: none).
-        noise_seed: (N,) uint64, counter-hash seed of the noise.
-        joint_mask_p: (N,) float64, per-joint masking probability (0: none).
-        joint_seed: (N,) uint64, counter-hash seed of the joint mask.
-        blur_sigma: (N,) float64, temporal blur sigma in frames (0: none).
-        axis: (N,) int64, coordinate axis to zero (-1: none).
-    """
-
-    crop_frac: np.ndarray
-    crop_pos: np.ndarray
-    tempo: np.ndarray
-    flip: np.ndarray
-    swap: np.ndarray
-    mat: np.ndarray
-    noise_std: np.ndarray
-    noise_seed: np.ndarray
-    joint_mask_p: np.ndarray
-    joint_seed: np.ndarray
-    blur_sigma: np.ndarray
-    axis: np.ndarray
-
-
-# StackedParams (the kernels' form) holds the same fields in the same order.
-assert tuple(f.name for f in fields(ViewParams)) == StackedParams._fields
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -252,7 +220,4 @@ def stack_params(params: TwoViewParams | StackedParams) -> StackedParams:
     if isinstance(params, StackedParams):
         return params
     views = params.views
-    return StackedParams(*(
-        np.ascontiguousarray(np.stack([getattr(v, f.name) for v in views]))
-        for f in fields(ViewParams)
-    ))
+    return StackedParams(*(np.ascontiguousarray(np.stack(arrays)) for arrays in zip(*views)))

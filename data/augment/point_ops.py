@@ -1,5 +1,6 @@
-"""Per-point ops: the linear map (rotation @ shear), the left/right flip with person swap, and
-Gaussian noise; each a compiled wrapper beside its numpy twin (``<op>_ref``).
+"""Per-point ops: the linear map (rotation @ shear) and Gaussian noise, each a compiled wrapper
+beside its numpy twin (``<op>_ref``), and the numpy twin of the left/right flip with person swap
+(compiled only inside the composed op's crop, ``kernel_crop.crop_sample``).
 
 AimCLR's shear and rotation and its Gaussian noise (std 0.01 at probability 0.5); the noise is
 a counter hash of (seed, point) (``noise_table``), so every engine draws the same normals.
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sscl.data.augment.arrays import as_f64, as_i64, check_x, out_buffer
-from sscl.data.augment.groups import FlipSwapDraws, NoiseDraws, check_group
-from sscl.data.augment.kernel_ops import flip_swap_kernel, linear_kernel, noise_kernel
+from sscl.data.augment.arrays import as_f64, as_i64, check_points, out_buffer
+from sscl.data.augment.groups import NoiseDraws, check_group
+from sscl.data.augment.kernel_ops import linear_kernel, noise_kernel
 from sscl.data.augment.noise_table import normals_ref
 
 
@@ -29,7 +30,7 @@ def linear_transform(
     Returns:
         (N, C, T, V, M) float32.
     """
-    check_x(x_NCTVM, valid_NTVM)
+    check_points(x_NCTVM, valid_NTVM, "x", "NCTVM")
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     n, c = x_NCTVM.shape[:2]
     linear_kernel(
@@ -51,36 +52,6 @@ def linear_transform_ref(
     return np.where(valid_NTVM[:, None], y, 0.0).astype(np.float32)
 
 
-def flip_swap(
-    x_NCTVM: np.ndarray,
-    valid_NTVM: np.ndarray,
-    perm_V: np.ndarray,
-    flip_N: np.ndarray,
-    swap_N: np.ndarray,
-    out: np.ndarray | None = None,
-    out_valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Left/right flip (joint v takes joint perm[v], ``Layout.flip_permutation()``) where flip_N,
-    and person swap (0 <-> 1, M == 2 only; a no-op for M == 1) where swap_N.
-
-    Args:
-        x_NCTVM: (N, C, T, V, M) float32; valid_NTVM: (N, T, V, M) bool.
-        perm_V: (V,) int joint permutation; flip_N, swap_N: (N,) bool.
-        out, out_valid: optional buffers shaped like the inputs.
-
-    Returns:
-        (out, out_valid).
-    """
-    check_x(x_NCTVM, valid_NTVM)
-    out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
-    out_valid = out_buffer(out_valid, valid_NTVM.shape, np.bool_, "out_valid")
-    draws = FlipSwapDraws(flip=np.ascontiguousarray(flip_N, np.bool_),
-                          swap=np.ascontiguousarray(swap_N, np.bool_))
-    check_group(draws, {"N": x_NCTVM.shape[0]})
-    flip_swap_kernel(x_NCTVM, valid_NTVM, as_i64(perm_V), draws, out, out_valid)
-    return out, out_valid
-
-
 def flip_swap_ref(
     x_NCTVM: np.ndarray,
     valid_NTVM: np.ndarray,
@@ -88,7 +59,17 @@ def flip_swap_ref(
     flip_N: np.ndarray,
     swap_N: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Numpy twin of :func:`flip_swap`."""
+    """Left/right flip (joint v takes joint perm[v], ``Layout.flip_permutation()``) where flip_N,
+    and person swap (0 <-> 1, M == 2 only; a no-op for M == 1) where swap_N: the composed op's
+    gather (``kernel_crop.crop_sample``) as a step of its oracle (``compose.two_view_ref``).
+
+    Args:
+        x_NCTVM: (N, C, T, V, M) float32; valid_NTVM: (N, T, V, M) bool.
+        perm_V: (V,) int joint permutation; flip_N, swap_N: (N,) bool.
+
+    Returns:
+        (x, valid) flipped and swapped.
+    """
     f = np.asarray(flip_N, bool)
     x = np.where(f[:, None, None, None, None], x_NCTVM[:, :, :, as_i64(perm_V)], x_NCTVM)
     val = np.where(f[:, None, None, None], valid_NTVM[:, :, as_i64(perm_V)], valid_NTVM)
@@ -124,7 +105,7 @@ def gaussian_noise(
     Returns:
         (N, C, T, V, M) float32.
     """
-    check_x(x_NCTVM, valid_NTVM)
+    check_points(x_NCTVM, valid_NTVM, "x", "NCTVM")
     out = out_buffer(out, x_NCTVM.shape, np.float32, "out")
     n, c = x_NCTVM.shape[:2]
     noise = NoiseDraws(std=as_f64(std_N),

@@ -12,6 +12,9 @@ import torch
 
 from sscl.data import augment, gpu_augment
 
+# torch's ops against the numpy twins, at tolerances that must hold on every ISA.
+pytestmark = pytest.mark.isa
+
 
 def _batch(n: int = 6, t: int = 40):
     rng = np.random.default_rng(7)
@@ -45,8 +48,15 @@ def test_gpu_augment_on_cuda_matches_numpy_twins():
 
 def test_gpu_augment_cpu_tensors_match_numpy_twins():
     x, valid, view = _batch()
+    assert np.all(view.noise_std > 0)
     want = augment.gaussian_noise_ref(
         augment.linear_transform_ref(x, valid, view.mat), valid, view.noise_std, view.noise_seed
     )
-    got = gpu_augment.apply_view(torch.from_numpy(x), torch.from_numpy(valid), view).numpy()
+    xt, vt = torch.from_numpy(x), torch.from_numpy(valid)
+    got = gpu_augment.apply_view(xt, vt, view).numpy()
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    assert np.all(got[~np.broadcast_to(valid[:, None], x.shape)] == 0)
+    # Float64 noise alone: the same counter-hash normals as the twin, up to its float32 output.
+    noise = gpu_augment.gaussian_noise(xt.double(), vt, view.noise_std, view.noise_seed)
+    ref = augment.gaussian_noise_ref(x, valid, view.noise_std, view.noise_seed)
+    np.testing.assert_allclose(noise.numpy(), ref, rtol=0, atol=1e-6)

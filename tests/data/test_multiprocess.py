@@ -1,9 +1,10 @@
 """Two gloo ranks read disjoint shards that cover the epoch, with the samples of one process.
 
-The test runs this file as a script in a subprocess: ``torch.multiprocessing.spawn`` needs the
-worker function importable by name in the children, which a pytest-imported test module is not.
-Each rank runs both engines (torch in-process, DALI with one worker) and rank 0 writes what the
-ranks gathered; the test compares it with a one-process run of the same global batch.
+The test runs this module as a script in a subprocess (``python -m tests.data.test_multiprocess``
+from the repository root, so ``tests`` imports there too): ``torch.multiprocessing.spawn`` needs
+the worker function importable by name in the children, which a pytest-imported test module is
+not. Each rank runs both engines (torch in-process, DALI with one worker) and rank 0 writes what
+the ranks gathered; the test compares it with a one-process run of the same global batch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sscl.data.augment import AugmentConfig
+from sscl.data.loader import make_loader
+from sscl.data.loader_config import LoaderConfig
+from tests.helpers.corpora import write_tiny_corpus
 
 # find_spec("nvidia.dali") raises, not returns None, when no nvidia.* package is installed.
 DALI_INSTALLED = (
     importlib.util.find_spec("nvidia") is not None
     and importlib.util.find_spec("nvidia.dali") is not None
 )
+# Process groups in subprocesses; the ranks' floats are compared with one process's.
+pytestmark = [pytest.mark.slow, pytest.mark.isa]
+
 ENGINES = ["torch"] + (["dali"] if DALI_INSTALLED else [])
 BATCH = 3  # per rank; the one-process run uses 2 * BATCH
+ROOT = Path(__file__).resolve().parents[2]  # the repository root: ``tests`` imports from here
 
 
 def _records(loader, epoch: int) -> list[list]:
@@ -39,9 +52,6 @@ def _records(loader, epoch: int) -> list[list]:
 
 
 def _loader(corpus: str, rank: int, world: int, engine: str):
-    from sscl.data.augment import AugmentConfig
-    from sscl.data.loader import LoaderConfig, make_loader
-
     cfg = LoaderConfig(
         task="pretrain",
         seed=3,
@@ -56,8 +66,6 @@ def _loader(corpus: str, rank: int, world: int, engine: str):
 
 
 def _rank_main(rank: int, world: int, corpus: str, out_dir: str) -> None:
-    import torch.distributed as dist
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["SSCL_TEST_PORT"])
     dist.init_process_group("gloo", rank=rank, world_size=world)
     for engine in ENGINES:
@@ -69,8 +77,6 @@ def _rank_main(rank: int, world: int, corpus: str, out_dir: str) -> None:
 
 
 def _script(corpus: str, out_dir: str, port: str) -> None:
-    import torch.multiprocessing as mp
-
     os.environ["SSCL_TEST_PORT"] = port
     mp.spawn(_rank_main, args=(2, corpus, out_dir), nprocs=2, join=True)
     one = _records(_loader(corpus, 0, 1, "torch"), epoch=1)
@@ -78,18 +84,16 @@ def _script(corpus: str, out_dir: str, port: str) -> None:
 
 
 def test_two_gloo_ranks_cover_the_epoch_like_one_process(tmp_path):
-    # Imported here: this file also runs as the ranks' script, where tests/ is not importable.
-    from tests.helpers.corpora import write_tiny_corpus
-
     corpus = write_tiny_corpus(
         tmp_path / "tiny.zarr", lengths=[30, 80, 200, 12, 120, 61, 45]
     )
     port = str(29500 + os.getpid() % 2000)
     proc = subprocess.run(
-        [sys.executable, __file__, corpus, str(tmp_path), port],
+        [sys.executable, "-m", "tests.data.test_multiprocess", corpus, str(tmp_path), port],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     n_windows = 7

@@ -17,8 +17,10 @@ from sscl.data import augment as A
 from sscl.data.augment import AugmentConfig
 from sscl.data.batch_source import BatchSource
 from sscl.data.corpus import CorpusHeader, CorpusWriter, Sequence, open_corpus
+from sscl.data.formats import florence3d, msr3d
 from sscl.data.layouts import Layout, get_layout, layout_names
-from sscl.data.loader import LoaderConfig, build_windows
+from sscl.data.loader import build_windows, make_loader
+from sscl.data.loader_config import LoaderConfig
 from sscl.data.normalize import (
     NormJoints,
     WindowNorm,
@@ -77,8 +79,6 @@ SHARED_DATA = Path(os.environ.get(
 def real_corpus(request, tmp_path_factory):
     """A real dataset of ../shared/data converted to a corpus (florence15: the centre is the
     root, spine bone centre -> neck; msr3d20: untracked joints and an all-zero clip)."""
-    from sscl.data.formats import florence3d, msr3d
-
     root = SHARED_DATA / request.param
     if not root.is_dir():
         pytest.skip(f"real dataset {root} absent (a user's clone has no ../shared); "
@@ -158,6 +158,7 @@ def check_pretrain(path: str, cfg: LoaderConfig, steps: int = 2) -> BatchSource:
 # --------------------------------------------------------------------------- fast paths vs twin
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "frame", "none"])
 def test_pretrain_views_match_the_sequence_definition(corpus, mode):
     cfg = LoaderConfig(seed=3, batch_size=5, raw_length=64, extreme=True, augment=AUG,
@@ -170,6 +171,7 @@ def test_pretrain_views_match_the_sequence_definition(corpus, mode):
             assert refs.rot[4].shape == (3, 3)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "none"])
 def test_windows_crossing_chunk_boundaries_match_the_twin(chunked16, mode):
     """The fused crop reads windows spanning several 16-frame chunks from the chunk cache."""
@@ -234,6 +236,7 @@ def test_normalised_sequence_has_its_axes_and_centre(corpus):
         np.linalg.norm(joints[both, 1, :, 0] - joints[both, 0, :, 0], axis=-1), atol=1e-5)
 
 
+@pytest.mark.isa
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 20), st.sampled_from([2, 3]),
        st.sampled_from([1, 2]), st.sampled_from(["first", "frame"]), st.integers(1, 16))
@@ -246,10 +249,10 @@ def test_kernels_with_norm_match_their_twins(seed, n, t, c, m, mode, out_len):
     q, _ = np.linalg.qr(rng.standard_normal((n, 3, 3)))
     rot = q if c == 3 else np.tile(np.eye(3), (n, 1, 1))
     cj = int(rng.integers(v)) if mode == "frame" else -1
-    got = normalize_windows(raw, valid, centre, rot, mode, max(cj, 0))
-    want = normalize_windows_ref(raw, valid, centre, rot, mode, max(cj, 0))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     norm = WindowNorm(centre, rot, cj)
+    got = normalize_windows(raw, valid, norm)
+    want = normalize_windows_ref(raw, valid, norm)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     cfg = AugmentConfig(out_len=out_len, rotate_deg=(20, 20, 20), tempos=(0.5, 1.0, 2.0))
     params = A.draw_two_view_params(rng, n, cfg, extreme=True)
     lengths = rng.integers(0, t + 1, n)
@@ -261,6 +264,7 @@ def test_kernels_with_norm_match_their_twins(seed, n, t, c, m, mode, out_len):
     assert np.all(got[np.broadcast_to(~got_v[:, :, None], got.shape)] == 0)
 
 
+@pytest.mark.isa
 @pytest.mark.parametrize("mode", ["first", "frame"])
 def test_real_data_pretrain_and_finetune_match_the_definition(real_corpus, mode):
     aug = AugmentConfig(out_len=32, rotate_deg=(10, 10, 10), flip_prob=0.5, tempos=(1.0, 2.0))
@@ -340,8 +344,6 @@ def test_references_skip_untracked_and_degenerate_frames():
 def test_make_loader_refuses_a_layout_without_the_joints(tmp_path):
     """COCO-17 (2-D) has no trunk joints: normalising fails at make_loader, in the training
     process, naming the layout; "none" loads."""
-    from sscl.data.loader import make_loader
-
     header = CorpusHeader(layout=get_layout("coco17"), class_names=("a",), fps=25.0, persons=1,
                           source_frame="synthetic, pixels")
     rng = np.random.default_rng(0)

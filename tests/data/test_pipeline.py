@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from sscl.data import loader as loader_mod
 from sscl.data.augment import AugmentConfig
-from sscl.data.loader import LoaderConfig, batch_keys, make_loader
+from sscl.data.batch_source import BatchSource
+from sscl.data.corpus import open_corpus
+from sscl.data.loader import _StepDataset, build_windows, make_loader
+from sscl.data.loader_config import LoaderConfig
+from sscl.data.packing import batch_keys, pretrain_batch_layout, unpack_batch
+from sscl.data.pipeline import DaliLoader
+from sscl.data.sampling import stitch
 from sscl.errors import ConfigError
 from tests.helpers.corpora import write_tiny_corpus
 
@@ -53,6 +60,8 @@ def assert_same(a: list[dict], b: list[dict]) -> None:
             assert x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]), k
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 def test_in_process_loader_equals_worker_loader(corpus):
     inproc = make_loader(corpus, config("pretrain", num_workers=0, extreme=True), engine="torch")
     workers = make_loader(corpus, config("pretrain", extreme=True), engine="torch")
@@ -61,12 +70,14 @@ def test_in_process_loader_equals_worker_loader(corpus):
     assert_same(collect(inproc, 1), got)
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 @pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
+    # Imported here: nvidia.dali is optional (the skipif above), and a top-level import fails
+    # without it.
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-    from sscl.data.pipeline import DaliLoader
 
     # Normalised ("frame" for finetuning, the default "first" for pretraining) and with two
     # tempos: the engines share BatchSource, so the batches must agree bit for bit.
@@ -93,6 +104,8 @@ def test_dali_and_torch_engines_yield_identical_batches(corpus, task):
     assert_same(collect(dali, 3, position=2 * cfg.batch_size), full[2:])
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 @pytest.mark.skipif(not DALI_INSTALLED, reason="nvidia-dali not installed")
 @pytest.mark.parametrize("group", [1, 3, 64])
 def test_dali_group_changes_no_batch(corpus, group):
@@ -152,9 +165,6 @@ def test_pretrain_views_short_untracked_windows_and_invalid_joints(corpus):
 
 
 def test_finetune_batches_stitch_back_to_sequences(corpus):
-    from sscl.data.corpus import open_corpus
-    from sscl.data.sampling import stitch
-
     c = open_corpus(corpus)
     loader = make_loader(corpus, config("finetune", num_workers=0, shuffle=False, normalize="none"),
                          engine="torch")
@@ -180,31 +190,6 @@ def test_bad_engine_and_rank(corpus):
         make_loader(corpus, config("detect"))
 
 
-def test_device_ops_match_augment_numpy_twins():
-    from sscl.data import augment, gpu_augment
-
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, 3, 20, 25, 2)).astype(np.float32)
-    valid = rng.random((4, 20, 25, 2)) > 0.1
-    x[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] = 0
-    params = augment.params_for(
-        5, 2, np.arange(10, 14), augment.AugmentConfig(noise_prob=1.0), extreme=True
-    )
-    view = params.extreme
-    assert np.all(view.noise_std > 0)
-    want = augment.gaussian_noise_ref(
-        augment.linear_transform_ref(x, valid, view.mat), valid, view.noise_std, view.noise_seed
-    )
-    xt, vt = torch.from_numpy(x), torch.from_numpy(valid)
-    got = gpu_augment.apply_view(xt, vt, view).numpy()
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
-    # The noise alone, in float64: the same counter-hash normals bit for bit up to rounding.
-    noise = gpu_augment.gaussian_noise(xt.double(), vt, view.noise_std, view.noise_seed).numpy()
-    ref = augment.gaussian_noise_ref(x, valid, view.noise_std, view.noise_seed)
-    np.testing.assert_allclose(noise, ref, rtol=0, atol=1e-6)
-    assert np.all(got[~valid.repeat(3, 0).reshape(4, 3, 20, 25, 2)] == 0)
-
-
 def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
     strong = collect(make_loader(corpus, config("pretrain", num_workers=0, strong_key=True),
                                  engine="torch"), 0)
@@ -220,9 +205,6 @@ def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
 
 
 def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
-    from sscl.data.loader import BatchSource, _StepDataset, build_windows, unpack_batch
-    from sscl.data.reader import open_corpus
-
     cfg = config("pretrain", num_workers=0)
     c = open_corpus(corpus)
     source = BatchSource(corpus, cfg, build_windows(c.lengths, cfg), 0, 1)
@@ -242,8 +224,6 @@ def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
 
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
 def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
-    from sscl.data.corpus import open_corpus
-
     budget = 50_000  # valid masks (41.5 kB) fit, joints + valid (540 kB) do not
     assert open_corpus(corpus, memory_budget=budget).mode == "mapped"
     assert open_corpus(corpus, memory_budget=budget, map_joints=False).mode == "chunked"
@@ -258,8 +238,6 @@ def test_mapped_and_chunked_corpora_give_the_same_batches(corpus, task):
 
 @pytest.mark.parametrize("views", ["strong_key", "extreme"])
 def test_pretrain_batch_computed_into_a_buffer_equals_the_returned_batch(corpus, views):
-    from sscl.data.loader import pretrain_batch_layout
-
     loader = make_loader(corpus, config("pretrain", num_workers=0, **{views: True}),
                          engine="torch")
     src = loader.source
@@ -301,12 +279,12 @@ def test_loader_info_from_the_header(corpus, task):
         info.batch_size = 3
 
 
+@pytest.mark.slow
+@pytest.mark.isa
 def test_pinned_batches_come_from_the_ring(corpus, monkeypatch):
     """With CUDA (faked here) and pin_memory, workers still write into the shared ring, and the
     training process hands out a pinned copy of each slot (its own buffer, kept past the next
     batch) with exactly the batch of the unpinned path."""
-    import sscl.data.loader as loader_mod
-
     copies = []
 
     def fake_pinned(nbytes):
