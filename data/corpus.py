@@ -35,15 +35,16 @@ import signal
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
 from sscl.data.chunks import ShardedArrayReader, chunk_checksums, crc32c
 from sscl.data.layouts import Layout
+from sscl.data.store import cache_dir, is_url, local_path
 from sscl.data.tmpbuilds import OWNER_FILE, clean_stale_builds, write_owner
 from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError
 
@@ -114,24 +115,6 @@ class CorpusHeader:
     converter_version: str = "1"
 
 
-# ----------------------------------------------------------------------------- locations
-
-
-def is_url(path: str | os.PathLike) -> bool:
-    """True for fsspec URLs (``memory://``, ``s3://``, ...), False for local paths."""
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
-def local_path(path: str | os.PathLike) -> Path:
-    s = str(path)
-    return Path(s[len("file://"):] if s.startswith("file://") else s)
-
-
-def cache_dir() -> Path:
-    """Root for generated corpora and caches: ``$SSCL_CACHE`` or ``~/.cache/sscl``."""
-    return Path(os.environ.get("SSCL_CACHE", Path.home() / ".cache" / "sscl"))
-
-
 # ----------------------------------------------------------------------------- writer
 
 
@@ -189,8 +172,6 @@ class CorpusWriter:
         self.provenance = dict(provenance or {})
         self._url = is_url(dest)
         if self._url:
-            import fsspec
-
             self._fs, self._dest_root = fsspec.core.url_to_fs(self.dest)
             exists = self._fs.exists(self._dest_root)
         else:
@@ -598,8 +579,8 @@ def write_corpus(
     return str(dest)
 
 
-from sscl.data.integrity import validate  # noqa: E402  (re-exported API)
 from sscl.data.reader import Corpus, open_corpus  # noqa: E402  (re-exported API)
+from sscl.data.validation import validate  # noqa: E402  (re-exported API)
 
 __all__ = [
     "Corpus", "CorpusHeader", "CorpusWriter", "Sequence", "Skipped", "open_corpus", "validate",

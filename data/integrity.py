@@ -1,11 +1,12 @@
-"""Corpus integrity: the checked readers of the small arrays, and ``validate``.
+"""Corpus integrity checks: the checked readers of the small arrays, and the schema check.
 
-The writer (sscl.data.corpus) records a crc32c of every stored chunk of the frame arrays, of
+The writer (sscl.data.writer) records a crc32c of every stored chunk of the frame arrays, of
 ``offsets``, ``lengths`` and the ``meta`` blob, and each shard file's size (attribute
 ``checksums``; data/README.md "Integrity"). The shard-level checks live with the chunk reader
 (sscl.data.chunks.ShardedArrayReader); this module holds the checks of the small unsharded
-arrays used by :func:`sscl.data.reader.open_corpus`, and :func:`validate`, which runs every
-check on every array and lists all damage rather than stopping at the first.
+arrays and the schema check used by :func:`sscl.data.reader.open_corpus` and by
+:func:`sscl.data.validation.validate`, which runs every check on every array and lists all damage
+rather than stopping at the first.
 
 Why recorded checksums and not zarr's crc32c codec: data/README.md "Integrity", figures in
 bench/README.md "Corpus integrity".
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import zarr
-from tqdm import tqdm
 
-from sscl.data.chunks import ShardedArrayReader, crc32c
+from sscl.data.chunks import crc32c
 from sscl.errors import CorpusError
 
 
@@ -75,89 +75,3 @@ def check_schema(c, group: zarr.Group) -> None:
         problems.append(f"{F} frames but no sequences")
     if problems:
         raise CorpusError(f"{c.path}: " + "; ".join(problems))
-
-
-def validate(path_or_corpus, progress: bool = False) -> list[str]:
-    """Full content check; returns a list of problems (empty when the corpus is sound).
-
-    Checks everything :func:`open_corpus` checks, then every chunk of every array against its
-    recorded crc32c, labels within -1..K, finite values where valid (counted), zeros where
-    invalid (counted), unique sequence ids. A corpus without a checksum record (written
-    before them) passes the checksum part unchecked: see ``Corpus.has_checksums``.
-    """
-    from sscl.data.reader import open_corpus
-
-    path = getattr(path_or_corpus, "path", path_or_corpus)
-    path = str(path)
-    problems = _array_problems(path)
-    try:
-        c = open_corpus(path, memory_budget=0, map_joints=False, nonfinite="mask")
-    except CorpusError as e:
-        return problems if any(p in str(e) for p in problems) else problems + [str(e)]
-    if problems:
-        return problems
-    K = len(c.class_names)
-    if c.num_frames and (c.labels.min() < -1 or c.labels.max() > K):
-        bad = int(np.argmax((c.labels < -1) | (c.labels > K)))
-        problems.append(f"frame {bad}: label {int(c.labels[bad])} outside -1..{K}")
-    ids = [m["seq_id"] for m in c.meta]
-    if len(set(ids)) != len(ids):
-        problems.append("duplicate sequence ids")
-    rj, rv = c._readers["joints"], c._readers["valid"]
-    joints = np.empty(rj.chunk_shape, rj.dtype)
-    valid = np.empty(rv.chunk_shape, rv.dtype)
-    nonfinite, nonzero, first_nf, first_nz = 0, 0, -1, -1
-    cf = rj.chunk_frames
-    for k in tqdm(range(rj.num_chunks), desc="validate", unit="chunk", disable=not progress,
-                  leave=False):
-        try:
-            rj.decode_into(k, joints)
-            rv.decode_into(k, valid)
-        except CorpusError as e:
-            problems.append(str(e))
-            continue
-        n = min(cf, c.num_frames - k * cf)
-        vv = np.broadcast_to(valid[:n, :, None, :], joints[:n].shape)
-        bad = vv & ~np.isfinite(joints[:n])
-        if bad.any():
-            nonfinite += int(bad.sum())
-            first_nf = first_nf if first_nf >= 0 else k * cf + int(np.argwhere(bad)[0][0])
-        bad = ~vv & (joints[:n] != 0)
-        if bad.any():
-            nonzero += int(bad.sum())
-            first_nz = first_nz if first_nz >= 0 else k * cf + int(np.argwhere(bad)[0][0])
-    if nonfinite:
-        problems.append(f"array 'joints': {nonfinite} NaN/inf coordinate(s) where valid, the "
-                        f"first at frame {first_nf}")
-    if nonzero:
-        problems.append(f"array 'joints': {nonzero} non-zero coordinate(s) where invalid, the "
-                        f"first at frame {first_nz}")
-    return problems
-
-
-def _array_problems(path: str) -> list[str]:
-    """Every array checked on its own (its shards, indexes and recorded checksums), so that
-    ``validate`` lists all damage, not only the first that stops :func:`open_corpus`."""
-    from sscl.data.reader import _open_store
-
-    try:
-        store, fs, root = _open_store(path)
-        group = zarr.open_group(store, mode="r")
-        record = group.attrs.asdict().get("checksums")
-        record = record if isinstance(record, dict) and isinstance(record.get("arrays"),
-                                                                   dict) else None
-    except Exception:
-        return []  # open_corpus words it
-    problems: list[str] = []
-    for name in ("joints", "valid", "labels", "offsets", "lengths", "meta"):
-        try:
-            arr = read_array(group, name, path)
-            if name in ("offsets", "lengths", "meta"):
-                read_small(arr, name, path, record, np.uint8 if name == "meta" else np.int64)
-                continue
-            rec = None if record is None else record["arrays"].get(name)
-            problems += ShardedArrayReader(name, arr.metadata.to_dict(), arr.dtype, fs, root,
-                                           checksums=rec).verify_all()
-        except CorpusError as e:
-            problems.append(str(e))
-    return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+import zarr.storage._local as local
 
 from sscl.cli import main
 from sscl.data.chunks import crc32c
@@ -291,8 +292,6 @@ def test_a_running_writers_build_is_named_not_removed(tmp_path):
 def test_injected_enospc_is_one_clear_error_and_the_old_corpus_stays(tmp_path, monkeypatch):
     dest = tmp_path / "c.zarr"
     make(dest)
-    import zarr.storage._local as local
-
     real, calls = local._put, [0]
 
     def put(path, value, exclusive=False):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -186,8 +187,6 @@ def test_all_skipped_conversion_exits_non_zero_and_writes_nothing(tmp_path, caps
 
 def test_nothing_in_the_data_stack_unpickles_a_file():
     # np.load only with allow_pickle=False, no pickle.load / torch.load of inputs in data/
-    import re
-
     root = Path(__file__).resolve().parents[3] / "data"
     for f in sorted(root.rglob("*.py")):
         text = f.read_text()
