@@ -68,8 +68,8 @@ def evaluate(localizer: str | Path, out_root: Path, corpus: str | None = None,
     Raises:
         ConfigError / CheckpointError / CorpusError: named problems of the inputs.
     """
+    from sscl.data.corpus import open_corpus
     from sscl.data.loader import LoaderConfig
-    from sscl.data.reader import open_corpus
     from sscl.localize.evaluate import evaluate_sequences, select_decoder, trivial_baselines
     from sscl.localize.postprocess import ARGMAX, REFERENCE, REFERENCE_CODE_NMS, decode
     from sscl.localize.report import plot_timeline, write_report
@@ -173,7 +173,7 @@ def evaluate_knn(localizer: str | Path, out_dir: Path, corpus: str | None = None
     from sscl import config as config_mod
     from sscl.atomic import write_bytes_atomic
     from sscl.config import Config
-    from sscl.data.reader import open_corpus
+    from sscl.data.corpus import open_corpus
     from sscl.probe import KnnProbe
 
     trained = load_localizer(localizer, device)

@@ -190,8 +190,8 @@ def localizer_meta(model: ModelConfig, ft: FinetuneConfig, *, layout, corpus_lay
 
 def finetune_job(cfg: Config, rd: RunDir, acc) -> tuple[Job, dict]:
     """The finetuning Job and the inference metadata the exported localizer carries."""
+    from sscl.data.corpus import open_corpus
     from sscl.data.loader import make_loader
-    from sscl.data.reader import open_corpus
     from sscl.models import Localizer
 
     ft = cfg.finetune

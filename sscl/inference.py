@@ -211,7 +211,7 @@ def sequence_probabilities(trained: TrainedLocalizer, corpus_path: str,
         raise ConfigError(f"{len(missing)} evaluation windows got no scores")
     # stitch() indexes sequences 0..S-1: renumber the selected sequences in the given order.
     local = {s: i for i, s in enumerate(sequences)}
-    from sscl.data.reader import open_corpus
+    from sscl.data.corpus import open_corpus
 
     lengths_all = open_corpus(corpus_path, memory_budget=0).lengths
     ws = WindowSet(np.array([local[int(s)] for s in windows.seq], np.int64), windows.start,

@@ -191,8 +191,8 @@ class Prediction:
 def predict_sequences(trained, inp: PredictInput, decoder, device: torch.device
                       ) -> list[Prediction]:
     """Frame probabilities and decoded segments of every selected sequence."""
+    from sscl.data.corpus import open_corpus
     from sscl.data.loader import LoaderConfig
-    from sscl.data.reader import open_corpus
     from sscl.inference import sequence_probabilities
     from sscl.localize.postprocess import decode
 
@@ -247,7 +247,7 @@ def open_input(trained, source: str, fmt: str | None, options: dict, defaults: d
                wanted: list[str] | None, tmp: Path) -> PredictInput:
     """Convert (when ``fmt`` is given) or open the input, select sequences and check them."""
     from sscl.builders import corpus_location
-    from sscl.data.reader import open_corpus
+    from sscl.data.corpus import open_corpus
 
     notes: list[str] = []
     if fmt is not None:

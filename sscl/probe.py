@@ -50,8 +50,8 @@ class KnnProbe:
 
     @classmethod
     def from_config(cls, cfg: Config) -> KnnProbe:
+        from sscl.data.corpus import open_corpus
         from sscl.data.loader import make_loader
-        from sscl.data.reader import open_corpus
 
         p = cfg.probe
         path = corpus_location(p.corpus)

@@ -220,8 +220,8 @@ def test_strong_key_is_the_extreme_recipe_on_the_key_view(corpus):
 
 
 def test_ring_slot_and_oversized_fallback_carry_the_same_batch(corpus):
+    from sscl.data.corpus import open_corpus
     from sscl.data.loader import BatchSource, _StepDataset, build_windows, unpack_batch
-    from sscl.data.reader import open_corpus
 
     cfg = config("pretrain", num_workers=0)
     c = open_corpus(corpus)
