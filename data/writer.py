@@ -6,11 +6,14 @@ The corpus schema (arrays, attributes) is the one ``sscl.data.corpus`` states an
 The writer streams: frames are buffered up to one shard and flushed, so memory stays bounded for
 corpora larger than RAM. It is atomic: a corpus is built under a temporary name beside its
 destination and renamed into place on success, so an interrupted conversion leaves either
-nothing or the previous corpus intact.
+nothing or the previous corpus intact. A failed write removes its temporary build only once
+zarr's I/O loop has no write left in flight (:func:`settle_zarr_io`): zarr writes sibling keys
+with ``asyncio.gather``, which raises at the first failure and leaves the others running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
@@ -19,6 +22,7 @@ import os
 import shutil
 import signal
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +31,13 @@ import fsspec
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync as zarr_sync
 
 from sscl.data.chunks import ShardedArrayReader, chunk_checksums, crc32c
 from sscl.data.layouts import Layout
 from sscl.data.store import is_url, local_path
 from sscl.data.tmpbuilds import OWNER_FILE, clean_stale_builds, write_owner
-from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError
+from sscl.errors import CorpusError, CorpusWriteError, DestinationExistsError, SsclWarning
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +53,34 @@ JOINTS_CODEC: dict | None = None  # raw; pass a blosc dict (like CODEC) to compr
 NONFINITE = ("refuse", "mask")  # what the writer does with NaN/inf at a valid joint
 # errno values that mean "the disk or a limit is full": one clear message, not a traceback
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# How long a failed write waits for zarr's writes still in flight: a shard (39 MiB by default) on
+# a slow disk takes seconds; a hung network store must not hang the error path for ever.
+SETTLE_TIMEOUT_S = 120.0
+
+
+async def _others_done() -> None:
+    me = asyncio.current_task()
+    while pending := [t for t in asyncio.all_tasks() if t is not me]:
+        await asyncio.wait(pending)
+
+
+def settle_zarr_io(timeout: float = SETTLE_TIMEOUT_S) -> None:
+    """Wait until every task on zarr's I/O loop has finished.
+
+    zarr 3 runs each synchronous call as a coroutine on its own event loop thread and writes
+    sibling keys (an array's zarr.json and its group's, the shards of one write) with
+    ``asyncio.gather``, each in a worker thread (``asyncio.to_thread``). When one write fails,
+    gather raises at once and the others keep running: a late one re-creates its parent
+    folders (``LocalStore``'s ``mkdir(parents=True)``) after the build was removed. A task
+    awaiting ``to_thread`` ends only when its thread's write has, so no task left means no
+    write left.
+
+    Raises:
+        TimeoutError: tasks still running after ``timeout`` seconds.
+    """
+    zarr_sync(_others_done(), timeout=timeout)
+
+
 
 
 @dataclass
@@ -534,8 +567,15 @@ class CorpusWriter:
             os.replace(tmp, dest)
 
     def abort(self) -> None:
-        """Remove the temporary build; the destination is untouched."""
+        """Remove the temporary build once no write to it is in flight; the destination is
+        untouched."""
         self._closed = True
+        try:
+            settle_zarr_io(SETTLE_TIMEOUT_S)
+        except TimeoutError:
+            warnings.warn(f"{self.dest}: zarr writes still running after {SETTLE_TIMEOUT_S:g} s; "
+                          f"removing the temporary build {self._tmp} anyway; if a late write "
+                          "brings it back, remove it by hand", SsclWarning, stacklevel=2)
         if self._url:
             tmp = self._fs._strip_protocol(self._tmp)
             if self._fs.exists(tmp):

@@ -8,6 +8,7 @@ import errno
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import zarr
 import zarr.storage._local as local
 
 from sscl.cli import main
+from sscl.data import writer
 from sscl.data.chunks import crc32c
 from sscl.data.corpus import CorpusWriter, Sequence, Skipped, open_corpus, validate, write_corpus
 from sscl.errors import CorpusError, CorpusWriteError, SsclWarning
@@ -307,6 +309,51 @@ def test_injected_enospc_is_one_clear_error_and_the_old_corpus_stays(tmp_path, m
     monkeypatch.setattr(local, "_put", real)
     assert _leftovers(tmp_path) == [] and validate(dest) == []
     assert open_corpus(dest).num_sequences == 10
+
+
+def _hold_back_a_write(monkeypatch, seconds: float) -> None:
+    """Creating the 'labels' array writes labels/zarr.json and the group's zarr.json together
+    (zarr's asyncio.gather, each in a thread): hold the first back for ``seconds`` and fail the
+    second with ENOSPC while it is held."""
+    real, started, exclusive_puts = local._put, threading.Event(), [0]
+
+    def put(path, value, exclusive=False):
+        if path.parent.name == "labels" and path.name == "zarr.json":
+            started.set()
+            time.sleep(seconds)
+        elif exclusive:  # the group's zarr.json, written beside each new array's
+            exclusive_puts[0] += 1
+            if exclusive_puts[0] == 3:  # beside 'labels', the third array
+                assert started.wait(10)
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, value, exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+
+
+def test_a_write_still_in_flight_at_the_error_is_waited_for_before_removal(tmp_path,
+                                                                          monkeypatch):
+    """When one of zarr's gathered writes fails, gather raises at once and the others keep
+    going: removed before they finished, the build came back (a late write re-makes its parent
+    folders). The writer now waits for them (sscl.data.writer.settle_zarr_io)."""
+    _hold_back_a_write(monkeypatch, 0.5)
+    with pytest.raises(CorpusWriteError, match="No space left on device"):
+        CorpusWriter(tmp_path / "c.zarr", header())
+    assert _leftovers(tmp_path) == []
+    time.sleep(1.0)  # the held-back write would have landed by now
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_write_outlasting_the_wait_is_named(tmp_path, monkeypatch):
+    _hold_back_a_write(monkeypatch, 1.0)
+    monkeypatch.setattr(writer, "SETTLE_TIMEOUT_S", 0.1)
+    with pytest.warns(SsclWarning, match=r"zarr writes still running after 0\.1 s; removing "
+                      r"the temporary build .*\.c\.zarr\.tmp-.*remove it by hand"):
+        with pytest.raises(CorpusWriteError, match="No space left on device"):
+            CorpusWriter(tmp_path / "c.zarr", header())
+    time.sleep(1.5)  # the late write lands: that is what the warning is for
+    (late,) = _leftovers(tmp_path)
+    assert (tmp_path / late / "labels" / "zarr.json").is_file()
 
 
 _FSIZE_CHILD = """
