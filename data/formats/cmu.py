@@ -37,11 +37,14 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._text import parses
 from sscl.data.layouts import get_layout
 from sscl.errors import ConfigError, FormatError
 
@@ -110,11 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SOURCE_FPS,
         help="output frame rate; must divide 120 (every 120/fps-th frame is kept)",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record malformed AMC files as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "malformed AMC files")
 
 
 def rotation(angles: np.ndarray, order: str) -> np.ndarray:
@@ -402,7 +401,7 @@ def _bone_values(
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError:
-        i = next(i for i, t in enumerate(tokens) if not _is_float(t))
+        i = next(i for i, t in enumerate(tokens) if not parses(float, t))
         raise FormatError(
             path, f"non-numeric value {tokens[i][:40]!r} for bone {name!r}", line=line_nos[i // n]
         ) from None
@@ -414,14 +413,6 @@ def _bone_values(
             line=line_nos[bad[0] // n],
         )
     return values.reshape(len(texts), n)
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def forward_kinematics(
@@ -550,12 +541,9 @@ def _items(
     stems = set()
     for amc, skel in pairs:
         stems.add(amc.stem)
-        try:
-            yield _sequence(src, amc, skel, label_files.get(amc.stem), joint_names, step, fps)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(str(amc.relative_to(src)), str(exc))
+        yield or_skipped(str(amc.relative_to(src)),
+                         partial(_sequence, src, amc, skel, label_files.get(amc.stem),
+                                 joint_names, step, fps), skip_bad)
     for stem, path in label_files.items():
         if stem not in stems:
             yield Skipped(

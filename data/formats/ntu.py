@@ -40,13 +40,15 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats import _ntu_tables as tables
-from sscl.data.formats._text import tokens_per_line
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._text import parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -83,11 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep joints whose trackingState is 0 (not tracked) as valid instead of zeroing them",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record a malformed file as skipped (with the error) instead of stopping",
-    )
+    add_skip_bad(parser, "a malformed file")
 
 
 @dataclass(frozen=True)
@@ -275,7 +273,7 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> ParsedSkeleton:
     try:
         values = np.array(picked, dtype=np.float64).reshape(len(blocks), NUM_JOINTS, 4)
     except ValueError:
-        k = next(k for k, tok in enumerate(picked) if not _is_float(tok))
+        k = next(k for k, tok in enumerate(picked) if not parses(float, tok))
         line = int(lines_BJ.ravel()[k // 4]) + 1
         raise FormatError(path, f"not a number: {picked[k].decode()!r}", line=line) from None
     xyz, state = values[..., :3], values[..., 3]
@@ -295,14 +293,6 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> ParsedSkeleton:
         num_frames,
         [BodyTrack(key[0], frames_B[ks], xyz[ks], state_B[ks]) for key, ks in members.items()],
     )
-
-
-def _is_float(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _line_text(data: bytes, line: int) -> str:
@@ -340,6 +330,14 @@ def _missing_set(option: str | Path | None) -> frozenset[str]:
     except OSError as exc:
         raise FormatError(path, f"cannot read the missing-skeleton list ({exc})") from exc
     return parse_missing_list(text, path)
+
+
+def _parse_file(path: Path) -> ParsedSkeleton:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the file ({exc})") from exc
+    return parse_skeleton_text(data, path)
 
 
 def split_tags(name: SampleName, dataset: str) -> tuple[str, ...]:
@@ -487,16 +485,9 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             if f.stem in missing:
                 yield Skipped(rel, "in the published missing-skeleton list")
                 continue
-            try:
-                try:
-                    data = f.read_bytes()
-                except OSError as exc:
-                    raise FormatError(f, f"cannot read the file ({exc})") from exc
-                parsed = parse_skeleton_text(data, f)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                yield Skipped(rel, f"malformed: {exc}")
+            parsed = or_skipped(rel, partial(_parse_file, f), skip_bad, "malformed: ")
+            if isinstance(parsed, Skipped):
+                yield parsed
                 continue
             if parsed.num_frames == 0:
                 yield Skipped(rel, "zero frames (frame count 0)")

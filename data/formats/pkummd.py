@@ -34,12 +34,14 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import tokens_per_line
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._text import comma_rows, parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -99,11 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="frame index base of label start/end (both inclusive); default 0",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record a file with a malformed skeleton or label line as skipped instead of stopping",
-    )
+    add_skip_bad(parser, "a file with a malformed skeleton or label line")
 
 
 def parse_skeleton_text(text: str | bytes, path: str | Path) -> np.ndarray:
@@ -143,19 +141,11 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> np.ndarray:
         values = None
     if values is None or values.size != end * VALUES_PER_FRAME:
         tokens = data.split()
-        k = next((k for k, tok in enumerate(tokens) if not _is_float(tok)), None)
+        k = next((k for k, tok in enumerate(tokens) if not parses(float, tok)), None)
         line = k // VALUES_PER_FRAME + 1 if k is not None else None
         shown = tokens[k].decode(errors="replace") if k is not None else "?"
         raise FormatError(path, f"not a number: {shown!r}", line=line)
     return values.reshape(end, PERSONS, NUM_JOINTS, 3)
-
-
-def _is_float(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -177,17 +167,7 @@ def parse_label_text(text: str, path: str | Path) -> list[Segment]:
             negative start or end < start, naming the line.
     """
     out: list[Segment] = []
-    for i, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        fields = [f.strip() for f in raw.split(",")]
-        if len(fields) != 4:
-            raise FormatError(
-                path,
-                "expected 4 fields 'action_id,start_frame,end_frame,confidence', "
-                f"got {len(fields)}",
-                line=i,
-            )
+    for i, fields in comma_rows(text, path, "action_id,start_frame,end_frame,confidence"):
         try:
             cls, start, end = (int(f) for f in fields[:3])
             confidence = float(fields[3])
@@ -195,7 +175,7 @@ def parse_label_text(text: str, path: str | Path) -> list[Segment]:
             raise FormatError(
                 path,
                 f"expected integer action_id,start_frame,end_frame and a numeric confidence, "
-                f"got {raw.strip()!r}",
+                f"got {','.join(fields)!r}",
                 line=i,
             ) from None
         if not 1 <= cls <= len(CLASS_NAMES):
@@ -372,20 +352,14 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                     "label file without a skeleton file",
                 )
                 continue
-            path = skeletons[name]
+            path, label_path = skeletons[name], label_files.get(name)
             rel = path.relative_to(src).as_posix()
-            try:
-                joints = parse_skeleton_text(_read_bytes(path), path)
-                label_path = label_files.get(name)
-                labels, overlap, segments = None, 0, []
-                if label_path is not None:
-                    segments = parse_label_text(_read_text(label_path), label_path)
-                    labels, overlap = frame_labels(segments, len(joints), label_path, base)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                yield Skipped(rel, f"malformed: {exc}")
+            parsed = or_skipped(rel, partial(_parse_video, path, label_path, base), skip_bad,
+                                "malformed: ")
+            if isinstance(parsed, Skipped):
+                yield parsed
                 continue
+            joints, labels, overlap, segments = parsed
             if len(joints) == 0:
                 yield Skipped(rel, "empty skeleton file (0 frames)")
                 continue
@@ -394,6 +368,17 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             )
 
     return header, generate()
+
+
+def _parse_video(path: Path, label_path: Path | None, base: int
+                 ) -> tuple[np.ndarray, np.ndarray | None, int, list[Segment]]:
+    """(joints, labels or None, overlapping frames, segments) of one video's files."""
+    joints = parse_skeleton_text(_read_bytes(path), path)
+    if label_path is None:
+        return joints, None, 0, []
+    segments = parse_label_text(_read_text(label_path), label_path)
+    labels, overlap = frame_labels(segments, len(joints), label_path, base)
+    return joints, labels, overlap, segments
 
 
 def _read_bytes(path: Path) -> bytes:

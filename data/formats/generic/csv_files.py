@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sscl.data.formats._text import parses
 from sscl.data.formats.generic.files import Loaded, Source, check_limits
 from sscl.data.formats.generic.options import GenericOptions
 from sscl.errors import FormatError
@@ -40,7 +41,7 @@ def parse_csv_text(text: str, path: str | Path, width: int) -> np.ndarray:
         tokens = [t for t in _SPLIT_RE.split(raw.strip()) if t]
         if tokens:
             rows.append((i, tokens))
-    if rows and not _numeric(rows[0][1]):
+    if rows and not all(parses(float, t) for t in rows[0][1]):
         rows = rows[1:]  # header line
     if not rows:
         return np.zeros((0, width), dtype=np.float64)
@@ -63,15 +64,6 @@ def parse_csv_text(text: str, path: str | Path, width: int) -> np.ndarray:
         except ValueError:
             raise FormatError(path, "a value is not a number", line=i) from None
     return out
-
-
-def _numeric(tokens: list[str]) -> bool:
-    try:
-        for tok in tokens:
-            float(tok)
-    except ValueError:
-        return False
-    return True
 
 
 def _values(path: Path, opts: GenericOptions) -> np.ndarray:

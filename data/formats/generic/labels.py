@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sscl.data.formats._text import comma_rows, parses
 from sscl.data.formats.generic.files import Source
 from sscl.data.formats.generic.options import GenericOptions
 from sscl.errors import FormatError
@@ -70,18 +71,11 @@ def parse_label_rows(text: str, path: str | Path) -> list[tuple[int, str, int, i
         FormatError: wrong field count, non-integer start/end, or end <= start, with the line.
     """
     out: list[tuple[int, str, int, int, str]] = []
-    for i, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        fields = [f.strip() for f in raw.split(",")]
-        if len(fields) != 4:
-            raise FormatError(
-                path, f"expected 4 fields 'seq_id,start,end,class', got {len(fields)}", line=i
-            )
+    for k, (i, fields) in enumerate(comma_rows(text, path, "seq_id,start,end,class")):
         try:
             start, end = int(fields[1]), int(fields[2])
         except ValueError:
-            if not out and i == _first_line(text):
+            if k == 0:
                 continue  # header
             raise FormatError(
                 path, f"start and end must be integers, got {fields[1]!r}, {fields[2]!r}", line=i
@@ -94,21 +88,6 @@ def parse_label_rows(text: str, path: str | Path) -> list[tuple[int, str, int, i
             raise FormatError(path, "seq_id and class must not be empty", line=i)
         out.append((i, fields[0], start, end, fields[3]))
     return out
-
-
-def _first_line(text: str) -> int:
-    for i, raw in enumerate(text.split("\n"), start=1):
-        if raw.strip():
-            return i
-    return 0
-
-
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
 
 
 def read_label_rows(path: Path, class_names: tuple[str, ...] | None, ids: Seq[str], src: Path
@@ -127,7 +106,7 @@ def read_label_rows(path: Path, class_names: tuple[str, ...] | None, ids: Seq[st
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(path, f"cannot read the label file ({exc})") from exc
     if class_names is None:
-        bad = next((r for r in rows if not _is_int(r[4])), None)
+        bad = next((r for r in rows if not parses(int, r[4])), None)
         if bad is not None:
             raise FormatError(path, f"class {bad[4]!r} is a name; pass --classes to name the "
                               "classes", line=bad[0])
@@ -138,7 +117,7 @@ def read_label_rows(path: Path, class_names: tuple[str, ...] | None, ids: Seq[st
     known = set(ids)
     by_seq: dict[str, list[tuple[int, int, int, int]]] = {}
     for line, seq_id, start, end, cls in rows:
-        k = int(cls) if _is_int(cls) else index.get(cls)
+        k = int(cls) if parses(int, cls) else index.get(cls)
         if k is None or not 0 <= k < len(class_names):
             raise FormatError(
                 path,
