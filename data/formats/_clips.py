@@ -4,7 +4,8 @@ Each release is one text file per clip, named ``a<action>_s<subject>_<take>...``
 class (1-based), the subject, and a take (repetition or video id). Every frame of a clip
 carries its action class, and the split is cross-subject (odd subjects train, even test). The
 per-release facts (file name pattern, columns, axes) stay in the converter modules; this module
-finds the clip files and builds the header and sequences.
+finds the clip files (in the release folder, or one clip file: sscl.data.formats._sources) and
+builds the header and sequences.
 """
 
 from __future__ import annotations
@@ -52,23 +53,31 @@ class ClipRelease:
     joints: int = 15
 
     def folder_of(self, src: Path) -> Path:
-        """Where the clip files are: ``src`` or its sub-folder ``folder``."""
+        """Where the clip files are: ``src``, its sub-folder ``folder``, or (``src`` a clip
+        file) its folder."""
+        if src.is_file():
+            return src.parent
         return src / self.folder if (src / self.folder).is_dir() else src
 
-    def files(self, src: Path) -> list[Path]:
-        """The clip files of the release folder ``src`` (or of its sub-folder ``folder``).
+    def files(self, src: Path) -> tuple[Path, list[Path]]:
+        """(the root that ``source_file`` names are relative to, the clip files, sorted).
+
+        ``src`` is the release folder, its sub-folder ``folder``, or one clip file.
 
         Raises:
             FormatError: no clip files, or a file name off the pattern.
         """
-        folder = self.folder_of(src)
-        files = sorted(folder.glob(self.glob))
-        if not files:
-            raise FormatError(folder, f"no {self.shown} files; expected {self.expected}")
+        if src.is_file():
+            root, files = src.parent, [src]
+        else:
+            folder = self.folder_of(src)
+            root, files = src, sorted(folder.glob(self.glob))
+            if not files:
+                raise FormatError(folder, f"no {self.shown} files; expected {self.expected}")
         for f in files:
             if not self.pattern.fullmatch(f.name):
                 raise FormatError(f, f"file name is not {self.shown} {self.fields}")
-        return files
+        return root, files
 
     def numbers(self, path: Path, num_classes: int) -> tuple[int, int, int]:
         """(action 1..K, subject, take) from a clip's file name.
@@ -100,9 +109,8 @@ class ClipRelease:
         Raises:
             FormatError: as :meth:`files`.
         """
-        src = Path(src)
-        files = self.files(src)
-        return self.header(class_names, fps, source_frame), convert_files(src, files, clip,
+        root, files = self.files(Path(src))
+        return self.header(class_names, fps, source_frame), convert_files(root, files, clip,
                                                                            skip_bad)
 
     def header(self, class_names: tuple[str, ...], fps: float, source_frame: str

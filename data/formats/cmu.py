@@ -44,6 +44,7 @@ import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
 from sscl.data.formats._text import parses
 from sscl.data.layouts import get_layout
 from sscl.errors import ConfigError, FormatError
@@ -454,7 +455,8 @@ def read(
     """Open a folder of AMC files (searched recursively) with their ASF skeletons.
 
     Args:
-        src: e.g. the mocap6 release (`raw_amc/*.amc`, `truelabels/*.txt`).
+        src: e.g. the mocap6 release (`raw_amc/*.amc`, `truelabels/*.txt`), or one AMC file
+            (its skeleton beside it or `asf`; labels from a `truelabels/` beside it).
         asf: force this skeleton for every AMC.
         fps: output frame rate; 120 / fps must be an integer.
         skip_bad: record a malformed AMC as `Skipped` instead of raising.
@@ -474,7 +476,9 @@ def read(
         raise ConfigError(
             f"cmu --fps {fps} must divide the source rate {SOURCE_FPS:g} (e.g. 120, 60, 30)"
         )
-    amcs = sorted(src.rglob("*.amc"), key=lambda p: p.name)
+    one = single_file(src, (".amc",), "a CMU .amc motion file")
+    root = src.parent if one is not None else src
+    amcs = [one] if one is not None else sorted(src.rglob("*.amc"), key=lambda p: p.name)
     if not amcs:
         raise FormatError(
             src, "no .amc files; expected CMU AMC motion files with their ASF skeletons"
@@ -493,8 +497,10 @@ def read(
                 )
             skeletons[path] = skel
         pairs.append((amc, skeletons[path]))
-    label_dirs = [d for d in src.rglob("truelabels") if d.is_dir()]
+    label_dirs = [d for d in root.rglob("truelabels") if d.is_dir()]
     labels = {p.stem: p for d in label_dirs for p in sorted(d.glob("*.txt"))}
+    if one is not None:  # its own labels only, not the others' as "labels without motion"
+        labels = {k: p for k, p in labels.items() if k == one.stem}
     header = CorpusHeader(
         layout=layout,
         class_names=CLASS_NAMES,
@@ -507,7 +513,8 @@ def read(
             "class c -> c-1; sequences without a label file are unlabelled (-1)"
         ),
     )
-    return header, _items(src, pairs, labels, layout.joint_names, round(step), float(fps), skip_bad)
+    return header, _items(root, pairs, labels, layout.joint_names, round(step), float(fps),
+                          skip_bad)
 
 
 def _find_asf(amc: Path) -> Path:

@@ -84,7 +84,7 @@ def read(
     """Open a Florence3D folder (`florence3d/` or its `florence/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
         fps: the frame rate recorded in the corpus.
 

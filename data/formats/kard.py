@@ -80,7 +80,7 @@ def read(src: Path, *, skip_bad: bool = False) -> tuple[CorpusHeader, Iterator[S
     """Open a KARD folder (`kard/` or `kard/kard_realworld/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
 
     Returns:

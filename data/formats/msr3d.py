@@ -98,7 +98,7 @@ def read(
     """Open an MSR Action3D folder (`msr_action3d/` or its `real_world_coordinates/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
         zero_confidence_invalid: joints with confidence 0 are invalid (stored as 0).
 

@@ -48,6 +48,7 @@ import numpy as np
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats import _ntu_tables as tables
 from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
 from sscl.data.formats._text import parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
@@ -418,7 +419,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     """Convert a folder (searched recursively) of NTU .skeleton files.
 
     Args:
-        src: folder holding the .skeleton files.
+        src: folder holding the .skeleton files (searched recursively), or one .skeleton file.
         **options: missing_list ('builtin' | 'none' | path), dataset ('auto' | 'ntu60' |
             'ntu120'), keep_untracked (bool), skip_bad (bool).
 
@@ -431,14 +432,16 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             --skip-bad) a malformed file.
     """
     src = Path(src)
-    if not src.is_dir():
+    one = single_file(src, (".skeleton",), "an NTU .skeleton file")
+    if one is None and not src.is_dir():
         raise FormatError(src, "not a folder; expected a folder of NTU .skeleton files")
+    root = src.parent if one is not None else src
     missing = _missing_set(options.get("missing_list"))
     dataset = options.get("dataset") or "auto"
     keep_untracked = bool(options.get("keep_untracked", False))
     skip_bad = bool(options.get("skip_bad", False))
 
-    files = sorted(src.rglob("*.skeleton"))
+    files = [one] if one is not None else sorted(src.rglob("*.skeleton"))
     if not files:
         raise FormatError(src, "no .skeleton files found; expected NTU RGB+D skeleton files")
     names: list[SampleName] = []
@@ -481,7 +484,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
 
     def generate() -> Iterator[Sequence | Skipped]:
         for f, name in zip(files, names, strict=True):
-            rel = f.relative_to(src).as_posix()
+            rel = f.relative_to(root).as_posix()
             if f.stem in missing:
                 yield Skipped(rel, "in the published missing-skeleton list")
                 continue

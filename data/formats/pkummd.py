@@ -41,6 +41,7 @@ import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
 from sscl.data.formats._text import comma_rows, parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
@@ -292,7 +293,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     """Convert a PKU-MMD folder (skeleton/ + label/ [+ split lists]).
 
     Args:
-        src: the folder.
+        src: the folder, or one skeleton file (converted unlabelled: no label folder).
         **options: skeleton_dir, label_dir (names inside src), split_file (list of paths),
             label_base (0 | 1), skip_bad (bool).
 
@@ -306,28 +307,20 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             malformed skeleton/label file or a label past the end of its skeleton.
     """
     src = Path(src)
-    if not src.is_dir():
+    one = single_file(src, (".txt", ".skeleton"), "a PKU-MMD skeleton file (.txt)")
+    if one is None and not src.is_dir():
         raise FormatError(src, "not a folder; expected a PKU-MMD folder with skeleton/ and label/")
-    skel_dir = _pick_dir(src, options.get("skeleton_dir"), _SKELETON_DIRS, "skeleton")
-    label_dir = _pick_dir(src, options.get("label_dir"), _LABEL_DIRS, "label")
+    root = src.parent if one is not None else src
     base = int(options.get("label_base") or 0)
     if base not in (0, 1):
         raise FormatError(src, f"--label-base must be 0 or 1, got {base}")
     skip_bad = bool(options.get("skip_bad", False))
-    tags = _split_tags(src, options.get("split_file"))
-
-    skeletons = {
-        p.stem: p for p in skel_dir.iterdir() if p.suffix in (".txt", ".skeleton") and p.is_file()
-    }
-    label_files = {
-        p.stem: p for p in label_dir.iterdir() if p.suffix in (".txt", ".label") and p.is_file()
-    }
+    tags = _split_tags(root, options.get("split_file"))
+    if one is not None:
+        skeletons, label_files = {one.stem: one}, {}
+    else:
+        skeletons, label_files = _video_files(src, options)
     names = sorted(set(skeletons) | set(label_files))
-    if not skeletons:
-        raise FormatError(
-            skel_dir,
-            "no skeleton files (*.txt); expected PKU-MMD skeleton files such as 0002-L.txt",
-        )
 
     header = CorpusHeader(
         layout=get_layout("ntu25"),
@@ -348,12 +341,12 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         for name in names:
             if name not in skeletons:
                 yield Skipped(
-                    label_files[name].relative_to(src).as_posix(),
+                    label_files[name].relative_to(root).as_posix(),
                     "label file without a skeleton file",
                 )
                 continue
             path, label_path = skeletons[name], label_files.get(name)
-            rel = path.relative_to(src).as_posix()
+            rel = path.relative_to(root).as_posix()
             parsed = or_skipped(rel, partial(_parse_video, path, label_path, base), skip_bad,
                                 "malformed: ")
             if isinstance(parsed, Skipped):
@@ -368,6 +361,28 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             )
 
     return header, generate()
+
+
+def _video_files(src: Path, options: dict) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(skeleton files, label files) of a PKU-MMD folder, by video name.
+
+    Raises:
+        FormatError: no skeleton or label folder, no skeleton file.
+    """
+    skel_dir = _pick_dir(src, options.get("skeleton_dir"), _SKELETON_DIRS, "skeleton")
+    label_dir = _pick_dir(src, options.get("label_dir"), _LABEL_DIRS, "label")
+    skeletons = {
+        p.stem: p for p in skel_dir.iterdir() if p.suffix in (".txt", ".skeleton") and p.is_file()
+    }
+    label_files = {
+        p.stem: p for p in label_dir.iterdir() if p.suffix in (".txt", ".label") and p.is_file()
+    }
+    if not skeletons:
+        raise FormatError(
+            skel_dir,
+            "no skeleton files (*.txt); expected PKU-MMD skeleton files such as 0002-L.txt",
+        )
+    return skeletons, label_files
 
 
 def _parse_video(path: Path, label_path: Path | None, base: int

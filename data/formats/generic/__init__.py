@@ -2,7 +2,8 @@
 
 Inputs (this project's own format for data without a dedicated converter):
 - SRC: a folder (searched recursively) of `.npz` and `.csv` files, one sequence each; the
-  sequence id is the path relative to SRC without the suffix.
+  sequence id is the path relative to SRC without the suffix. SRC may also be a single such
+  file (its id: its name without the suffix).
   - npz: `joints` (T, V, C) or (T, V, C, M); optional `valid` (T, V) or (T, V, M) bool,
     `labels` (T,) ints in -1..K (-1 unlabelled, K background; needs --classes), `fps` scalar,
     `subject` and `split` scalars (a split such as "test" becomes the split tag "split:test";
@@ -25,6 +26,9 @@ Inputs (this project's own format for data without a dedicated converter):
 - `--minus-one unlabelled|background`: what -1 in npz `labels` means (default unlabelled: the
   frame is ignored by a localizer; many datasets use -1 for background instead). The label
   counts are printed after converting.
+- `--ignore-labels`: npz `labels` are neither checked nor read; every frame is unlabelled and
+  each sequence that had them records `extra["labels_ignored"]` (`sscl predict` sets it when
+  given neither --classes nor --labels: prediction needs no labels). Excludes --labels.
 - `--meta FILE`: CSV with a header naming `seq_id` and any of `subject`, `split`, `camera`,
   `setup` (split as for the npz key); its values override the npz ones. A seq_id that names no
   file, or leads outside SRC (`..`, absolute), is an error.
@@ -128,13 +132,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="joints exactly at (0, 0, 0) stay valid (e.g. a root-centred skeleton)",
     )
+    parser.add_argument(
+        "--ignore-labels",
+        action="store_true",
+        help="do not read npz labels: every frame unlabelled (sscl predict's default without "
+        "--classes or --labels: prediction needs no labels)",
+    )
 
 
 def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skipped]]:
     """Convert a folder of generic npz/CSV sequences (format in the module docstring).
 
     Args:
-        src: the folder.
+        src: the folder, or one ``.npz``/``.csv`` sequence file.
         **options: the fields of :class:`GenericOptions` (layout is required).
 
     Returns:
@@ -147,16 +157,14 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         LayoutError: no layout, or an unknown one.
     """
     src = Path(src)
-    if not src.is_dir():
-        raise FormatError(src, "not a folder; expected a folder of .npz/.csv sequences")
     opts = GenericOptions.parse(options)
-    files, linked = find_files(src, opts.side_files)
-    sources = scan_all(src, files, lambda p, seq_id: _READERS[p.suffix].scan(p, seq_id, opts))
+    root, files, linked = find_files(src, opts.side_files)
+    sources = scan_all(root, files, lambda p, seq_id: _READERS[p.suffix].scan(p, seq_id, opts))
     if opts.meta is not None:
-        by_id = read_meta(opts.meta, {s.seq_id for s in sources}, src)
+        by_id = read_meta(opts.meta, {s.seq_id for s in sources}, root)
         sources = [replace(s, meta=by_id.get(s.seq_id, {})) for s in sources]
     warn_notes(src, sources, linked, opts.default_fps, opts.fps is not None)
-    class_names, rows = classes_and_rows(opts, sources, src)
+    class_names, rows = classes_and_rows(opts, sources, root)
     persons = opts.persons or max(s.persons for s in sources)
     too_many = next((s for s in sources if s.persons > persons), None)
     if too_many is not None:
@@ -171,15 +179,15 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                       "rotated so up is +y"),
         label_rule=label_rule(opts, rows),
     )
-    return header, _sequences(src, sources, opts, class_names, rows, persons)
+    return header, _sequences(root, sources, opts, class_names, rows, persons)
 
 
-def _sequences(src: Path, sources: list[Source], opts: GenericOptions,
+def _sequences(root: Path, sources: list[Source], opts: GenericOptions,
                class_names: tuple[str, ...], rows: LabelRows | None, persons: int
                ) -> Iterator[Sequence | Skipped]:
     matrix = transform(opts.units, opts.up, opts.layout.channels)
     for s in sources:
-        rel = s.path.relative_to(src).as_posix()
+        rel = s.path.relative_to(root).as_posix()
         got = _READERS[s.path.suffix].load(s, opts)
         T = len(got.joints)
         if T == 0:
@@ -202,4 +210,5 @@ def _sequences(src: Path, sources: list[Source], opts: GenericOptions,
             camera=info.get("camera", ""),
             setup=info.get("setup", ""),
             split_tags=split_tags(info.get("split", "")),
+            extra={"labels_ignored": True} if s.has_labels and opts.ignore_labels else {},
         )

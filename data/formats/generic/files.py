@@ -1,7 +1,8 @@
 """The generic importer's input files: finding them, what a scan learns of each, the notes.
 
 SRC is searched recursively for ``.npz`` and ``.csv`` files, one sequence each, whose id is the
-path relative to SRC without the suffix; the side files (labels, classes, meta) are not
+path relative to SRC without the suffix (SRC may also be one such file: its id is its name
+without the suffix); the side files (labels, classes, meta) are not
 sequences even when they live inside SRC. Folders reached through a symbolic link are not
 searched (``Path.rglob`` does not follow them); they are counted in the one warning of
 :func:`warn_notes`. Reading the files: sscl.data.formats.generic.npz and .csv_files.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sscl.data.formats._sources import single_file
 from sscl.errors import FormatError, SsclWarning
 
 
@@ -60,12 +62,19 @@ class Loaded:
     info: dict[str, str] = field(default_factory=dict)
 
 
-def find_files(src: Path, side_files: tuple[Path, ...]) -> tuple[list[Path], list[Path]]:
-    """(the sequence files under ``src``, sorted; the linked folders not searched).
+def find_files(src: Path, side_files: tuple[Path, ...]
+               ) -> tuple[Path, list[Path], list[Path]]:
+    """(the root that sequence ids are relative to, the sequence files under it, sorted, the
+    linked folders not searched). ``src`` is a folder, or one sequence file (its folder is the
+    root: sscl.data.formats._sources).
 
     Raises:
-        FormatError: no ``.npz`` or ``.csv`` file.
+        FormatError: no ``.npz`` or ``.csv`` file; a single file of another kind.
     """
+    if single_file(src, (".npz", ".csv"), "a .npz or .csv sequence file") is not None:
+        return src.parent, [src], []
+    if not src.is_dir():
+        raise FormatError(src, "not a folder; expected a folder of .npz/.csv sequences")
     skip = {p.resolve() for p in side_files}
     entries = list(src.rglob("*"))
     linked = sorted(p for p in entries if p.is_symlink() and p.is_dir())
@@ -74,7 +83,7 @@ def find_files(src: Path, side_files: tuple[Path, ...]) -> tuple[list[Path], lis
     if not files:
         raise FormatError(src, "no .npz or .csv files found"
                           + (f" ({len(linked)} linked folder(s) not searched)" if linked else ""))
-    return files, linked
+    return src, files, linked
 
 
 def scan_all(src: Path, files: list[Path], scan: Callable[[Path, str], Source]) -> list[Source]:

@@ -145,7 +145,8 @@ def classes_and_rows(opts: GenericOptions, sources: list[Source], src: Path
         class_names, rows = read_label_rows(opts.labels, class_names,
                                             [s.seq_id for s in sources], src)
     if class_names is None:
-        with_labels = next((s for s in sources if s.has_labels), None)
+        with_labels = next((s for s in sources if s.has_labels and not opts.ignore_labels),
+                           None)
         if with_labels is not None:
             raise FormatError(
                 with_labels.path,
@@ -162,6 +163,8 @@ def classes_and_rows(opts: GenericOptions, sources: list[Source], src: Path
 
 def label_rule(opts: GenericOptions, rows: LabelRows | None) -> str:
     """The corpus attribute ``label_rule``: how the frame labels were derived."""
+    if opts.ignore_labels:
+        return "input labels ignored (--ignore-labels): every frame unlabelled (-1)"
     rule = (f"label rows of {rows.path} cover frames [start, end) (later row wins, uncovered "
             "frames background); " if rows is not None else "")
     if opts.minus_one == "unlabelled":

@@ -1,9 +1,9 @@
 """Generic ``.npz`` sequences: every member checked from its header, then loaded.
 
 Members: ``joints`` (T, V, C) or (T, V, C, M); optional ``valid`` (T, V) or (T, V, M) bool,
-``labels`` (T,) integers, ``fps``, ``subject`` and ``split`` scalars. Others are listed as
-unused. Sizes, dtypes and shapes are read from the member headers before anything is loaded,
-and nothing is unpickled (sscl.data.formats._npz).
+``labels`` (T,) integers (neither checked nor read with ``ignore_labels``), ``fps``, ``subject``
+and ``split`` scalars. Others are listed as unused. Sizes, dtypes and shapes are read from the
+member headers before anything is loaded, and nothing is unpickled (sscl.data.formats._npz).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def scan(path: Path, seq_id: str, opts: GenericOptions) -> Source:
     T = shape[0]
     wants = {"valid": ((T, V), (T, V, persons)), "labels": ((T,),), "fps": ((), (1,)),
              "subject": ((), (1,)), "split": ((), (1,))}
+    if opts.ignore_labels:
+        del wants["labels"]
     for key, allowed in wants.items():
         got = _shape(path, key)
         if got is not None and got not in allowed:
@@ -78,7 +80,8 @@ def load(s: Source, opts: GenericOptions) -> Loaded:
         with np.load(s.path, allow_pickle=False) as npz:
             joints = np.asarray(npz["joints"], dtype=np.float64)
             valid = np.asarray(npz["valid"]) if "valid" in npz.files else None
-            labels = np.asarray(npz["labels"]) if "labels" in npz.files else None
+            labels = (np.asarray(npz["labels"]) if "labels" in npz.files
+                      and not opts.ignore_labels else None)
             fps = np.asarray(npz["fps"]) if "fps" in npz.files else None
             for key in ("subject", "split"):
                 if key in npz.files:

@@ -43,6 +43,9 @@ class GenericOptions:
         persons: persons M of the corpus; None: the most in any file.
         nan_as_missing: NaN/inf at a valid joint becomes a missing joint instead of an error.
         zeros_valid: joints exactly at (0, 0, 0) stay valid.
+        ignore_labels: npz ``labels`` are not read (nor checked): every frame is unlabelled and
+            the sequences that had them say so in ``extra["labels_ignored"]`` (what
+            ``sscl predict`` uses: it needs no labels). Excludes ``labels``.
     """
 
     layout: Layout
@@ -58,6 +61,7 @@ class GenericOptions:
     persons: int | None = None
     nan_as_missing: bool = False
     zeros_valid: bool = False
+    ignore_labels: bool = False
 
     def __post_init__(self) -> None:
         def bad(option: str, value: object, expected: str) -> ConfigError:
@@ -80,6 +84,9 @@ class GenericOptions:
                 raise bad(option, value, "a positive number")
         if self.persons is not None and not 1 <= self.persons <= self.max_persons:
             raise bad("persons", self.persons, f"1..{self.max_persons} (--max-persons)")
+        if self.ignore_labels and self.labels is not None:
+            raise ConfigError(f"generic converter: --ignore-labels with --labels {self.labels}; "
+                              "pass one of them")
 
     @property
     def default_fps(self) -> float:
@@ -133,4 +140,5 @@ class GenericOptions:
             persons=number("persons", int, None) or None,
             nan_as_missing=bool(options.get("nan_as_missing", False)),
             zeros_valid=bool(options.get("zeros_valid", False)),
+            ignore_labels=bool(options.get("ignore_labels", False)),
         )
