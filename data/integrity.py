@@ -55,23 +55,28 @@ def check_schema(c, group: zarr.Group) -> None:
     frames (``c``: the Corpus being opened)."""
     V, C, M = c.frame_shape
     F = c.num_frames
+    # F is the length of 'labels'; naming it says where the frame counts disagree
+    frames = f"F={F} frames of array 'labels'"
     problems = []
     if group["joints"].shape != (F, V, C, M):
-        problems.append(f"joints shape {group['joints'].shape} != (F={F}, V={V}, C={C}, M={M}) "
-                        f"from layout {c.layout.name!r}")
+        problems.append(f"array 'joints' has shape {group['joints'].shape}; expected (F, V={V}, "
+                        f"C={C}, M={M}) from the {frames} and layout {c.layout.name!r}")
     if group["valid"].shape != (F, V, M):
-        problems.append(f"valid shape {group['valid'].shape} != (F={F}, V={V}, M={M})")
+        problems.append(f"array 'valid' has shape {group['valid'].shape}; expected (F, V={V}, "
+                        f"M={M}) from the {frames}")
     S = len(c.lengths)
     if len(c.offsets) != S or len(c.meta) != S:
         problems.append(f"{len(c.offsets)} offsets, {S} lengths, {len(c.meta)} metadata records "
-                        "(expected equal counts)")
+                        "in arrays 'offsets', 'lengths', 'meta' (expected equal counts)")
     elif S:
         if (c.lengths <= 0).any():
-            problems.append(f"sequence {int(np.argmax(c.lengths <= 0))} has length <= 0")
+            problems.append(f"array 'lengths': sequence {int(np.argmax(c.lengths <= 0))} has "
+                            "length <= 0")
         ends = c.offsets + c.lengths
         if c.offsets[0] != 0 or (c.offsets[1:] != ends[:-1]).any() or ends[-1] != F:
-            problems.append("offsets are not monotone and contiguous, or do not cover all frames")
+            problems.append("arrays 'offsets' and 'lengths' are not monotone and contiguous, or "
+                            f"do not cover the {frames}")
     elif F:
-        problems.append(f"{F} frames but no sequences")
+        problems.append(f"{frames} but no sequences")
     if problems:
         raise CorpusError(f"{c.path}: " + "; ".join(problems))
