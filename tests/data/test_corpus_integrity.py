@@ -164,6 +164,7 @@ def test_without_checksums_the_index_and_codecs_still_give_typed_errors(tmp_path
         assert case == "labels chunk deleted"
 
 
+@pytest.mark.slow
 def test_truncated_shard_cannot_kill_the_mapped_reader(tmp_path):
     # Before: SIGBUS (exit 135) when a mapped shard was shorter than its index claims.
     dest = tmp_path / "c.zarr"
@@ -249,6 +250,7 @@ sys.exit(main(["data", "convert", "generic", sys.argv[1], sys.argv[2], "--layout
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_conversion_leaves_nothing_under_the_final_name(tmp_path, sig):
     src = _generic_source(tmp_path / "src")
@@ -366,6 +368,7 @@ sys.exit(main(["data", "convert", "generic", sys.argv[1], sys.argv[2], "--layout
 """
 
 
+@pytest.mark.slow
 def test_file_size_limit_is_one_clear_error_and_the_old_corpus_stays(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
