@@ -16,12 +16,13 @@ from sscl.errors import FormatError
 
 
 def single_file(src: Path, suffixes: tuple[str, ...], what: str) -> Path | None:
-    """``src`` when it is a file whose name ends in one of ``suffixes`` (any case); None when
-    it is not a file (a folder, or nothing: the converter words that).
+    """``src`` when it is a file whose name ends in one of ``suffixes`` (as the converter's
+    folder search spells them); None when it is not a file (a folder, or nothing: the
+    converter words that).
 
     Args:
         src: the converter's SRC.
-        suffixes: the endings of the format's sequence files, lower case.
+        suffixes: the endings of the format's sequence files.
         what: the files as the user knows them, e.g. "an NTU .skeleton file".
 
     Raises:
@@ -29,6 +30,6 @@ def single_file(src: Path, suffixes: tuple[str, ...], what: str) -> Path | None:
     """
     if not src.is_file():
         return None
-    if not src.name.lower().endswith(suffixes):
+    if not src.name.endswith(suffixes):
         raise FormatError(src, f"not {what}; expected {what} or a folder of them")
     return src
