@@ -27,17 +27,14 @@ NOTE = "note: the labels of 1 input sequence(s) were ignored (prediction needs n
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("corpus") / "syn.zarr"
-    synthesize(dest, SynthConfig(num_sequences=6, min_frames=120, max_frames=200, subjects=3,
-                                 fps=FPS), seed=1)
-    return dest
-
-
-@pytest.fixture()
-def run(tmp_path, corpus) -> Path:
-    make_localizer(tmp_path / "run" / "finetune", corpus)
-    return tmp_path / "run"
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(run directory of a seeded untrained localizer, the synthetic corpus it was made for);
+    predict only reads the run, so one serves the module."""
+    root = tmp_path_factory.mktemp("predict")
+    synthesize(root / "syn.zarr", SynthConfig(num_sequences=6, min_frames=120, max_frames=200,
+                                              subjects=3, fps=FPS), seed=1)
+    make_localizer(root / "run" / "finetune", root / "syn.zarr")
+    return root / "run", root / "syn.zarr"
 
 
 def _predict(run: Path, src: Path, capsys, *extra: str) -> tuple[dict, str]:
@@ -52,7 +49,8 @@ def _segments(doc: dict) -> list[tuple]:
     return [(g["class"], g["start_frame"], g["end_frame"]) for g in doc["sequences"][0]["segments"]]
 
 
-def test_a_single_npz_file_is_scored_like_its_folder(run, corpus, capsys, tmp_path):
+def test_a_single_npz_file_is_scored_like_its_folder(trained, capsys, tmp_path):
+    run, corpus = trained
     raw = tmp_path / "raw"
     raw.mkdir()
     joints, valid, _ = open_corpus(corpus).read_sequence(1)
@@ -63,8 +61,9 @@ def test_a_single_npz_file_is_scored_like_its_folder(run, corpus, capsys, tmp_pa
     assert _segments(from_file) == _segments(from_folder) and "note:" not in err
 
 
-def test_npz_labels_are_ignored_without_classes_and_the_output_says_so(run, corpus, capsys,
+def test_npz_labels_are_ignored_without_classes_and_the_output_says_so(trained, capsys,
                                                                       tmp_path):
+    run, corpus = trained
     c = open_corpus(corpus)
     joints, valid, labels = c.read_sequence(1)
     np.savez(tmp_path / "take1.npz", joints=joints, valid=valid, labels=labels)
