@@ -14,6 +14,8 @@ bench/README.md "Corpus integrity".
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import zarr
 
@@ -48,6 +50,31 @@ def read_small(arr, name: str, path: str, record: dict | None, dtype) -> np.ndar
                               f"{got}); it was changed after writing (sequences re-cut?), "
                               "restore it or convert again")
     return data
+
+
+def attributes_crc32c(attrs: dict) -> int:
+    """crc32c of the group attributes other than ``checksums`` (canonical JSON: sorted keys,
+    no spaces): class names, fps, layout and persons change what every frame means, and no
+    chunk checksum covers them."""
+    rest = {k: v for k, v in attrs.items() if k != "checksums"}
+    return crc32c(json.dumps(rest, sort_keys=True, separators=(",", ":"),
+                             allow_nan=False).encode())
+
+
+def check_attributes(attrs: dict, path: str) -> None:
+    """Refuse group attributes changed after writing (when their crc32c was recorded).
+
+    Raises:
+        CorpusError: naming the group attributes, with the written and read crc32c.
+    """
+    want = (attrs.get("checksums") or {}).get("attributes")
+    if want is None:
+        return  # written before the attributes were recorded
+    got = attributes_crc32c(attrs)
+    if got != want:
+        raise CorpusError(f"{path}: the group attributes (zarr.json: class names, fps, layout, "
+                          f"...) fail their crc32c (written {want}, read {got}); they were "
+                          "changed after writing, restore the file or convert again")
 
 
 def check_schema(c, group: zarr.Group) -> None:

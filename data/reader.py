@@ -41,7 +41,7 @@ import numpy as np
 import zarr
 
 from sscl.data.chunks import ShardedArrayReader, SlabCache, crc32c, decode_all
-from sscl.data.integrity import check_schema, read_array, read_small
+from sscl.data.integrity import check_attributes, check_schema, read_array, read_small
 from sscl.data.layouts import Layout
 from sscl.data.mapping import map_frames
 from sscl.data.store import open_store
@@ -521,6 +521,7 @@ def open_corpus(
     if record is not None and not (isinstance(record, dict) and isinstance(
             record.get("arrays"), dict)):
         raise CorpusError(f"{path}: the 'checksums' attribute is damaged; convert again")
+    check_attributes(attrs, path)
     offsets = read_small(arrays["offsets"], "offsets", path, record, np.int64)
     lengths = read_small(arrays["lengths"], "lengths", path, record, np.int64)
     blob = read_small(arrays["meta"], "meta", path, record, np.uint8)

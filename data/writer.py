@@ -34,6 +34,7 @@ from zarr.codecs import BloscCodec
 from zarr.core.sync import sync as zarr_sync
 
 from sscl.data.chunks import ShardedArrayReader, chunk_checksums, crc32c
+from sscl.data.integrity import attributes_crc32c
 from sscl.data.layouts import Layout
 from sscl.data.store import is_url, local_path
 from sscl.data.tmpbuilds import OWNER_FILE, clean_stale_builds, write_owner
@@ -525,6 +526,8 @@ class CorpusWriter:
             "checksums": checksums,
             "complete": True,  # written last: readers refuse a corpus without it
         }
+        # recorded over what the group will hold: an appended corpus keeps any older key
+        checksums["attributes"] = attributes_crc32c({**self.group.attrs.asdict(), **attrs})
         self.group.attrs.update(attrs)
         if not self._url:
             (local_path(self._tmp) / OWNER_FILE).unlink(missing_ok=True)

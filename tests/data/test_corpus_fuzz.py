@@ -7,12 +7,11 @@ without an error reads exactly what was written, an undamaged corpus has no prob
 - any damage to a shard file of ``joints``, ``valid`` or ``labels`` (every stored chunk and the
   shard's size are recorded), and any truncation or deletion of any file;
 - a flipped byte or appended bytes in a small array's chunk (zstd: a flip in an unused header
-  bit decodes to the same bytes) or in a ``zarr.json`` (a flip inside white space or in a
-  descriptive attribute such as ``source_frame``, which no checksum covers; appended white
+  bit decodes to the same bytes) or in a ``zarr.json`` (a flip or appended bytes inside white
   space) are reported the same way unless the corpus still reads exactly as written.
 
-A problem with the group's own ``zarr.json`` names the group (not a readable group, damaged
-attributes, ...), or an array when the damaged attribute describes one (its checksum record).
+A problem with the group's own ``zarr.json`` names the group (not a readable group, attributes
+failing their crc32c, ...), or an array when the damaged attribute is its checksum record.
 """
 
 from __future__ import annotations

@@ -68,6 +68,13 @@ def _truncate(p: Path, n: int) -> None:
         f.truncate(n)
 
 
+def _edit_group_json(d: Path, old: str, new: str) -> None:
+    """A change of meaning that leaves valid JSON: nothing but the attributes' crc32c sees it."""
+    text = (d / "zarr.json").read_text()
+    assert old in text
+    (d / "zarr.json").write_text(text.replace(old, new, 1))
+
+
 # damage, the array it must name, and whether it names a chunk (else a shard / the array)
 DAMAGE = {
     "joints shard deleted": (lambda d: _joints_shard(d, 1).unlink(), "array 'joints', shard 1"),
@@ -88,6 +95,10 @@ DAMAGE = {
                                "array 'labels', shard 0"),
     "byte flipped in meta": (lambda d: flip(d / "meta" / "c" / "0", 30), "array 'meta'"),
     "meta zarr.json damaged": (lambda d: flip(d / "meta" / "zarr.json", 5), "array 'meta'"),
+    "class name changed": (lambda d: _edit_group_json(d, '"walk"', '"talk"'),
+                           "the group attributes"),
+    "fps changed": (lambda d: _edit_group_json(d, '"fps": 30.0', '"fps": 38.0'),
+                    "the group attributes"),
 }
 
 
