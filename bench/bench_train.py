@@ -130,7 +130,7 @@ def _step_flops(model: torch.nn.Module, batch: dict) -> float:
 
 
 def test_whole_stack_vs_reference_stack(corpus, ratios):
-    from sscl.data.reader import open_corpus
+    from sscl.data.corpus import open_corpus
 
     c = open_corpus(corpus, memory_budget=0)
     layout, persons = c.layout, c.persons

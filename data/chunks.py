@@ -14,6 +14,8 @@ zip, object stores) through fsspec's ``cat_file``/``cat_ranges``.
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import os
 import threading
 from collections import OrderedDict
@@ -33,9 +35,6 @@ def _load_crc32c():
     """``crc32c_extend`` of the libcrc32c that google-crc32c ships (SSE4.2 where the CPU has
     it), through ctypes so any buffer is checked in place: the Python binding accepts only
     ``bytes`` and would copy every chunk first. None when it cannot be found."""
-    import ctypes
-    import glob
-
     here = os.path.dirname(google_crc32c.__file__)
     for lib in sorted(glob.glob(os.path.join(here + ".libs", "libcrc32c*.so*"))
                       + glob.glob(os.path.join(here, "libcrc32c*.so*"))):

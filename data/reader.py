@@ -28,7 +28,7 @@ inside the file); each chunk is checked against its crc32c the first time this p
 it (in RAM: at open; chunked: on its first decode; mapped: before the first window of its
 shard). Damage of any kind raises CorpusError naming the array, shard file and chunk. NaN or
 infinity at a valid joint is refused (``nonfinite="refuse"``, default) or masked (``"mask"``).
-The checks themselves and ``validate``: sscl.data.integrity.
+The checks themselves: sscl.data.integrity; ``validate``: sscl.data.validation.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ import numpy as np
 import zarr
 
 from sscl.data.chunks import ShardedArrayReader, SlabCache, crc32c, decode_all
-from sscl.data.integrity import check_schema, read_array, read_small
+from sscl.data.integrity import check_attributes, check_schema, read_array, read_small
 from sscl.data.layouts import Layout
+from sscl.data.mapping import map_frames
+from sscl.data.store import open_store
 from sscl.errors import CorpusError
 
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes; override with memory_budget= or $SSCL_MEMORY_BUDGET
@@ -53,30 +55,6 @@ def _budget(memory_budget: int | None) -> int:
         return int(memory_budget)
     env = os.environ.get("SSCL_MEMORY_BUDGET")
     return int(float(env)) if env else DEFAULT_MEMORY_BUDGET
-
-
-def _open_store(path: str):
-    """(zarr store or path, fsspec fs or None, root) for a local dir, file://, zip or URL."""
-    s = str(path)
-    if s.startswith("file://"):
-        s = s[len("file://"):]
-    if s.endswith(".zip") and "://" not in s:
-        import fsspec
-
-        if not os.path.isfile(s):
-            raise CorpusError(f"{s}: no such zip file")
-        return zarr.storage.ZipStore(s, mode="r"), fsspec.filesystem("zip", fo=s), ""
-    if "://" in s:
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(s)
-        if not fs.exists(f"{root}/zarr.json"):
-            raise CorpusError(f"{s}: no corpus there (no zarr.json)")
-        return s, fs, root.rstrip("/")
-    if not os.path.isdir(s):
-        raise CorpusError(f"{s}: no corpus there (not a directory); create one with `sscl data "
-                          "synth` or `sscl data convert`")
-    return s, None, os.path.abspath(s)
 
 
 @dataclass(frozen=True)
@@ -204,8 +182,6 @@ class Corpus:
             return
         V, _, M = self.frame_shape
         if self.map_joints and self.num_frames * V * M <= self.memory_budget:
-            from sscl.data.mapping import map_frames
-
             mapped = map_frames(rj)
             if mapped is not None:
                 self._joints, self._mapped = mapped.frames, mapped
@@ -527,7 +503,7 @@ def open_corpus(
     path = str(path)
     if nonfinite not in ("refuse", "mask"):
         raise CorpusError(f"nonfinite must be 'refuse' or 'mask', got {nonfinite!r}")
-    store, fs, root = _open_store(path)
+    store, fs, root = open_store(path)
     try:
         group = zarr.open_group(store, mode="r")
         attrs = group.attrs.asdict()
@@ -545,6 +521,7 @@ def open_corpus(
     if record is not None and not (isinstance(record, dict) and isinstance(
             record.get("arrays"), dict)):
         raise CorpusError(f"{path}: the 'checksums' attribute is damaged; convert again")
+    check_attributes(attrs, path)
     offsets = read_small(arrays["offsets"], "offsets", path, record, np.int64)
     lengths = read_small(arrays["lengths"], "lengths", path, record, np.int64)
     blob = read_small(arrays["meta"], "meta", path, record, np.uint8)

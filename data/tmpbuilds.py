@@ -1,7 +1,7 @@
 """Temporary builds beside a destination, and the leftovers of killed writes.
 
 A corpus is built under ``.NAME.tmp-XXXXXXXX`` beside ``NAME`` and renamed into place when
-complete (sscl.data.corpus.CorpusWriter); an overwrite first moves the old corpus aside to
+complete (sscl.data.writer.CorpusWriter); an overwrite first moves the old corpus aside to
 ``.NAME.old-XXXXXXXX``. A write killed by SIGKILL or a power loss cannot clean up, so each
 build holds a small owner file (pid and host) and the next write to the same name removes the
 builds whose process is gone and names the others to the user (SsclWarning).

@@ -1,7 +1,9 @@
 """Raw-format converters and the driver that turns any of them into a corpus.
 
-Each format is one module in this package exposing ``NAME``, ``add_arguments(parser)`` and
-``read(src, **options) -> (CorpusHeader, iterable of Sequence | Skipped)``. The driver here
+Each format is one module (``generic``: a subpackage) in this package exposing ``NAME``,
+``add_arguments(parser)`` and ``read(src, **options) -> (CorpusHeader, iterable of Sequence |
+Skipped)``; ``src`` is a folder, or one sequence file where the format has those
+(sscl.data.formats._sources). The driver here
 streams that iterable into a :class:`~sscl.data.corpus.CorpusWriter`, records provenance
 (converter, version, options, a SHA-256 of the source files) and shows progress.
 """

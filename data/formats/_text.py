@@ -9,7 +9,8 @@ only once something is wrong).
 
 Whitespace and line breaks follow `bytes.split()`: a token ends at any of space, tab, CR, LF,
 VT, FF; a line ends at LF only (CR before LF is whitespace, so CRLF files parse). Blank lines
-carry no data and are allowed anywhere.
+carry no data and are allowed anywhere. Also the small helpers of the comma-separated side files
+(label lists) and of number tests on the error paths (:func:`parses`, :func:`comma_rows`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from __future__ import annotations
 import lzma
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sscl.data.corpus import Sequence, Skipped
 from sscl.errors import FormatError
 
 # bytes.split() treats exactly these as whitespace
@@ -114,12 +115,40 @@ def parse_table(data: bytes, path: Path, ncols: int) -> tuple[np.ndarray, np.nda
 
 def _first_non_numeric(tokens: list[bytes]) -> int:
     """Index of the first token that float() rejects (error path only; numpy parses alike)."""
-    for i, tok in enumerate(tokens):
-        try:
-            float(tok)
-        except ValueError:
-            return i
-    raise AssertionError("numpy rejected a token list that float() accepts token by token")
+    bad = next((i for i, tok in enumerate(tokens) if not parses(float, tok)), None)
+    if bad is None:
+        raise AssertionError("numpy rejected a token list that float() accepts token by token")
+    return bad
+
+
+def parses(kind: Callable[[Any], object], token: str | bytes) -> bool:
+    """True when ``kind(token)`` accepts the token (``kind``: int or float)."""
+    try:
+        kind(token)
+    except ValueError:
+        return False
+    return True
+
+
+def comma_rows(text: str, path: str | Path, fields: str) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line, stripped fields) of every non-blank line of a comma-separated text.
+
+    Args:
+        text: the whole file.
+        path: the file, named in errors.
+        fields: the expected fields, comma-separated, e.g. "seq_id,start,end,class".
+
+    Raises:
+        FormatError: a line with another number of fields, naming the line.
+    """
+    n = len(fields.split(","))
+    for i, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        row = [f.strip() for f in raw.split(",")]
+        if len(row) != n:
+            raise FormatError(path, f"expected {n} fields '{fields}', got {len(row)}", line=i)
+        yield i, row
 
 
 def _show(token: bytes) -> str:
@@ -157,21 +186,3 @@ def frames_from_rows(
             line=int(row_lines[n - rest]),
         )
     return rows.reshape(n // rows_per_frame, rows_per_frame, rows.shape[1])
-
-
-def convert_files(
-    src: Path, files: list[Path], convert: Callable[[Path, str], Sequence], skip_bad: bool
-) -> Iterator[Sequence | Skipped]:
-    """``convert(path, path relative to src)`` for each file, in order.
-
-    A ``FormatError`` aborts the conversion, or with ``skip_bad`` becomes a ``Skipped`` item whose
-    reason is the error message (file, line, what was expected): nothing is dropped silently.
-    """
-    for path in files:
-        rel = str(path.relative_to(src))
-        try:
-            yield convert(path, rel)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(rel, str(exc))

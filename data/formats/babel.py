@@ -54,12 +54,14 @@ import json
 import math
 import zipfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats._npz import inside, npz_header
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -127,11 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--splits", default="train,val", help="json files to read (default train,val)"
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record an unreadable or malformed joint file as skipped instead of stopping",
-    )
+    add_skip_bad(parser, "an unreadable or malformed joint file")
 
 
 def subsample_indices(num_frames: int, fps: float) -> np.ndarray:
@@ -221,14 +219,12 @@ def _load_entries(
                     path, f"babel_sid {sid} is also in {seen[sid]}; expected each sequence once"
                 )
             seen[sid] = path
-            try:
-                _check_entry(entry, sid, path)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                feat_p = entry.get("feat_p") if isinstance(entry, dict) else None
-                name = feat_p if isinstance(feat_p, str) else f"{path.name}:{sid}"
-                bad.append(Skipped(name, f"malformed entry: {exc}"))
+            feat_p = entry.get("feat_p") if isinstance(entry, dict) else None
+            name = feat_p if isinstance(feat_p, str) else f"{path.name}:{sid}"
+            checked = or_skipped(name, partial(_check_entry, entry, sid, path), skip_bad,
+                                 "malformed entry: ")
+            if isinstance(checked, Skipped):
+                bad.append(checked)
                 continue
             out.append((split, sid, entry, path))
     return out, bad
@@ -321,6 +317,14 @@ def _load_joints(
             path, f"joint_pos frame {t} holds NaN or infinity; expected finite metres"
         )
     return joints, fps
+
+
+def _load_mapped(path: Path, feat_p: str, fps_map: dict[str, float], layout: str
+                 ) -> tuple[np.ndarray, str, float | None]:
+    """(joints mapped to ``layout``, the map's name, the source fps or None) of one file."""
+    joints, fps = _load_joints(path, feat_p, fps_map)
+    mapped, map_name = map_joints(joints, layout, path)
+    return mapped, map_name, fps
 
 
 def map_joints(joints: np.ndarray, layout: str, path: Path) -> tuple[np.ndarray, str]:
@@ -447,14 +451,12 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
                     feat_p, f"joint file not found under {src} (as feat_p or BABEL's renamed path)"
                 )
                 continue
-            try:
-                joints, fps = _load_joints(path, feat_p, fps_map)
-                mapped, map_name = map_joints(joints, layout, path)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                yield Skipped(feat_p, f"malformed: {exc}")
+            loaded = or_skipped(feat_p, partial(_load_mapped, path, feat_p, fps_map, layout),
+                                skip_bad, "malformed: ")
+            if isinstance(loaded, Skipped):
+                yield loaded
                 continue
+            mapped, map_name, fps = loaded
             if fps is None:
                 yield Skipped(
                     feat_p, f"no source fps (keys {', '.join(_FPS_KEYS)} absent, not in --fps-json)"

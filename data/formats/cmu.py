@@ -37,11 +37,15 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
+from sscl.data.formats._text import parses
 from sscl.data.layouts import get_layout
 from sscl.errors import ConfigError, FormatError
 
@@ -110,11 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SOURCE_FPS,
         help="output frame rate; must divide 120 (every 120/fps-th frame is kept)",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record malformed AMC files as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "malformed AMC files")
 
 
 def rotation(angles: np.ndarray, order: str) -> np.ndarray:
@@ -402,7 +402,7 @@ def _bone_values(
     try:
         values = np.array(tokens, dtype=np.float64)
     except ValueError:
-        i = next(i for i, t in enumerate(tokens) if not _is_float(t))
+        i = next(i for i, t in enumerate(tokens) if not parses(float, t))
         raise FormatError(
             path, f"non-numeric value {tokens[i][:40]!r} for bone {name!r}", line=line_nos[i // n]
         ) from None
@@ -414,14 +414,6 @@ def _bone_values(
             line=line_nos[bad[0] // n],
         )
     return values.reshape(len(texts), n)
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def forward_kinematics(
@@ -463,7 +455,8 @@ def read(
     """Open a folder of AMC files (searched recursively) with their ASF skeletons.
 
     Args:
-        src: e.g. the mocap6 release (`raw_amc/*.amc`, `truelabels/*.txt`).
+        src: e.g. the mocap6 release (`raw_amc/*.amc`, `truelabels/*.txt`), or one AMC file
+            (its skeleton beside it or `asf`; labels from a `truelabels/` beside it).
         asf: force this skeleton for every AMC.
         fps: output frame rate; 120 / fps must be an integer.
         skip_bad: record a malformed AMC as `Skipped` instead of raising.
@@ -483,7 +476,9 @@ def read(
         raise ConfigError(
             f"cmu --fps {fps} must divide the source rate {SOURCE_FPS:g} (e.g. 120, 60, 30)"
         )
-    amcs = sorted(src.rglob("*.amc"), key=lambda p: p.name)
+    one = single_file(src, (".amc",), "a CMU .amc motion file")
+    root = src.parent if one is not None else src
+    amcs = [one] if one is not None else sorted(src.rglob("*.amc"), key=lambda p: p.name)
     if not amcs:
         raise FormatError(
             src, "no .amc files; expected CMU AMC motion files with their ASF skeletons"
@@ -502,8 +497,10 @@ def read(
                 )
             skeletons[path] = skel
         pairs.append((amc, skeletons[path]))
-    label_dirs = [d for d in src.rglob("truelabels") if d.is_dir()]
+    label_dirs = [d for d in root.rglob("truelabels") if d.is_dir()]
     labels = {p.stem: p for d in label_dirs for p in sorted(d.glob("*.txt"))}
+    if one is not None:  # its own labels only, not the others' as "labels without motion"
+        labels = {k: p for k, p in labels.items() if k == one.stem}
     header = CorpusHeader(
         layout=layout,
         class_names=CLASS_NAMES,
@@ -516,7 +513,8 @@ def read(
             "class c -> c-1; sequences without a label file are unlabelled (-1)"
         ),
     )
-    return header, _items(src, pairs, labels, layout.joint_names, round(step), float(fps), skip_bad)
+    return header, _items(root, pairs, labels, layout.joint_names, round(step), float(fps),
+                          skip_bad)
 
 
 def _find_asf(amc: Path) -> Path:
@@ -550,12 +548,9 @@ def _items(
     stems = set()
     for amc, skel in pairs:
         stems.add(amc.stem)
-        try:
-            yield _sequence(src, amc, skel, label_files.get(amc.stem), joint_names, step, fps)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(str(amc.relative_to(src)), str(exc))
+        yield or_skipped(str(amc.relative_to(src)),
+                         partial(_sequence, src, amc, skel, label_files.get(amc.stem),
+                                 joint_names, step, fps), skip_bad)
     for stem, path in label_files.items():
         if stem not in stems:
             yield Skipped(

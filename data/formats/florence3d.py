@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import convert_files, frames_from_rows, parse_table, read_bytes
-from sscl.data.layouts import get_layout
-from sscl.errors import ConfigError, FormatError
+from sscl.data.formats._clips import ClipRelease, clip_sequence
+from sscl.data.formats._skipping import add_skip_bad
+from sscl.errors import ConfigError
 
 NAME = "florence3d"
 
@@ -52,7 +52,12 @@ CLASS_NAMES = (
     "bow",
 )
 DEFAULT_FPS = 30.0
-_FILE_RE = re.compile(r"a(\d{2})_s(\d{1,2})_id(\d+)\.txt")
+RELEASE = ClipRelease(
+    folder="florence", glob="a*_s*_id*.txt",
+    pattern=re.compile(r"a(\d{2})_s(\d{1,2})_id(\d+)\.txt"),
+    shown="aAA_sS_idN.txt", fields="(action, subject, video id)",
+    expected="the Florence3D florence folder", action="action", layout="florence15",
+)
 _TRANSFORM = np.diag([-1.0, 1.0, -1.0]) / 1000.0
 SOURCE_FRAME = (
     "Florence3D OpenNI real-world coordinates in millimetres: x to the sensor's left (mirrored "
@@ -64,11 +69,7 @@ SOURCE_FRAME = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the Florence3D converter's options."""
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record garbled or truncated clip files as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "garbled or truncated clip files")
     parser.add_argument(
         "--fps",
         type=float,
@@ -83,7 +84,7 @@ def read(
     """Open a Florence3D folder (`florence3d/` or its `florence/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
         fps: the frame rate recorded in the corpus.
 
@@ -97,40 +98,10 @@ def read(
     """
     if not fps > 0:
         raise ConfigError(f"florence3d --fps must be > 0, got {fps}")
-    src = Path(src)
-    folder = src / "florence" if (src / "florence").is_dir() else src
-    files = sorted(folder.glob("a*_s*_id*.txt"))
-    if not files:
-        raise FormatError(
-            folder, "no aAA_sS_idN.txt files; expected the Florence3D florence folder"
-        )
-    for f in files:
-        if not _FILE_RE.fullmatch(f.name):
-            raise FormatError(f, "file name is not aAA_sS_idN.txt (action, subject, video id)")
-    header = CorpusHeader(
-        layout=get_layout("florence15"),
-        class_names=CLASS_NAMES,
-        fps=float(fps),
-        persons=1,
-        source_frame=SOURCE_FRAME,
-        label_rule="trimmed clips: every frame carries the clip's action class (aAA -> AA-1)",
-    )
-    return header, convert_files(src, files, _clip, skip_bad)
+    return RELEASE.read(src, CLASS_NAMES, fps, SOURCE_FRAME, _clip, skip_bad)
 
 
 def _clip(path: Path, rel: str) -> Sequence:
-    action, subject, video = (int(g) for g in _FILE_RE.fullmatch(path.name).groups())
-    if not 1 <= action <= len(CLASS_NAMES):
-        raise FormatError(path, f"action a{action:02d} outside a01..a{len(CLASS_NAMES):02d}")
-    rows, row_lines = parse_table(read_bytes(path), path, 3)
-    xyz_TV3 = frames_from_rows(rows, row_lines, path, 15) @ _TRANSFORM.T
-    t = xyz_TV3.shape[0]
-    return Sequence(
-        seq_id=path.stem,
-        joints=xyz_TV3[..., None].astype(np.float32),
-        source_file=rel,
-        labels=np.full(t, action - 1, dtype=np.int16),
-        subject=f"s{subject:02d}",
-        setup=f"id{video}",
-        split_tags=("xsub:train" if subject % 2 else "xsub:test",),
-    )
+    action, subject, video = RELEASE.numbers(path, len(CLASS_NAMES))
+    xyz_TV3 = RELEASE.frames(path) @ _TRANSFORM.T
+    return clip_sequence(path.stem, rel, xyz_TV3, action, subject, f"id{video}")

@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import convert_files, frames_from_rows, parse_table, read_bytes
-from sscl.data.layouts import get_layout
-from sscl.errors import FormatError
+from sscl.data.formats._clips import ClipRelease, clip_sequence
+from sscl.data.formats._skipping import add_skip_bad
 
 NAME = "kard"
 
@@ -57,7 +56,12 @@ CLASS_NAMES = (
     "stand up",
 )
 FPS = 30.0
-_FILE_RE = re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_realworld\.txt")
+RELEASE = ClipRelease(
+    folder="kard_realworld", glob="*_realworld.txt",
+    pattern=re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_realworld\.txt"),
+    shown="aAA_sSS_eEE_realworld.txt", fields="(activity, subject, repetition)",
+    expected="the KARD kard_realworld folder", action="activity", layout="openni15",
+)
 # source (x right, y up, z depth) mm -> right-handed y-up metres: flip z, scale
 _TRANSFORM = np.diag([1.0, 1.0, -1.0]) / 1000.0
 SOURCE_FRAME = (
@@ -69,18 +73,14 @@ SOURCE_FRAME = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the KARD converter's options (`--skip-bad`)."""
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record garbled or truncated clip files as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "garbled or truncated clip files")
 
 
 def read(src: Path, *, skip_bad: bool = False) -> tuple[CorpusHeader, Iterator[Sequence | Skipped]]:
     """Open a KARD folder (`kard/` or `kard/kard_realworld/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
 
     Returns:
@@ -90,42 +90,11 @@ def read(src: Path, *, skip_bad: bool = False) -> tuple[CorpusHeader, Iterator[S
         FormatError: no `*_realworld.txt` files, a file name off the pattern, or (without
             `skip_bad`, while streaming) a malformed clip.
     """
-    src = Path(src)
-    folder = src / "kard_realworld" if (src / "kard_realworld").is_dir() else src
-    files = sorted(folder.glob("*_realworld.txt"))
-    if not files:
-        raise FormatError(
-            folder, "no aAA_sSS_eEE_realworld.txt files; expected the KARD kard_realworld folder"
-        )
-    for f in files:
-        if not _FILE_RE.fullmatch(f.name):
-            raise FormatError(
-                f, "file name is not aAA_sSS_eEE_realworld.txt (activity, subject, repetition)"
-            )
-    header = CorpusHeader(
-        layout=get_layout("openni15"),
-        class_names=CLASS_NAMES,
-        fps=FPS,
-        persons=1,
-        source_frame=SOURCE_FRAME,
-        label_rule="trimmed clips: every frame carries the clip's activity class (aAA -> AA-1)",
-    )
-    return header, convert_files(src, files, _clip, skip_bad)
+    return RELEASE.read(src, CLASS_NAMES, FPS, SOURCE_FRAME, _clip, skip_bad)
 
 
 def _clip(path: Path, rel: str) -> Sequence:
-    action, subject, rep = (int(g) for g in _FILE_RE.fullmatch(path.name).groups())
-    if not 1 <= action <= len(CLASS_NAMES):
-        raise FormatError(path, f"activity a{action:02d} outside a01..a{len(CLASS_NAMES):02d}")
-    rows, row_lines = parse_table(read_bytes(path), path, 3)
-    xyz_TV3 = frames_from_rows(rows, row_lines, path, 15) @ _TRANSFORM.T
-    t = xyz_TV3.shape[0]
-    return Sequence(
-        seq_id=path.name.removesuffix("_realworld.txt"),
-        joints=xyz_TV3[..., None].astype(np.float32),
-        source_file=rel,
-        labels=np.full(t, action - 1, dtype=np.int16),
-        subject=f"s{subject:02d}",
-        setup=f"e{rep:02d}",
-        split_tags=("xsub:train" if subject % 2 else "xsub:test",),
-    )
+    action, subject, rep = RELEASE.numbers(path, len(CLASS_NAMES))
+    xyz_TV3 = RELEASE.frames(path) @ _TRANSFORM.T
+    return clip_sequence(path.name.removesuffix("_realworld.txt"), rel, xyz_TV3, action, subject,
+                         f"e{rep:02d}")

@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import convert_files, frames_from_rows, parse_table, read_bytes
-from sscl.data.layouts import get_layout
-from sscl.errors import FormatError
+from sscl.data.formats._clips import ClipRelease, clip_sequence
+from sscl.data.formats._skipping import add_skip_bad
 
 NAME = "msr3d"
 
@@ -65,7 +64,13 @@ CLASS_NAMES = (
     "pickup and throw",
 )
 FPS = 15.0
-_FILE_RE = re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_skeleton3D\.txt")
+RELEASE = ClipRelease(
+    folder="real_world_coordinates", glob="*_skeleton3D.txt",
+    pattern=re.compile(r"a(\d{2})_s(\d{2})_e(\d{2})_skeleton3D\.txt"),
+    shown="aAA_sSS_eEE_skeleton3D.txt", fields="(action, subject, repetition)",
+    expected="MSR Action3D real_world_coordinates", action="action", layout="msr3d20",
+    columns=4, joints=20,
+)
 _SUBSET_FILE = "files_used_in_cvpr12_paper.txt"
 _ROTATE = np.diag([-1.0, 1.0, -1.0])
 SOURCE_FRAME = (
@@ -78,11 +83,7 @@ SOURCE_FRAME = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the MSR Action3D converter's options."""
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record garbled or truncated clip files as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "garbled or truncated clip files")
     parser.add_argument(
         "--zero-confidence-invalid",
         action="store_true",
@@ -97,7 +98,7 @@ def read(
     """Open an MSR Action3D folder (`msr_action3d/` or its `real_world_coordinates/`).
 
     Args:
-        src: the dataset folder.
+        src: the dataset folder, or one clip file.
         skip_bad: record a malformed clip as `Skipped` (with the error) instead of raising.
         zero_confidence_invalid: joints with confidence 0 are invalid (stored as 0).
 
@@ -109,44 +110,20 @@ def read(
         FormatError: no skeleton files, a file name off the pattern, or (without `skip_bad`,
             while streaming) a malformed clip.
     """
-    src = Path(src)
-    sub = src / "real_world_coordinates"
-    folder = sub if sub.is_dir() else src
-    files = sorted(folder.glob("*_skeleton3D.txt"))
-    if not files:
-        raise FormatError(
-            folder,
-            "no aAA_sSS_eEE_skeleton3D.txt files; expected MSR Action3D real_world_coordinates",
-        )
-    for f in files:
-        if not _FILE_RE.fullmatch(f.name):
-            raise FormatError(
-                f, "file name is not aAA_sSS_eEE_skeleton3D.txt (action, subject, repetition)"
-            )
-    subset_path = folder / _SUBSET_FILE
+    subset_path = RELEASE.folder_of(Path(src)) / _SUBSET_FILE
     subset = set(subset_path.read_text().split()) if subset_path.is_file() else None
-    header = CorpusHeader(
-        layout=get_layout("msr3d20"),
-        class_names=CLASS_NAMES,
-        fps=FPS,
-        persons=1,
-        source_frame=SOURCE_FRAME,
-        label_rule="trimmed clips: every frame carries the clip's action class (aAA -> AA-1)",
-    )
-    def clip(path: Path, rel: str) -> Sequence:
+
+    def clip(path: Path, rel: str) -> Sequence | Skipped:
         return _clip(path, rel, subset, zero_confidence_invalid)
 
-    return header, convert_files(src, files, clip, skip_bad)
+    return RELEASE.read(src, CLASS_NAMES, FPS, SOURCE_FRAME, clip, skip_bad)
 
 
 def _clip(
     path: Path, rel: str, subset: set[str] | None, zero_conf_invalid: bool
 ) -> Sequence | Skipped:
-    action, subject, rep = (int(g) for g in _FILE_RE.fullmatch(path.name).groups())
-    if not 1 <= action <= len(CLASS_NAMES):
-        raise FormatError(path, f"action a{action:02d} outside a01..a{len(CLASS_NAMES):02d}")
-    rows, row_lines = parse_table(read_bytes(path), path, 4)
-    frames_TV4 = frames_from_rows(rows, row_lines, path, 20)
+    action, subject, rep = RELEASE.numbers(path, len(CLASS_NAMES))
+    frames_TV4 = RELEASE.frames(path)
     valid_TV = np.any(frames_TV4[..., :3] != 0.0, axis=-1)
     if zero_conf_invalid:
         valid_TV &= frames_TV4[..., 3] > 0.0
@@ -157,17 +134,5 @@ def _clip(
     xyz_TV3 = frames_TV4[..., :3] @ _ROTATE.T
     xyz_TV3[~valid_TV] = 0.0
     stem = path.name.removesuffix("_skeleton3D.txt")
-    tags = ["xsub:train" if subject % 2 else "xsub:test"]
-    if subset is not None:
-        tags.append("cvpr12:used" if stem in subset else "cvpr12:unused")
-    t = xyz_TV3.shape[0]
-    return Sequence(
-        seq_id=stem,
-        joints=xyz_TV3[..., None].astype(np.float32),
-        source_file=rel,
-        labels=np.full(t, action - 1, dtype=np.int16),
-        valid=valid_TV[..., None],
-        subject=f"s{subject:02d}",
-        setup=f"e{rep:02d}",
-        split_tags=tuple(tags),
-    )
+    tags = () if subset is None else ("cvpr12:used" if stem in subset else "cvpr12:unused",)
+    return clip_sequence(stem, rel, xyz_TV3, action, subject, f"e{rep:02d}", valid_TV, tags)

@@ -40,11 +40,13 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
 from sscl.data.formats._text import parse_table, read_bytes
 from sscl.data.layouts import get_layout
 from sscl.errors import ConfigError, FormatError
@@ -95,11 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_AFTER,
         help="frames after each action point labelled with the gesture (default %(default)s)",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record garbled or truncated recordings as skipped instead of aborting",
-    )
+    add_skip_bad(parser, "garbled or truncated recordings")
 
 
 def tick_to_us(ticks: np.ndarray) -> np.ndarray:
@@ -273,12 +271,8 @@ def _items(
                 "csv missing: the release has a tagstream but no skeleton file",
             )
             continue
-        try:
-            yield _recording(src, csv, tag_path, before, after)
-        except FormatError as exc:
-            if not skip_bad:
-                raise
-            yield Skipped(str(csv.relative_to(src)), str(exc))
+        yield or_skipped(str(csv.relative_to(src)),
+                         partial(_recording, src, csv, tag_path, before, after), skip_bad)
     for csv in orphans:
         yield Skipped(
             str(csv.relative_to(src)), "tagstream missing: no action points for this recording"

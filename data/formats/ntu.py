@@ -40,13 +40,16 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
 from sscl.data.formats import _ntu_tables as tables
-from sscl.data.formats._text import tokens_per_line
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
+from sscl.data.formats._text import parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -83,11 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep joints whose trackingState is 0 (not tracked) as valid instead of zeroing them",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record a malformed file as skipped (with the error) instead of stopping",
-    )
+    add_skip_bad(parser, "a malformed file")
 
 
 @dataclass(frozen=True)
@@ -275,7 +274,7 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> ParsedSkeleton:
     try:
         values = np.array(picked, dtype=np.float64).reshape(len(blocks), NUM_JOINTS, 4)
     except ValueError:
-        k = next(k for k, tok in enumerate(picked) if not _is_float(tok))
+        k = next(k for k, tok in enumerate(picked) if not parses(float, tok))
         line = int(lines_BJ.ravel()[k // 4]) + 1
         raise FormatError(path, f"not a number: {picked[k].decode()!r}", line=line) from None
     xyz, state = values[..., :3], values[..., 3]
@@ -295,14 +294,6 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> ParsedSkeleton:
         num_frames,
         [BodyTrack(key[0], frames_B[ks], xyz[ks], state_B[ks]) for key, ks in members.items()],
     )
-
-
-def _is_float(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _line_text(data: bytes, line: int) -> str:
@@ -340,6 +331,14 @@ def _missing_set(option: str | Path | None) -> frozenset[str]:
     except OSError as exc:
         raise FormatError(path, f"cannot read the missing-skeleton list ({exc})") from exc
     return parse_missing_list(text, path)
+
+
+def _parse_file(path: Path) -> ParsedSkeleton:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the file ({exc})") from exc
+    return parse_skeleton_text(data, path)
 
 
 def split_tags(name: SampleName, dataset: str) -> tuple[str, ...]:
@@ -420,7 +419,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     """Convert a folder (searched recursively) of NTU .skeleton files.
 
     Args:
-        src: folder holding the .skeleton files.
+        src: folder holding the .skeleton files (searched recursively), or one .skeleton file.
         **options: missing_list ('builtin' | 'none' | path), dataset ('auto' | 'ntu60' |
             'ntu120'), keep_untracked (bool), skip_bad (bool).
 
@@ -433,14 +432,16 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             --skip-bad) a malformed file.
     """
     src = Path(src)
-    if not src.is_dir():
+    one = single_file(src, (".skeleton",), "an NTU .skeleton file")
+    if one is None and not src.is_dir():
         raise FormatError(src, "not a folder; expected a folder of NTU .skeleton files")
+    root = src.parent if one is not None else src
     missing = _missing_set(options.get("missing_list"))
     dataset = options.get("dataset") or "auto"
     keep_untracked = bool(options.get("keep_untracked", False))
     skip_bad = bool(options.get("skip_bad", False))
 
-    files = sorted(src.rglob("*.skeleton"))
+    files = [one] if one is not None else sorted(src.rglob("*.skeleton"))
     if not files:
         raise FormatError(src, "no .skeleton files found; expected NTU RGB+D skeleton files")
     names: list[SampleName] = []
@@ -483,20 +484,13 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
 
     def generate() -> Iterator[Sequence | Skipped]:
         for f, name in zip(files, names, strict=True):
-            rel = f.relative_to(src).as_posix()
+            rel = f.relative_to(root).as_posix()
             if f.stem in missing:
                 yield Skipped(rel, "in the published missing-skeleton list")
                 continue
-            try:
-                try:
-                    data = f.read_bytes()
-                except OSError as exc:
-                    raise FormatError(f, f"cannot read the file ({exc})") from exc
-                parsed = parse_skeleton_text(data, f)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                yield Skipped(rel, f"malformed: {exc}")
+            parsed = or_skipped(rel, partial(_parse_file, f), skip_bad, "malformed: ")
+            if isinstance(parsed, Skipped):
+                yield parsed
                 continue
             if parsed.num_frames == 0:
                 yield Skipped(rel, "zero frames (frame count 0)")

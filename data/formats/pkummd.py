@@ -34,12 +34,15 @@ import argparse
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped
-from sscl.data.formats._text import tokens_per_line
+from sscl.data.formats._skipping import add_skip_bad, or_skipped
+from sscl.data.formats._sources import single_file
+from sscl.data.formats._text import comma_rows, parses, tokens_per_line
 from sscl.data.layouts import get_layout
 from sscl.errors import FormatError
 
@@ -99,11 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="frame index base of label start/end (both inclusive); default 0",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="record a file with a malformed skeleton or label line as skipped instead of stopping",
-    )
+    add_skip_bad(parser, "a file with a malformed skeleton or label line")
 
 
 def parse_skeleton_text(text: str | bytes, path: str | Path) -> np.ndarray:
@@ -143,19 +142,11 @@ def parse_skeleton_text(text: str | bytes, path: str | Path) -> np.ndarray:
         values = None
     if values is None or values.size != end * VALUES_PER_FRAME:
         tokens = data.split()
-        k = next((k for k, tok in enumerate(tokens) if not _is_float(tok)), None)
+        k = next((k for k, tok in enumerate(tokens) if not parses(float, tok)), None)
         line = k // VALUES_PER_FRAME + 1 if k is not None else None
         shown = tokens[k].decode(errors="replace") if k is not None else "?"
         raise FormatError(path, f"not a number: {shown!r}", line=line)
     return values.reshape(end, PERSONS, NUM_JOINTS, 3)
-
-
-def _is_float(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -177,17 +168,7 @@ def parse_label_text(text: str, path: str | Path) -> list[Segment]:
             negative start or end < start, naming the line.
     """
     out: list[Segment] = []
-    for i, raw in enumerate(text.split("\n"), start=1):
-        if not raw.strip():
-            continue
-        fields = [f.strip() for f in raw.split(",")]
-        if len(fields) != 4:
-            raise FormatError(
-                path,
-                "expected 4 fields 'action_id,start_frame,end_frame,confidence', "
-                f"got {len(fields)}",
-                line=i,
-            )
+    for i, fields in comma_rows(text, path, "action_id,start_frame,end_frame,confidence"):
         try:
             cls, start, end = (int(f) for f in fields[:3])
             confidence = float(fields[3])
@@ -195,7 +176,7 @@ def parse_label_text(text: str, path: str | Path) -> list[Segment]:
             raise FormatError(
                 path,
                 f"expected integer action_id,start_frame,end_frame and a numeric confidence, "
-                f"got {raw.strip()!r}",
+                f"got {','.join(fields)!r}",
                 line=i,
             ) from None
         if not 1 <= cls <= len(CLASS_NAMES):
@@ -312,7 +293,7 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
     """Convert a PKU-MMD folder (skeleton/ + label/ [+ split lists]).
 
     Args:
-        src: the folder.
+        src: the folder, or one skeleton file (converted unlabelled: no label folder).
         **options: skeleton_dir, label_dir (names inside src), split_file (list of paths),
             label_base (0 | 1), skip_bad (bool).
 
@@ -326,28 +307,20 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             malformed skeleton/label file or a label past the end of its skeleton.
     """
     src = Path(src)
-    if not src.is_dir():
+    one = single_file(src, (".txt", ".skeleton"), "a PKU-MMD skeleton file (.txt)")
+    if one is None and not src.is_dir():
         raise FormatError(src, "not a folder; expected a PKU-MMD folder with skeleton/ and label/")
-    skel_dir = _pick_dir(src, options.get("skeleton_dir"), _SKELETON_DIRS, "skeleton")
-    label_dir = _pick_dir(src, options.get("label_dir"), _LABEL_DIRS, "label")
+    root = src.parent if one is not None else src
     base = int(options.get("label_base") or 0)
     if base not in (0, 1):
         raise FormatError(src, f"--label-base must be 0 or 1, got {base}")
     skip_bad = bool(options.get("skip_bad", False))
-    tags = _split_tags(src, options.get("split_file"))
-
-    skeletons = {
-        p.stem: p for p in skel_dir.iterdir() if p.suffix in (".txt", ".skeleton") and p.is_file()
-    }
-    label_files = {
-        p.stem: p for p in label_dir.iterdir() if p.suffix in (".txt", ".label") and p.is_file()
-    }
+    tags = _split_tags(root, options.get("split_file"))
+    if one is not None:
+        skeletons, label_files = {one.stem: one}, {}
+    else:
+        skeletons, label_files = _video_files(src, options)
     names = sorted(set(skeletons) | set(label_files))
-    if not skeletons:
-        raise FormatError(
-            skel_dir,
-            "no skeleton files (*.txt); expected PKU-MMD skeleton files such as 0002-L.txt",
-        )
 
     header = CorpusHeader(
         layout=get_layout("ntu25"),
@@ -368,24 +341,18 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
         for name in names:
             if name not in skeletons:
                 yield Skipped(
-                    label_files[name].relative_to(src).as_posix(),
+                    label_files[name].relative_to(root).as_posix(),
                     "label file without a skeleton file",
                 )
                 continue
-            path = skeletons[name]
-            rel = path.relative_to(src).as_posix()
-            try:
-                joints = parse_skeleton_text(_read_bytes(path), path)
-                label_path = label_files.get(name)
-                labels, overlap, segments = None, 0, []
-                if label_path is not None:
-                    segments = parse_label_text(_read_text(label_path), label_path)
-                    labels, overlap = frame_labels(segments, len(joints), label_path, base)
-            except FormatError as exc:
-                if not skip_bad:
-                    raise
-                yield Skipped(rel, f"malformed: {exc}")
+            path, label_path = skeletons[name], label_files.get(name)
+            rel = path.relative_to(root).as_posix()
+            parsed = or_skipped(rel, partial(_parse_video, path, label_path, base), skip_bad,
+                                "malformed: ")
+            if isinstance(parsed, Skipped):
+                yield parsed
                 continue
+            joints, labels, overlap, segments = parsed
             if len(joints) == 0:
                 yield Skipped(rel, "empty skeleton file (0 frames)")
                 continue
@@ -394,6 +361,39 @@ def read(src: Path, **options) -> tuple[CorpusHeader, Iterator[Sequence | Skippe
             )
 
     return header, generate()
+
+
+def _video_files(src: Path, options: dict) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(skeleton files, label files) of a PKU-MMD folder, by video name.
+
+    Raises:
+        FormatError: no skeleton or label folder, no skeleton file.
+    """
+    skel_dir = _pick_dir(src, options.get("skeleton_dir"), _SKELETON_DIRS, "skeleton")
+    label_dir = _pick_dir(src, options.get("label_dir"), _LABEL_DIRS, "label")
+    skeletons = {
+        p.stem: p for p in skel_dir.iterdir() if p.suffix in (".txt", ".skeleton") and p.is_file()
+    }
+    label_files = {
+        p.stem: p for p in label_dir.iterdir() if p.suffix in (".txt", ".label") and p.is_file()
+    }
+    if not skeletons:
+        raise FormatError(
+            skel_dir,
+            "no skeleton files (*.txt); expected PKU-MMD skeleton files such as 0002-L.txt",
+        )
+    return skeletons, label_files
+
+
+def _parse_video(path: Path, label_path: Path | None, base: int
+                 ) -> tuple[np.ndarray, np.ndarray | None, int, list[Segment]]:
+    """(joints, labels or None, overlapping frames, segments) of one video's files."""
+    joints = parse_skeleton_text(_read_bytes(path), path)
+    if label_path is None:
+        return joints, None, 0, []
+    segments = parse_label_text(_read_text(label_path), label_path)
+    labels, overlap = frame_labels(segments, len(joints), label_path, base)
+    return joints, labels, overlap, segments
 
 
 def _read_bytes(path: Path) -> bytes:

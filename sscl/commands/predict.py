@@ -162,7 +162,8 @@ def check_input(trained: TrainedLocalizer, corpus: Corpus, sequences: tuple[int,
 def convert_input(fmt: str, src: str, dest_dir: Path, options: dict, defaults: dict,
                   trained: TrainedLocalizer) -> tuple[str, list[str]]:
     """Convert raw input into ``dest_dir/input.zarr``; a resampling option left at its
-    default is set to the localizer's frame rate.
+    default is set to the localizer's frame rate, and generic input is read without its labels
+    unless --classes or --labels name them (prediction needs none; ``ignore_labels``).
 
     Returns:
         (corpus path, notes for the output).
@@ -174,6 +175,8 @@ def convert_input(fmt: str, src: str, dest_dir: Path, options: dict, defaults: d
         options = {**options, opt: want}
         notes.append(f"resampled to {want:g} fps by the {fmt} converter "
                      f"(--{opt.replace('_', '-')} {want:g})")
+    if fmt == "generic" and not (options.get("classes") or options.get("labels")):
+        options = {**options, "ignore_labels": True}
     dest = dest_dir / "input.zarr"
     convert(fmt, src, dest, progress=False, **options)
     return str(dest), notes
@@ -255,6 +258,10 @@ def open_input(trained: TrainedLocalizer, source: str, fmt: str | None, options:
             raise CorpusError(f"{e}; for a raw recording name its converter with --format "
                               f"(see `sscl data convert --help`)") from None
         raise
+    ignored = sum(1 for m in c.meta if (m.get("extra") or {}).get("labels_ignored"))
+    if fmt is not None and ignored:
+        notes.append(f"the labels of {ignored} input sequence(s) were ignored (prediction needs "
+                     "none; pass --classes to read them as ground truth)")
     sequences = select_sequences(c, wanted)
     check_input(trained, c, sequences, source, fmt)
     return PredictInput(c, sequences, source, fmt, notes)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sscl.cli import main
-from sscl.data.reader import open_corpus
+from sscl.data.corpus import open_corpus
 from sscl.data.synthetic import SynthConfig, synthesize
 from tests.helpers.localizers import make_localizer
 

@@ -195,7 +195,7 @@ def _report(run_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_babel_preset_smoke(corpora, tmp_path, k):
-    from sscl.data.reader import open_corpus
+    from sscl.data.corpus import open_corpus
 
     run = tmp_path / f"babel_s{k}"
     corpus = corpora[f"babel_s{k}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import shutil
@@ -323,8 +324,6 @@ def test_mapped_mode_reads_what_the_chunk_cache_reads(tmp_path):
     # The mapping lives as long as any array over it, not as long as the corpus object.
     frames = t.joints
     del mapped, t
-    import gc
-
     gc.collect()
     assert np.array_equal(frames[int(chunked.offsets[seq[0]] + starts[0])], want_j[0, 0])
 

@@ -1,7 +1,18 @@
-"""The corpus reader fuzzed like the converters (tests/data/test_formats_fuzz.py): random byte
-flips, truncations, appended bytes and deletions of the chunk, index and metadata files of a
-tiny corpus. Nothing escapes but typed errors (SsclError subclasses), ``validate`` always
-returns a list, and whatever reads without an error reads exactly what was written."""
+"""The corpus reader and ``validate`` fuzzed like the converters (tests/data/formats/test_fuzz.py):
+random byte flips, truncations, appended bytes and deletions of the chunk, index and metadata
+files of a tiny corpus. Nothing escapes but typed errors (SsclError subclasses), whatever reads
+without an error reads exactly what was written, an undamaged corpus has no problem, and
+``validate`` reports each kind of damage naming the array it hit:
+
+- any damage to a shard file of ``joints``, ``valid`` or ``labels`` (every stored chunk and the
+  shard's size are recorded), and any truncation or deletion of any file;
+- a flipped byte or appended bytes in a small array's chunk (zstd: a flip in an unused header
+  bit decodes to the same bytes) or in a ``zarr.json`` (a flip or appended bytes inside white
+  space) are reported the same way unless the corpus still reads exactly as written.
+
+A problem with the group's own ``zarr.json`` names the group (not a readable group, attributes
+failing their crc32c, ...), or an array when the damaged attribute is its checksum record.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +35,8 @@ FUZZ = settings(max_examples=int(os.environ.get("SSCL_FUZZ_EXAMPLES", 100)), dea
                 derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 MODES = {"in-RAM": {}, "chunked": {"memory_budget": 0}, "mapped": {"memory_budget": 200_000}}
+SHARDED = ("joints", "valid", "labels")  # every stored chunk and each shard's size recorded
+CLASSES = ("a", "b")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,7 @@ def corpus():
         j = rng.standard_normal((T, 25, 3, 2)).astype(np.float32)
         j[:, :, :, 1][rng.random((T, 25)) < 0.3] = 0.0
         seqs.append(Sequence(f"s{i}", j, f"{i}.txt", labels=rng.integers(-1, 3, T)))
-    header = CorpusHeader(layout=get_layout("ntu25"), class_names=("a", "b"), fps=30.0,
+    header = CorpusHeader(layout=get_layout("ntu25"), class_names=CLASSES, fps=30.0,
                           persons=2, source_frame="fuzz")
     path = root / "c.zarr"
     write_corpus(path, header, seqs, chunk_frames=64, chunks_per_shard=8)
@@ -48,24 +61,51 @@ def corpus():
     c = open_corpus(path)
     assert c.mode == "in-RAM" and open_corpus(path, **MODES["mapped"]).mode == "mapped"
     want = [c.read_sequence(i) for i in range(c.num_sequences)]
+    assert validate(path) == []
     yield path, files, want
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _check(path: Path, want, mode: str) -> None:
-    """Open, read every sequence and validate: only typed errors; an unflagged read is exact."""
+def _reads_exactly(path: Path, want, mode: str) -> bool:
+    """Open and read every sequence: False on a typed error; an unflagged read must be exact
+    (sequences, their arrays, and the attributes they are read by)."""
     try:
         c = open_corpus(path, **MODES[mode])
-        assert c.num_sequences == len(want)
-        for i, (j, v, lab) in enumerate(want):
-            got = c.read_sequence(i)
-            np.testing.assert_array_equal(got[0], j)
-            np.testing.assert_array_equal(got[1], v)
-            np.testing.assert_array_equal(got[2], lab)
+        got = [c.read_sequence(i) for i in range(c.num_sequences)]
     except SsclError:
-        pass
+        return False
+    assert len(got) == len(want) and c.class_names == CLASSES and c.fps == 30.0
+    assert [m["seq_id"] for m in c.meta] == [f"s{i}" for i in range(len(want))]
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            np.testing.assert_array_equal(a, b)
+    return True
+
+
+def _check(path: Path, want, mode: str, name: str, how: str) -> None:
+    """``validate`` names the damaged array (the module docstring says when it must)."""
+    exact = _reads_exactly(path, want, mode)
     problems = validate(path)
-    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    assert all(isinstance(p, str) for p in problems)
+    array = name.split("/")[0] if "/" in name else None  # None: the group's zarr.json
+    if how == "none":
+        assert problems == [] and exact
+        return
+    shard = array in SHARDED and not name.endswith("zarr.json")
+    must = shard or how in ("truncate", "delete")  # appended white space keeps JSON valid
+    if not problems:
+        assert exact and not must, (name, how)
+        return
+    if array is not None:
+        assert any(f"'{array}'" in p for p in problems), (name, how, problems)
+    elif how != "flip":
+        assert "not a readable Zarr v3 group" in problems[0], problems
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_an_undamaged_corpus_has_no_problem(corpus, mode):
+    path, _, want = corpus
+    assert validate(path) == [] and _reads_exactly(path, want, mode)
 
 
 def _damaged_copy(src: Path) -> Path:
@@ -82,12 +122,13 @@ def test_flipped_bytes(corpus, data, mode):
     d = _damaged_copy(path)
     try:
         f = d / name
-        b = bytearray(f.read_bytes())
+        f_orig = f.read_bytes()
+        b = bytearray(f_orig)
         for _ in range(data.draw(st.integers(1, 4), label="flips")):
             k = data.draw(st.integers(0, len(b) - 1), label="at")
             b[k] ^= data.draw(st.integers(1, 255), label="xor")
         f.write_bytes(bytes(b))
-        _check(d, want, mode)
+        _check(d, want, mode, name, "flip" if b != f_orig else "none")  # flips may cancel
     finally:
         shutil.rmtree(d.parent, ignore_errors=True)
 
@@ -109,6 +150,6 @@ def test_truncated_extended_or_deleted_files(corpus, data, mode, how):
         else:
             with open(f, "ab") as fh:
                 fh.write(data.draw(st.binary(min_size=1, max_size=64), label="tail"))
-        _check(d, want, mode)
+        _check(d, want, mode, name, how)
     finally:
         shutil.rmtree(d.parent, ignore_errors=True)

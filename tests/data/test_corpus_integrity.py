@@ -8,14 +8,17 @@ import errno
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+import zarr.storage._local as local
 
 from sscl.cli import main
+from sscl.data import writer
 from sscl.data.chunks import crc32c
 from sscl.data.corpus import CorpusWriter, Sequence, Skipped, open_corpus, validate, write_corpus
 from sscl.errors import CorpusError, CorpusWriteError, SsclWarning
@@ -65,6 +68,13 @@ def _truncate(p: Path, n: int) -> None:
         f.truncate(n)
 
 
+def _edit_group_json(d: Path, old: str, new: str) -> None:
+    """A change of meaning that leaves valid JSON: nothing but the attributes' crc32c sees it."""
+    text = (d / "zarr.json").read_text()
+    assert old in text
+    (d / "zarr.json").write_text(text.replace(old, new, 1))
+
+
 # damage, the array it must name, and whether it names a chunk (else a shard / the array)
 DAMAGE = {
     "joints shard deleted": (lambda d: _joints_shard(d, 1).unlink(), "array 'joints', shard 1"),
@@ -85,6 +95,10 @@ DAMAGE = {
                                "array 'labels', shard 0"),
     "byte flipped in meta": (lambda d: flip(d / "meta" / "c" / "0", 30), "array 'meta'"),
     "meta zarr.json damaged": (lambda d: flip(d / "meta" / "zarr.json", 5), "array 'meta'"),
+    "class name changed": (lambda d: _edit_group_json(d, '"walk"', '"talk"'),
+                           "the group attributes"),
+    "fps changed": (lambda d: _edit_group_json(d, '"fps": 30.0', '"fps": 38.0'),
+                    "the group attributes"),
 }
 
 
@@ -161,6 +175,7 @@ def test_without_checksums_the_index_and_codecs_still_give_typed_errors(tmp_path
         assert case == "labels chunk deleted"
 
 
+@pytest.mark.slow
 def test_truncated_shard_cannot_kill_the_mapped_reader(tmp_path):
     # Before: SIGBUS (exit 135) when a mapped shard was shorter than its index claims.
     dest = tmp_path / "c.zarr"
@@ -246,6 +261,7 @@ sys.exit(main(["data", "convert", "generic", sys.argv[1], sys.argv[2], "--layout
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_conversion_leaves_nothing_under_the_final_name(tmp_path, sig):
     src = _generic_source(tmp_path / "src")
@@ -291,8 +307,6 @@ def test_a_running_writers_build_is_named_not_removed(tmp_path):
 def test_injected_enospc_is_one_clear_error_and_the_old_corpus_stays(tmp_path, monkeypatch):
     dest = tmp_path / "c.zarr"
     make(dest)
-    import zarr.storage._local as local
-
     real, calls = local._put, [0]
 
     def put(path, value, exclusive=False):
@@ -310,6 +324,51 @@ def test_injected_enospc_is_one_clear_error_and_the_old_corpus_stays(tmp_path, m
     assert open_corpus(dest).num_sequences == 10
 
 
+def _hold_back_a_write(monkeypatch, seconds: float) -> None:
+    """Creating the 'labels' array writes labels/zarr.json and the group's zarr.json together
+    (zarr's asyncio.gather, each in a thread): hold the first back for ``seconds`` and fail the
+    second with ENOSPC while it is held."""
+    real, started, exclusive_puts = local._put, threading.Event(), [0]
+
+    def put(path, value, exclusive=False):
+        if path.parent.name == "labels" and path.name == "zarr.json":
+            started.set()
+            time.sleep(seconds)
+        elif exclusive:  # the group's zarr.json, written beside each new array's
+            exclusive_puts[0] += 1
+            if exclusive_puts[0] == 3:  # beside 'labels', the third array
+                assert started.wait(10)
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, value, exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+
+
+def test_a_write_still_in_flight_at_the_error_is_waited_for_before_removal(tmp_path,
+                                                                          monkeypatch):
+    """When one of zarr's gathered writes fails, gather raises at once and the others keep
+    going: removed before they finished, the build came back (a late write re-makes its parent
+    folders). The writer now waits for them (sscl.data.writer.settle_zarr_io)."""
+    _hold_back_a_write(monkeypatch, 0.5)
+    with pytest.raises(CorpusWriteError, match="No space left on device"):
+        CorpusWriter(tmp_path / "c.zarr", header())
+    assert _leftovers(tmp_path) == []
+    time.sleep(1.0)  # the held-back write would have landed by now
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_write_outlasting_the_wait_is_named(tmp_path, monkeypatch):
+    _hold_back_a_write(monkeypatch, 1.0)
+    monkeypatch.setattr(writer, "SETTLE_TIMEOUT_S", 0.1)
+    with pytest.warns(SsclWarning, match=r"zarr writes still running after 0\.1 s; removing "
+                      r"the temporary build .*\.c\.zarr\.tmp-.*remove it by hand"):
+        with pytest.raises(CorpusWriteError, match="No space left on device"):
+            CorpusWriter(tmp_path / "c.zarr", header())
+    time.sleep(1.5)  # the late write lands: that is what the warning is for
+    (late,) = _leftovers(tmp_path)
+    assert (tmp_path / late / "labels" / "zarr.json").is_file()
+
+
 _FSIZE_CHILD = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -320,6 +379,7 @@ sys.exit(main(["data", "convert", "generic", sys.argv[1], sys.argv[2], "--layout
 """
 
 
+@pytest.mark.slow
 def test_file_size_limit_is_one_clear_error_and_the_old_corpus_stays(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -102,6 +102,7 @@ def test_ntu25_bones_are_the_published_edge_list():
     assert dict(enumerate(degree.sum(axis=0).astype(int).tolist())) == DEGREE
 
 
+@pytest.mark.isa
 def test_ntu25_spatial_partition_by_hand():
     a = get_layout("ntu25").adjacency("spatial")
     _check_columns(a, SPATIAL_COLUMNS)
@@ -114,6 +115,7 @@ def test_ntu25_spatial_partition_by_hand():
     np.testing.assert_allclose(a.sum(axis=(0, 1)), np.ones(25), rtol=1e-6)
 
 
+@pytest.mark.isa
 def test_ntu25_stgcn_code_partition_by_hand():
     a = get_layout("ntu25").adjacency("stgcn")
     _check_columns(a, STGCN_COLUMNS)
@@ -126,6 +128,7 @@ def test_ntu25_stgcn_code_partition_by_hand():
     np.testing.assert_allclose(a.sum(0), get_layout("ntu25").adjacency("spatial").sum(0))
 
 
+@pytest.mark.isa
 def test_ntu25_agcn_partition_by_hand():
     a = get_layout("ntu25").adjacency("agcn")
     _check_columns(a, AGCN_COLUMNS)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from sscl.config import FinetuneConfig, ModelConfig
-from sscl.data.reader import open_corpus
+from sscl.data.corpus import open_corpus
 from sscl.models import STGCN, Localizer
 from sscl.models.localizer import localizer_meta, save_localizer
 

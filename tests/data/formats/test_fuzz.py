@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sscl.data.formats import babel, generic, ntu, pkummd
+from sscl.data.formats import babel, ntu, pkummd
+from sscl.data.formats.generic.csv_files import parse_csv_text
+from sscl.data.formats.generic.labels import parse_label_rows
 from sscl.errors import FormatError
 from tests.helpers import format_writers as W
 
@@ -162,10 +164,10 @@ def test_pkummd_skeleton_round_trip(joints):
 @FUZZ
 @given(garbage, st.sampled_from([3, 6, 75]))
 def test_generic_parsers_garbage(text, width):
-    values = _parses_or_format_error(generic.parse_csv_text, text, "a.csv", width)
+    values = _parses_or_format_error(parse_csv_text, text, "a.csv", width)
     if values is not None:
         assert values.ndim == 2 and values.shape[1] % width == 0
-    _parses_or_format_error(generic.parse_label_rows, text, "labels.csv")
+    _parses_or_format_error(parse_label_rows, text, "labels.csv")
 
 
 json_values = st.recursive(

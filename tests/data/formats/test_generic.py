@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import pytest
 from sscl.cli import build_parser, main
 from sscl.data.corpus import open_corpus
 from sscl.data.formats import convert, generic
-from sscl.data.formats._generic_inputs import read_classes
 from sscl.data.formats._npz import inside, npz_header
+from sscl.data.formats.generic.labels import read_classes
 from sscl.data.layouts import layout_names
-from sscl.errors import FormatError, SsclWarning
+from sscl.errors import ConfigError, FormatError, SsclWarning
 
 
 def _utk(root: Path, n: int = 4) -> Path:
@@ -186,8 +187,6 @@ def test_all_skipped_conversion_exits_non_zero_and_writes_nothing(tmp_path, caps
 
 def test_nothing_in_the_data_stack_unpickles_a_file():
     # np.load only with allow_pickle=False, no pickle.load / torch.load of inputs in data/
-    import re
-
     root = Path(__file__).resolve().parents[3] / "data"
     for f in sorted(root.rglob("*.py")):
         text = f.read_text()
@@ -195,3 +194,19 @@ def test_nothing_in_the_data_stack_unpickles_a_file():
         assert "torch.load" not in text, f
         for m in re.finditer(r"np\.load\(([^)]*)\)", text):
             assert "allow_pickle=False" in m.group(1), (f, m.group(0))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"layout": "kinect20", "lables": "x.csv"},
+     r"unknown option\(s\) lables; expected any of layout, labels,"),
+    ({"layout": "kinect20", "units": "km"}, r"--units 'km'; expected one of m, cm, mm"),
+    ({"layout": "coco17", "up": "z"}, r"--up 'z'; expected y: layout coco17 has 2-D joints"),
+    ({"layout": "kinect20", "fps": -1}, r"--fps -1.0; expected a positive number"),
+    ({"layout": "kinect20", "fps": "fast"}, r"--fps 'fast'; expected a number"),
+    ({"layout": "kinect20", "minus_one": "ignore"}, r"--minus-one 'ignore'"),
+    ({"layout": "kinect20", "persons": 20}, r"--persons 20; expected 1..16 \(--max-persons\)"),
+])
+def test_options_are_checked_once_and_named(tmp_path, options, message):
+    src = _utk(tmp_path / "utk", n=1)
+    with pytest.raises(ConfigError, match=message):
+        generic.read(src, **options)

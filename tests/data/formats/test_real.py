@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sscl.data.corpus import CorpusWriter, Sequence, Skipped, open_corpus
 from sscl.data.formats import cmu, florence3d, kard, msr3d, msrc12
@@ -166,6 +167,7 @@ def test_florence3d_counts_labels_geometry(shared_dataset):
 # -- CMU mocap6 ------------------------------------------------------------------------------
 
 
+@pytest.mark.isa
 def test_cmu_fk_matches_release_joints(shared_dataset):
     root = shared_dataset("cmu_mocap6")
     header, items = cmu.read(root)
@@ -197,6 +199,7 @@ def test_cmu_fk_matches_release_joints(shared_dataset):
     )
 
 
+@pytest.mark.isa
 def test_cmu_downsampling_rule(shared_dataset):
     root = shared_dataset("cmu_mocap6")
     header, items = cmu.read(root / "raw_amc", fps=30)

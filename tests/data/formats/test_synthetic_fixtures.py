@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sscl.data.corpus import Sequence, Skipped
+from sscl.cli import main
+from sscl.data.corpus import Sequence, Skipped, open_corpus
 from sscl.data.formats import _ntu_tables as ntu_tables
 from sscl.data.formats import babel, generic, ntu, pkummd
 from sscl.errors import FormatError, LayoutError
@@ -688,9 +689,6 @@ def test_generic_bad_input(tmp_path, make, options, error, message):
 
 
 def test_all_four_formats_convert_through_the_cli(tmp_path):
-    from sscl.cli import main
-    from sscl.data.reader import open_corpus
-
     rng = np.random.default_rng(RNG_SEED + 40)
     ntu_src = tmp_path / "ntu"
     body = _body(rng, 3, 1.0)
