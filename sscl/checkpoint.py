@@ -437,16 +437,6 @@ def _matches(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def check_resumable(cfg: Config, saved: dict, world_size: int, batch_size: int, path: Path,
                     fixed: tuple[str, ...], free: tuple[str, ...] = ()) -> None:
     """Refuse a checkpoint of another model, method or sample stream, naming every mismatch.
@@ -462,7 +452,7 @@ def check_resumable(cfg: Config, saved: dict, world_size: int, batch_size: int, 
     Raises:
         CheckpointError: the mismatching keys, both values.
     """
-    then, now = _flat(saved["config"]), _flat(presets.to_dict(cfg))
+    then, now = presets.flatten(saved["config"]), presets.flatten(presets.to_dict(cfg))
     diffs = [f"{key}: checkpoint {then.get(key)!r}, now {now.get(key)!r}"
              for key in sorted(set(then) | set(now))
              if _matches(key, fixed) and not _matches(key, free) and then.get(key) != now.get(key)]

@@ -160,6 +160,17 @@ def to_dict(cfg: Any) -> dict:
     return conv(cfg)
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as ``{"section.key": value}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def parse_set(item: str) -> tuple[list[str], Any]:
     """``a.b=v`` -> (["a", "b"], v) with ``v`` read as a YAML scalar or list."""
     if "=" not in item:

@@ -47,14 +47,10 @@ class Run:
     value: float
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = json.dumps(v) if isinstance(v, list) else v
-    return out
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Flattened config keys; lists as JSON text, so that values compare and hash alike."""
+    return {k: json.dumps(v) if isinstance(v, list) else v
+            for k, v in presets.flatten(tree, prefix).items()}
 
 
 def _neutral(key: str) -> bool:
