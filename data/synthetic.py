@@ -98,6 +98,9 @@ class SynthConfig:
             facing the camera.
         transition_s: pose blend between consecutive segments, seconds.
         background_s: (min, max) length of a background (idle) stretch, seconds.
+        action_scale: multiplies the number of cycles (or the seconds) each action lasts; a
+            periodic action keeps at least one whole cycle. Below 1 actions get shorter, and
+            harder to localize.
     """
 
     num_sequences: int = 120
@@ -109,6 +112,7 @@ class SynthConfig:
     view_yaw_deg: float = 45.0
     transition_s: float = 0.5
     background_s: tuple[float, float] = (1.0, 4.0)
+    action_scale: float = 1.0
 
     def __post_init__(self) -> None:
         def bad(field: str, value: object, expected: str) -> ConfigError:
@@ -135,6 +139,8 @@ class SynthConfig:
         lo, hi = self.background_s
         if not self.transition_s <= lo <= hi:
             raise bad("background_s", self.background_s, "transition_s <= min <= max seconds")
+        if not 0 < self.action_scale <= 4:
+            raise bad("action_scale", self.action_scale, "0 < scale <= 4")
 
 
 def _frames(seconds: float, fps: float) -> int:
@@ -161,6 +167,11 @@ def _plan(
 
     yaw = facing_camera(pos)
     min_bg = cfg.background_s[0]
+    scale = cfg.action_scale
+
+    def repeats(lo: int, hi: int) -> int:
+        # Whole cycles in [lo, hi), scaled, at least one.
+        return max(1, round(int(rng.integers(lo, hi)) * scale))
     segs: list[Segment] = []
     t = 0
     classes = iter(())
@@ -201,7 +212,7 @@ def _plan(
             )
             freq = 0.65 + 0.15 * speed if name == "walk" else 1.25 + 0.05 * speed  # strides/s
             lo, hi = (2.0, 4.0) if name == "walk" else (1.2, 1.8)  # seconds
-            cycles = max(1, round(rng.uniform(lo, hi) * freq))
+            cycles = max(1, round(rng.uniform(lo, hi) * scale * freq))
             # Of 16 random headings, take one with room for the whole path inside the area;
             # failing that, the roomiest one, and shorten the path to fit.
             headings = rng.uniform(-180.0, 180.0, 16)
@@ -217,27 +228,27 @@ def _plan(
             new_pos = pos + speed * seconds * dirs[k]
         elif name in ("wave", "clap"):
             freq = rng.uniform(1.5, 2.5) * tempo
-            seconds = max(1, round(rng.uniform(2.0, 4.0) * freq)) / freq
+            seconds = max(1, round(rng.uniform(2.0, 4.0) * scale * freq)) / freq
             kw.update(freq=freq)
         elif name == "squat":
             freq = rng.uniform(0.35, 0.55) * tempo
-            seconds = int(rng.integers(2, 5)) / freq
+            seconds = repeats(2, 5) / freq
             kw.update(freq=freq)
         elif name == "jump":
             # Crouch 0.5 s + flight + landing 0.4 s + a pause (see _jump).
             flight = np.sqrt(8 * jump_height(amp) / GRAVITY)
             period = 0.5 + flight + 0.4 + rng.uniform(0.2, 0.6)
-            seconds = int(rng.integers(2, 5)) * period
+            seconds = repeats(2, 5) * period
             kw.update(freq=1.0 / period)
         elif name == "kick":
             period = rng.uniform(1.4, 2.0) / tempo + 0.2
-            seconds = int(rng.integers(2, 4)) * period
+            seconds = repeats(2, 4) * period
             kw.update(freq=1.0 / period)
         elif name == "sit_down_stand_up":
-            seconds = max(rng.uniform(4.0, 8.0), 2 * 1.5 / amp + 1.0)
+            seconds = max(rng.uniform(4.0, 8.0) * scale, 2 * 1.5 / amp + 1.0)
         else:  # arm_circles
             freq = rng.uniform(0.7, 1.3) * tempo
-            seconds = int(rng.integers(3, 7)) / freq
+            seconds = repeats(3, 7) / freq
             kw.update(freq=freq)
         n = _frames(seconds, fps)
         if t + n + _frames(min_bg, fps) > n_frames:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import pytest
 import zarr
 
 from sscl.cli import main
+from sscl.data import demo
 from sscl.data.corpus import CorpusHeader, Sequence, Skipped, write_corpus
 from sscl.data.formats import FORMATS
 from sscl.data.layouts import get_layout
@@ -78,10 +78,17 @@ def test_synth_then_refuse_existing_dest(tmp_path, capsys):
 
 def test_demo_uses_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSCL_CACHE", str(tmp_path))
-    small = functools.partial(SynthConfig, num_sequences=2, min_frames=300, max_frames=400)
-    monkeypatch.setattr("sscl.data.synthetic.SynthConfig", small)
+    monkeypatch.setattr(demo, "DEMO_CONFIG",
+                        SynthConfig(num_sequences=2, min_frames=300, max_frames=400))
     assert main(["demo"]) == 0
-    assert (tmp_path / "demo" / "synthetic.zarr").is_dir()
+    first = demo.demo_path()
+    assert first.is_dir() and first.parent == tmp_path / "demo"
     assert "synthesizing" in capsys.readouterr().out
     assert main(["demo"]) == 0  # second run reuses the cached corpus
     assert "synthesizing" not in capsys.readouterr().out
+    # Another version of the demo corpus gets another name: an old cache is never reused.
+    monkeypatch.setattr(demo, "DEMO_CONFIG",
+                        SynthConfig(num_sequences=3, min_frames=300, max_frames=400))
+    assert demo.demo_path() != first
+    assert main(["demo"]) == 0
+    assert "synthesizing" in capsys.readouterr().out

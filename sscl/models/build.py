@@ -40,14 +40,15 @@ def build_backbone(model: ModelConfig, layout: Layout | str, num_persons: int) -
     return AGCN(layout, **common)
 
 
-def save_encoder(stage_root: Path, backbone: GCNBackbone, meta: dict) -> Path:
-    """Export pretrained backbone weights: ``encoder.safetensors`` + ``encoder.json`` (backbone
-    config, layout, persons, normalization, corpus, method), both atomically, the JSON last.
+def save_encoder(weights: Path, backbone: GCNBackbone, meta: dict) -> Path:
+    """Export pretrained backbone weights (``weights``, e.g. ``StageDir.encoder_weights``) and
+    the ``.json`` beside them (backbone config, layout, persons, normalization, corpus, method),
+    both atomically, the JSON last.
 
     Returns:
         The weights file.
     """
-    out = write_weights_atomic(Path(stage_root) / "encoder.safetensors", backbone.state_dict())
+    out = write_weights_atomic(weights, backbone.state_dict())
     write_bytes_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return out
 

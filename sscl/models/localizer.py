@@ -178,12 +178,13 @@ def localizer_meta(model: ModelConfig, ft: FinetuneConfig, *, layout: Layout,
     }
 
 
-def save_localizer(directory: str | Path, localizer: Localizer, meta: dict) -> Path:
-    """Export a localizer: ``localizer.safetensors`` + ``localizer.json``, both atomically (the
-    JSON last: a folder with the JSON has its weights).
+def save_localizer(weights: str | Path, localizer: Localizer, meta: dict) -> Path:
+    """Export a localizer: its weights (``weights``, e.g. ``StageDir.localizer_weights``) and
+    the ``.json`` beside them, both atomically (the JSON last: with the JSON, the weights are
+    there).
 
     Args:
-        directory: destination folder (created if needed).
+        weights: the ``.safetensors`` file to write (folders created if needed).
         localizer: its ``state_dict`` is saved (tensors only).
         meta: :func:`localizer_meta`'s mapping (JSON-serialisable).
 
@@ -196,9 +197,8 @@ def save_localizer(directory: str | Path, localizer: Localizer, meta: dict) -> P
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"localizer metadata lacks {missing}; expected keys {META_KEYS}")
-    directory = Path(directory)
-    out = write_weights_atomic(directory / "localizer.safetensors", localizer.state_dict())
-    write_bytes_atomic(directory / "localizer.json", json.dumps(meta, indent=1).encode())
+    out = write_weights_atomic(weights, localizer.state_dict())
+    write_bytes_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1).encode())
     return out
 
 

@@ -168,7 +168,7 @@ def finetune_job(cfg: Config, stage: StageDir, acc: Accelerator) -> Job:
         normalize=loader_cfg.normalize, corpus=corpus_name, splits=plan.as_dict(), encoder=enc)
 
     def export(core: nn.Module) -> None:
-        save_localizer(stage.root, core.localizer, meta)
+        save_localizer(stage.localizer_weights, core.localizer, meta)
 
     return Job(name="finetune", module=FrameLoss(localizer), loader=loader,
                batch_size=ft.batch_size, optim=ft.optim, resume_fixed=RESUME_FIXED,

@@ -63,7 +63,7 @@ def pretrain_job(cfg: Config, stage: StageDir, acc: Accelerator) -> Job:
             "optim": presets.to_dict(cfg.optim), "seed": cfg.run.seed}
 
     def export(core: nn.Module) -> None:
-        save_encoder(stage.root, core.backbone, meta)
+        save_encoder(stage.encoder_weights, core.backbone, meta)
 
     return Job(name="pretrain", module=module, loader=loader, batch_size=loader_cfg.batch_size,
                optim=cfg.optim, resume_fixed=RESUME_FIXED, resume_free=RESUME_FREE,

@@ -10,6 +10,7 @@ from sscl.config import FinetuneConfig, ModelConfig
 from sscl.data.corpus import open_corpus
 from sscl.models import STGCN, Localizer
 from sscl.models.localizer import localizer_meta, save_localizer
+from sscl.rundir import StageDir
 
 
 def make_localizer(directory: Path, corpus: Path, seed: int = 0) -> Path:
@@ -26,4 +27,4 @@ def make_localizer(directory: Path, corpus: Path, seed: int = 0) -> Path:
         class_names=c.class_names, fps=c.fps, units=c.attrs.get("units", "m"),
         normalize="first", corpus=str(corpus),
         splits={"train": (0, 1, 3), "val": (4,), "test": (2, 5)}, encoder=None)
-    return save_localizer(directory, localizer, meta)
+    return save_localizer(StageDir(directory).localizer_weights, localizer, meta)
