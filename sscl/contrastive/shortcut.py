@@ -14,6 +14,13 @@ statistics and the global random state left as they were:
 - ``snippet_index_share`` / ``snippet_index_share_backbone``: the share of the variance of the
   dense embeddings (of the backbone's snippet features) explained by snippet index, between-
   index variance over total variance: 0 when position says nothing, 1 when it says everything.
+
+Position is not the only content-free cue. The positive comes from the current key encoder, the
+queue from older ones: with a low key momentum the positive is simply fresher than every queue
+entry. On a 40-sequence synthetic corpus after 60 steps (queue 512, batch 16) the sampled arm's
+noise / other-video figures were 0.10 / 0.14 at momentum 0.999 and 0.74 / 0.46 with a ramp
+starting at 0.99; they fall as the momentum ramps up. Read the figures beside
+``pretrain.momentum_start``.
 """
 
 from __future__ import annotations

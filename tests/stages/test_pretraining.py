@@ -66,20 +66,27 @@ def shortcut_corpus(tmp_path_factory):
     return dest
 
 
-def _noise_top1(run) -> dict[int, float]:
+def _diag(run, name: str) -> dict[int, float]:
     events = EventAccumulator(str(run / "pretrain" / "events"))
     events.Reload()
-    return {e.step: e.value for e in events.Scalars("diag/snippet_top1_noise")}
+    return {e.step: e.value for e in events.Scalars(f"diag/{name}")}
 
 
 @pytest.mark.slow
 @pytest.mark.isa
 def test_time_mean_negatives_are_solved_by_position_and_sampled_ones_are_not(shortcut_corpus,
                                                                               tmp_path):
-    """METHOD.md section 8 on a small corpus, 60 steps: with time-mean negatives the content-free
-    top-1 (both views Gaussian noise) passes 0.3 and the run warns once; with one sampled
-    snippet per video it stays under 0.1 and nothing is said."""
-    figures = {}
+    """METHOD.md section 8 on a small corpus, 60 steps: with time-mean negatives both content-free
+    top-1 figures (both views Gaussian noise; the positive from another video) pass 0.5 and the
+    run warns once; with one sampled snippet per video they stay under the warning's 0.3 and
+    nothing is said. Measured here (AVX2, 2 cores) at step 60: mean 0.94 / 0.95, sampled
+    0.10 / 0.14.
+
+    The key momentum is held at 0.999 from the first step: a low starting momentum (the demo's
+    ramp from 0.99) adds a second content-free cue, a positive fresher than the queue's stale
+    keys, which lifts the sampled arm as well (measured: 0.74 / 0.46 at step 60), so with it
+    this test would not isolate the position shortcut."""
+    figures, other = {}, {}
     for negatives in ("mean", "sampled"):
         run = tmp_path / negatives
         T.run_train([
@@ -92,11 +99,14 @@ def test_time_mean_negatives_are_solved_by_position_and_sampled_ones_are_not(sho
             "--set", "pretrain.diagnostics_every=20", "--set", "optim.max_steps=60",
             "--set", "optim.epochs=100", "--set", "optim.schedule=constant",
             "--set", "optim.warmup_epochs=0", "--set", "run.threads=2",
+            "--set", "pretrain.momentum=0.999", "--set", "pretrain.momentum_start=null",
             "--set", "probe.corpus=null", "--set", "run.stage=pretrain", "--run-dir", str(run),
         ], cwd=tmp_path)
-        figures[negatives] = _noise_top1(run)
+        figures[negatives] = _diag(run, "snippet_top1_noise")
+        other[negatives] = _diag(run, "snippet_top1_other_video")
         warnings = (run / "train.log").read_text().count("solved without content")
         assert warnings == (1 if negatives == "mean" else 0), negatives
     assert sorted(figures["mean"]) == [20, 40, 60]
-    assert figures["mean"][60] > 0.3, figures
-    assert figures["sampled"][60] < 0.1, figures
+    # 128 snippets a figure: steps of 0.008; the margins are many steps wide on either side.
+    assert figures["mean"][60] > 0.5 and other["mean"][60] > 0.5, (figures, other)
+    assert figures["sampled"][60] < 0.3 and other["sampled"][60] < 0.3, (figures, other)
