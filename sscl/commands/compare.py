@@ -12,9 +12,14 @@ different pretraining arms compare as such.
 The first arm on the command line is the control. For every other arm the table gives, per seed,
 the control's figure, the arm's and their difference, then the mean +- sd (n - 1) of the
 differences and how many are positive: a claim that an arm "helps" needs them positive in every
-seed. Refused, with the reason: arms that differ in a key other than the compared ones (named
-with ``--key``; without it, arms may differ in exactly one key), a seed missing from an arm, two
-runs of one arm with the same seed, a run without the figure.
+seed. An arm pairs on the seeds it shares with the control; its runs without a partner (an
+unfinished ablation) are listed and counted, never silently left out. Refused, with the reason:
+arms that differ in a key other than the compared ones (named with ``--key``; without it, arms
+may differ in exactly one key), an arm sharing no seed with the control, two runs of one arm
+with the same seed, a run without the figure.
+
+An arm's label names the compared keys whose values tell it apart; a section an arm lacks
+altogether (``encoder`` of a from-scratch run) shows as ``encoder=-``.
 """
 
 from __future__ import annotations
@@ -138,19 +143,31 @@ def group_arms(runs: list[Run], compared: list[str]) -> tuple[list[list[Run]], l
     elif len(differ) > 1:
         raise ConfigError(f"the arms differ in {len(differ)} keys ({', '.join(differ)}); name "
                           f"the compared ones with --key (e.g. --key {differ[0]})")
-    seeds = [sorted(r.seed for r in arm) for arm in arms]
-    for arm, s in zip(arms, seeds):
+    control_seeds = {r.seed for r in arms[0]}
+    for arm in arms:
+        s = sorted(r.seed for r in arm)
         if len(set(s)) != len(s):
             raise ConfigError(f"two runs of one arm have the same seed: "
                               f"{', '.join(str(r.path) for r in arm)}")
-        if s != seeds[0]:
-            raise ConfigError(f"arm {label(arm, differ)} has seeds {s}, the control "
-                              f"{seeds[0]}: every arm needs the same seeds to pair them")
+        if not control_seeds & set(s):
+            raise ConfigError(f"arm {label(arm, differ, arms)} has seeds {s}, the control "
+                              f"{sorted(control_seeds)}: no seed to pair on")
     return arms, differ
 
 
-def label(arm: list[Run], differ: list[str]) -> str:
-    return ", ".join(f"{k}={arm[0].keys.get(k, '-')}" for k in differ) or "control"
+def label(arm: list[Run], differ: list[str], arms: list[list[Run]]) -> str:
+    """The compared keys whose values tell ``arm`` apart; sections it lacks as ``section=-``."""
+    parts, absent = [], []
+    for k in differ:
+        if k not in arm[0].keys:
+            section = k.split(".")[0]
+            if section not in absent:
+                absent.append(section)
+            continue
+        values = {json.dumps(a[0].keys[k]) for a in arms if k in a[0].keys}
+        if len(values) > 1:
+            parts.append(f"{k}={arm[0].keys[k]}")
+    return ", ".join(parts + [f"{s}=-" for s in absent]) or "control"
 
 
 def compare(paths: list[str], metric: str = "average_mAP", keys: list[str] | None = None,
@@ -158,18 +175,25 @@ def compare(paths: list[str], metric: str = "average_mAP", keys: list[str] | Non
     """The paired comparison of ``paths`` (see the module docstring) as a JSON-able document."""
     arms, differ = group_arms([load_run(p, metric, report) for p in paths], keys or [])
     control = {r.seed: r for r in arms[0]}
-    doc = {"metric": metric, "compared_keys": differ, "seeds": sorted(control),
-           "arms": [{"label": label(arm, differ),
+    doc = {"metric": metric, "compared_keys": differ,
+           "seeds": sorted({r.seed for arm in arms for r in arm}),
+           "arms": [{"label": label(arm, differ, arms),
                      "runs": {str(r.seed): str(r.path) for r in arm},
                      "values": {str(r.seed): r.value for r in arm}} for arm in arms],
-           "differences": []}
+           "differences": [], "unpaired": []}
     for arm in arms[1:]:
-        diffs = [r.value - control[r.seed].value for r in sorted(arm, key=lambda r: r.seed)]
+        paired = [r for r in sorted(arm, key=lambda r: r.seed) if r.seed in control]
+        seeds = {r.seed for r in paired}
+        doc["unpaired"] += [str(r.path) for r in arm if r.seed not in control]
+        doc["unpaired"] += [str(r.path) for r in arms[0]
+                            if r.seed not in seeds and str(r.path) not in doc["unpaired"]]
+        diffs = [r.value - control[r.seed].value for r in paired]
         n = len(diffs)
         mean = sum(diffs) / n
         sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else float("nan")
-        doc["differences"].append({"arm": label(arm, differ), "per_seed": diffs, "mean": mean,
-                                   "sd": sd, "positive": sum(d > 0 for d in diffs), "n": n})
+        doc["differences"].append({"arm": label(arm, differ, arms), "seeds": sorted(seeds),
+                                   "per_seed": diffs, "mean": mean, "sd": sd,
+                                   "positive": sum(d > 0 for d in diffs), "n": n})
     return doc
 
 
@@ -181,15 +205,20 @@ def table(doc: dict) -> str:
     lines = [f"{doc['metric']}, paired by seed; control: {arms[0]['label']}",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for seed in doc["seeds"]:
-        row = [str(seed), f"{arms[0]['values'][str(seed)]:.4f}"]
+        c = arms[0]["values"].get(str(seed))
+        row = [str(seed), "-" if c is None else f"{c:.4f}"]
         for arm in arms[1:]:
-            v = arm["values"][str(seed)]
-            row += [f"{v:.4f}", f"{v - arms[0]['values'][str(seed)]:+.4f}"]
+            v = arm["values"].get(str(seed))
+            row += ["-" if v is None else f"{v:.4f}",
+                    "-" if v is None or c is None else f"{v - c:+.4f}"]
         lines.append("| " + " | ".join(row) + " |")
     summary = ["mean +- sd", ""]
     for d in diffs:
         summary += ["", f"{d['mean']:+.4f} +- {d['sd']:.4f} ({d['positive']}/{d['n']} positive)"]
     lines.append("| " + " | ".join(summary) + " |")
+    if doc["unpaired"]:
+        lines.append(f"unpaired, left out of the differences ({len(doc['unpaired'])}): "
+                     + ", ".join(doc["unpaired"]))
     return "\n".join(lines)
 
 

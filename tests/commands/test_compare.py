@@ -10,7 +10,7 @@ import pytest
 
 from sscl import presets
 from sscl.cli import main
-from sscl.commands.compare import compare
+from sscl.commands.compare import compare, table
 from sscl.config import Config
 from sscl.errors import ConfigError
 
@@ -70,8 +70,13 @@ def test_refusals_name_the_problem(tmp_path, capsys):
     b0 = make_run(tmp_path, "b", 0, 0.5, **{"optim.lr": 0.2})
     c0 = make_run(tmp_path, "c", 0, 0.5, **{"optim.lr": 0.2, "model.width": 0.5})
     b1 = make_run(tmp_path, "b", 1, 0.5, **{"optim.lr": 0.2})
-    with pytest.raises(ConfigError, match=r"arm optim.lr=0.2 has seeds \[0\], the control"):
-        compare([str(a0), str(a1), str(b0)])
+    partial = compare([str(a0), str(a1), str(b0)])  # an unfinished arm pairs on what it has
+    assert partial["differences"][0]["seeds"] == [0] and partial["unpaired"] == [str(a1)]
+    assert f"unpaired, left out of the differences (1): {a1}" in table(partial)
+    other_seed = make_run(tmp_path / "y", "b", 5, 0.5, **{"optim.lr": 0.2})
+    with pytest.raises(ConfigError, match=r"arm optim.lr=0.2 has seeds \[5\], the control "
+                                          r"\[0, 1\]: no seed to pair on"):
+        compare([str(a0), str(a1), str(other_seed)])
     with pytest.raises(ConfigError, match="differ in 2 keys .*model.width.*optim.lr"):
         compare([str(a0), str(c0)])
     with pytest.raises(ConfigError, match="differ in model.width besides the compared optim.lr"):
@@ -115,3 +120,9 @@ def test_finetuning_runs_are_told_apart_by_how_their_encoder_was_pretrained(tmp_
     doc = compare([*map(str, scratch), *map(str, runs[::2])], keys=["finetune.protocol",
                                                                      "encoder"])
     assert doc["differences"][0]["per_seed"] == pytest.approx([0.1, 0.1])
+    # Labels name what tells the arms apart: the scratch arm lacks the encoder section.
+    three = compare([*map(str, scratch), *map(str, runs)], keys=["finetune.protocol", "encoder"])
+    assert [a["label"] for a in three["arms"]] == [
+        "finetune.protocol=scratch, encoder=-",
+        "encoder.pretrain.snippet_negatives=mean, finetune.protocol=full",
+        "encoder.pretrain.snippet_negatives=sampled, finetune.protocol=full"]
