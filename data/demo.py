@@ -22,7 +22,7 @@ from sscl.data.synthetic import SynthConfig, synthesize
 
 DEMO = "demo"
 DEMO_SEED = 0
-DEMO_CONFIG = SynthConfig(num_sequences=180, min_frames=1000, max_frames=2000, subjects=40,
+DEMO_CONFIG = SynthConfig(num_sequences=120, min_frames=1000, max_frames=2000, subjects=40,
                           noise_std=0.02, view_yaw_deg=90.0, action_scale=0.6)
 
 
