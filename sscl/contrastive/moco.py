@@ -207,7 +207,7 @@ class Pretrainer(nn.Module):
             enq = k_all if other_all is None else other_all
             self.queue.enqueue(enq["global"], weight_all)
             if self.snippet_queue is not None:
-                self.snippet_queue.enqueue(self._snippet_keys(enq), weight_all,
+                self.snippet_queue.enqueue(self.snippet_keys(enq), weight_all,
                                            advance=cfg.snippet_negatives != "reference")
             self.calls += 1
         metrics["queue_fill"] = self.queue.filled.float() / self.queue.size
@@ -272,7 +272,7 @@ class Pretrainer(nn.Module):
             metrics["snippet_coherence"] = weighted_mean(q["dense_coherence"].detach(), weight)
         return terms, metrics
 
-    def _snippet_keys(self, keys: dict[str, Tensor]) -> Tensor:
+    def snippet_keys(self, keys: dict[str, Tensor]) -> Tensor:
         """(W*B, D) what each key video of the step leaves in the snippet queue."""
         if self.cfg.snippet_negatives != "sampled":
             return keys["dense_mean"]

@@ -83,13 +83,17 @@ def diagnostics(core: nn.Module, batch: Batch) -> dict[str, float]:
     # Beating a queue that still holds its initial random keys says nothing; the reference
     # code's static queue holds them for good, so there the figure counts from the start.
     settled = int(queue.filled) == queue.size or core.cfg.snippet_negatives == "reference"
-    if settled and noise > SHORTCUT_WARNING and core.cfg.snippet_negatives != "sampled":
+    if settled and noise > SHORTCUT_WARNING:
+        negatives = core.cfg.snippet_negatives
+        fix = ("Set pretrain.snippet_negatives=sampled (METHOD.md section 8, docs/RESULTS.md)"
+               if negatives != "sampled" else
+               "Even one sampled snippet per video leaves position a cue here: fewer snippets "
+               "(pretrain.num_snippets) or longer windows make positions less distinct")
         warn_once("shortcut", (
-            f"the snippet task is solved without content: with both views replaced by noise "
-            f"the positive still beats every queue entry for {noise:.2f} of the snippets (over "
-            f"{SHORTCUT_WARNING}); position alone solves it with pretrain.snippet_negatives="
-            f"{core.cfg.snippet_negatives}. Set pretrain.snippet_negatives=sampled (METHOD.md "
-            f"section 8, docs/RESULTS.md)"))
+            f"the snippet task is solved without content: with both views and the negatives "
+            f"made of noise the positive still beats every negative for {noise:.2f} of the "
+            f"snippets (over {SHORTCUT_WARNING}); position alone solves it with "
+            f"pretrain.snippet_negatives={negatives}. {fix}"))
     figures["diag/seconds"] = time.perf_counter() - t0
     return figures
 

@@ -8,7 +8,7 @@ import torch
 
 from sscl.config import ContrastiveConfig
 from sscl.contrastive import Pretrainer, shortcut_diagnostics
-from sscl.contrastive.shortcut import frozen_batch_stats, index_share
+from sscl.contrastive.shortcut import frozen_batch_stats, index_share, noise_negatives, snippet_top1
 from sscl.kernels import graph_conv_ref
 from sscl.models import STGCN
 
@@ -26,6 +26,34 @@ def test_index_share_is_the_variance_explained_by_the_snippet_index():
     between = (e.mean(dim=0, keepdim=True) - e.mean(dim=(0, 2), keepdim=True)).square().sum(
         dim=1).mean()
     assert index_share(mixed) == pytest.approx(float(between / total))
+
+
+def test_noise_negatives_score_a_position_code_high_against_means_and_low_against_samples():
+    """Embeddings that carry only a snippet's position (plus a little content to break ties): the
+    positive (same position) beats every time-mean negative, but against every snippet of the
+    other items it ties with one of each, so it wins about 1/N of the time."""
+    gen = torch.Generator().manual_seed(0)
+    N, D, S = 64, 16, 8
+    position = torch.eye(D)[:S].T.unsqueeze(0)  # (1, D, S): snippet s -> unit vector e_s
+
+    def keys():
+        dense = position + 0.01 * torch.randn(N, D, S, generator=gen)
+        dense = torch.nn.functional.normalize(dense, dim=1)
+        mean = torch.nn.functional.normalize(dense.mean(dim=2), dim=1)
+        return {"dense": dense, "dense_mean": mean}
+
+    q, k = keys(), keys()
+    match = torch.arange(S).expand(N, S)
+    for mode, low, high in (("mean", 0.99, 1.0), ("sampled", 0.0, 0.05)):
+        neg, owner = noise_negatives(k, mode)
+        assert neg.shape == ((N * S, D) if mode == "sampled" else (N, D))
+        assert torch.equal(owner.bincount(), torch.full((N,), S if mode == "sampled" else 1))
+        assert low <= snippet_top1(q["dense"], k["dense"], match, neg, 0.1, owner) <= high, mode
+    # Negatives cut from the queries themselves: each query meets its own exact copy, which must
+    # be left out of its row (else it beats the positive every time).
+    neg, owner = noise_negatives(q, "sampled")
+    assert snippet_top1(q["dense"], k["dense"], match, neg, 0.1) == 0.0
+    assert 0.0 < snippet_top1(q["dense"], k["dense"], match, neg, 0.1, owner) <= 0.05
 
 
 def test_frozen_batch_stats_normalise_with_the_batch_but_keep_the_running_ones():
