@@ -207,7 +207,9 @@ class ContrastiveConfig:
             processes); "reference": the published code's queue, whose write pointer never
             moves, so it holds the last step's time-mean keys and, in every other slot, its
             initial random unit vectors (METHOD.md section 7). With "mean", position alone can
-            solve the snippet task (METHOD.md section 8).
+            solve the snippet task (METHOD.md section 8), so the default is "sampled"
+            (docs/RESULTS.md: the shortcut diagnostics before and after); the reproduction
+            presets set "reference".
         snippet_match: how a query snippet finds its positive among the key's snippets:
             argmax of the "cosine" similarity of backbone snippet features (DenseCL), or of
             their raw "dot" product (the reference code).
@@ -247,7 +249,7 @@ class ContrastiveConfig:
     momentum: float = 0.999
     momentum_start: float | None = None
     momentum_ramp_steps: int = 1000
-    snippet_negatives: str = "mean"
+    snippet_negatives: str = "sampled"
     snippet_match: str = "cosine"
     diagnostics_every: int = 50
     temperature: float = 0.07

@@ -61,7 +61,7 @@ def test_step_of_every_method(method, extra):
 
 
 def test_enqueued_keys_are_the_key_encoders_real_items():
-    cfg = ContrastiveConfig(queue_size=10, num_snippets=2)
+    cfg = ContrastiveConfig(queue_size=10, num_snippets=2, snippet_negatives="mean")
     p = Pretrainer(cfg, _backbone)
     batch = _batch(4, 8)
     batch["weight"] = torch.tensor([1.0, 0.0, 1.0, 1.0])
