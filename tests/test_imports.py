@@ -11,6 +11,8 @@ have no cycle. An import inside a function is allowed only of a heavy optional d
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +116,20 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
     bad = [f"{m}:{line} imports {name}" for m, line, name in lazy
            if not any(name == a or name.startswith(a + ".") for a in LAZY_ALLOWED)]
     assert not bad, "imports inside functions (move them to the module top):\n" + "\n".join(bad)
+
+
+def test_the_readme_imports_work():
+    """Every ``from sscl...`` / ``import sscl...`` line of the README's Python examples runs."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    lines = [ln.strip() for b in blocks for ln in b.splitlines()
+             if re.match(r"\s*(from sscl[\w.]* import |import sscl)", ln)]
+    assert lines, "the README shows no sscl import"
+    for line in lines:
+        m = re.match(r"from ([\w.]+) import (.+)", line)
+        if m is None:
+            importlib.import_module(line.split()[1])
+            continue
+        module = importlib.import_module(m.group(1))
+        for name in m.group(2).split("#")[0].split(","):
+            assert hasattr(module, name.strip()), (line, name)
