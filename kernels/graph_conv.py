@@ -281,7 +281,7 @@ def graph_conv_auto(x: Tensor, weight: Tensor, bias: Tensor | None, adjacency: T
     else `graph_conv_mix_first`. CUDA: the unfused mix-first formulation
     (`graph_conv_mix_first`, cuDNN + cuBLAS), because the fused CUDA kernel, correct to the
     oracle, measured 0.10-0.34x of it on an H200 and a whole AGCN training step 0.58x (fp32)
-    and 0.76x (bf16) (bench/gpu_check.py, bench/README.md). Set ``SSCL_GRAPH_CONV_CUDA=fused``
+    and 0.76x (bf16) (bench/gpu_run.py, bench/README.md). Set ``SSCL_GRAPH_CONV_CUDA=fused``
     to run the fused CUDA kernel anyway (it does not save the K-fold intermediate for
     backward, so it needs less activation memory).
 
