@@ -20,6 +20,11 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _here:
     sys.path.pop(0)
+# OpenMP threads that finish early sleep instead of spinning (unless the user chose): on a
+# machine whose cores other jobs share, spinning threads steal the time slices their peers need
+# (the demo step at 2 threads beside one busy process: 32 -> 49 samples/s; idle: 91 either way;
+# bench/README.md "Threads under contention"). Set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 
