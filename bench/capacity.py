@@ -34,6 +34,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: Numba stalls otherwise
 
 import torch  # noqa: E402
+from bench_backbone import _with_impl  # noqa: E402
 from bench_pipeline import _synthetic  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -81,16 +82,8 @@ def pipeline_per_core(cfg: Config, seconds: float) -> float:
             elif t0 is not None:
                 items += int(batch["weight"].shape[0])
                 if time.perf_counter() - t0 > seconds:
-                    rate = items / (time.perf_counter() - t0)
-                    return rate
+                    return items / (time.perf_counter() - t0)
         epoch += 1
-
-
-def on_einsum(model: torch.nn.Module) -> torch.nn.Module:
-    for module in model.modules():
-        if hasattr(module, "graph_conv_impl"):
-            module.graph_conv_impl = graph_conv_ref
-    return model
 
 
 def flops_of(step) -> float:
@@ -101,7 +94,8 @@ def flops_of(step) -> float:
 
 def trainer_flops(cfg: Config, persons: int, b: int = 2) -> float:
     """FLOPs per sample of one pretraining step of ``cfg``'s module."""
-    module = Pretrainer(cfg.pretrain, on_einsum(build_backbone(cfg.model, "ntu25", persons)))
+    backbone = _with_impl(build_backbone(cfg.model, "ntu25", persons), graph_conv_ref)
+    module = Pretrainer(cfg.pretrain, backbone)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, b, 3, cfg.data.loader.augment.out_len, 25, persons, generator=g)
     batch = {"query": x[0], "key": x[1], "weight": torch.ones(b), "position": torch.arange(b)}
@@ -110,7 +104,7 @@ def trainer_flops(cfg: Config, persons: int, b: int = 2) -> float:
 
 def anchor_flops(b: int = 2) -> float:
     """FLOPs of bench_backbone's AGCN step at the anchor's shape (linear in the batch)."""
-    model = on_einsum(AGCN("ntu25", num_persons=ANCHOR["persons"], width=1.0))
+    model = _with_impl(AGCN("ntu25", num_persons=ANCHOR["persons"], width=1.0), graph_conv_ref)
     x = torch.randn(b, 3, ANCHOR["t"], 25, ANCHOR["persons"])
     return flops_of(lambda: model.embed(x).pow(2).mean().backward()) * ANCHOR["n"] / b
 

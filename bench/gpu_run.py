@@ -55,7 +55,6 @@ without a GPU must not pass for a GPU check.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -68,12 +67,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
+from accelerate.state import AcceleratorState
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_backbone import _with_impl  # noqa: E402
 from bench_graph_conv import agg_first, conv_first, forward_flops  # noqa: E402
 from reference_stgcn import ReferenceSTGCN  # noqa: E402
 
@@ -96,6 +98,7 @@ from sscl.machine import make_accelerator  # noqa: E402
 from sscl.models import build_backbone  # noqa: E402
 from sscl.rundir import RunDir  # noqa: E402
 
+T0 = time.perf_counter()
 UNMEASURED = ("zarr and DALI are not installed on the lent GPU machine: the corpus reader and the "
               "DALI engine did not run there; every row is fed in-memory batches (pinned host "
               "tensors copied to the device each step, as the loader's batches are).")
@@ -185,8 +188,6 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-T0 = time.perf_counter()
-
 
 class MemoryLoader:
     """The trainer's ``Loader`` over a few batches held in memory, timing its own waits.
@@ -197,7 +198,7 @@ class MemoryLoader:
     """
 
     def __init__(self, pool: list[dict[str, torch.Tensor]], steps: int,
-                 augment: Callable[[dict, int], dict] | None = None) -> None:
+                 augment: Callable[[dict], dict] | None = None) -> None:
         self.pool, self.steps, self.augment = pool, steps, augment
         self.batch = len(pool[0]["weight"])
         self.stamps: list[float] = []  # when the loop asked for batch i
@@ -215,7 +216,7 @@ class MemoryLoader:
             batch["position"] = torch.arange(i * self.batch, (i + 1) * self.batch)
             if self.augment is not None:
                 a = time.perf_counter()
-                batch = self.augment(batch, i)
+                batch = self.augment(batch)
                 self.aug_s.append(time.perf_counter() - a)
             self.waits.append(time.perf_counter() - t)
             yield batch
@@ -263,33 +264,12 @@ def backbone_of(cfg: Config, setting: Setting, stack: str) -> torch.nn.Module:
         return model
     if cfg.model.backbone == "stgcn":
         return ReferenceSTGCN.like(model)
-    for module in model.modules():  # AGCN: every graph convolution on the einsum oracle
-        if hasattr(module, "graph_conv_impl"):
-            module.graph_conv_impl = graph_conv_ref
-    return model
-
-
-@contextlib.contextmanager
-def cuda_impl(stack: str) -> Iterator[None]:
-    old = os.environ.get(CUDA_IMPL_ENV)
-    if stack == "fused":
-        os.environ[CUDA_IMPL_ENV] = "fused"
-    else:
-        os.environ.pop(CUDA_IMPL_ENV, None)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(CUDA_IMPL_ENV, None)
-        else:
-            os.environ[CUDA_IMPL_ENV] = old
+    return _with_impl(model, graph_conv_ref)  # AGCN: every graph convolution on the oracle
 
 
 def train_row(setting: Setting, precision: str, stack: str, steps: int, device: str,
               workdir: Path, augment: bool = False) -> dict:
     """``steps`` trainer steps of one (setting, precision, stack); the row of the report."""
-    from accelerate.state import AcceleratorState
-
     t_row = time.perf_counter()
     cfg = config_of(setting, precision, steps, device)
     AcceleratorState._reset_state(reset_partial_state=True)  # a fresh Accelerator per row
@@ -297,7 +277,11 @@ def train_row(setting: Setting, precision: str, stack: str, steps: int, device: 
     if resolved != {"bf16": "bf16", "fp32": "no"}[precision]:
         raise RuntimeError(f"asked for {precision}, the trainer resolved {resolved!r}")
     torch.manual_seed(0)
-    with cuda_impl(stack):
+    with mock.patch.dict(os.environ):  # the fused CUDA kernel for this row only
+        if stack == "fused":
+            os.environ[CUDA_IMPL_ENV] = "fused"
+        else:
+            os.environ.pop(CUDA_IMPL_ENV, None)
         module = Pretrainer(cfg.pretrain, backbone_of(cfg, setting, stack))
         pool = host_pool(cfg, setting, 4, device)
         loader = MemoryLoader(pool, steps, device_augment(cfg, acc.device) if augment else None)
@@ -322,12 +306,12 @@ def train_row(setting: Setting, precision: str, stack: str, steps: int, device: 
             "device": str(acc.device), "seconds": round(time.perf_counter() - t_row, 1)}
 
 
-def device_augment(cfg: Config, device: torch.device) -> Callable[[dict, int], dict]:
+def device_augment(cfg: Config, device: torch.device) -> Callable[[dict], dict]:
     """Views finished on the device: the crops stay there, rotation/shear and noise per step."""
     aug = cfg.data.loader.augment
     resident: dict[int, dict[str, torch.Tensor]] = {}
 
-    def finish(batch: dict, step: int) -> dict:
+    def finish(batch: dict) -> dict:
         key = id(batch["query"])
         if key not in resident:  # the crops, moved once (as a device-side pipeline keeps them)
             resident[key] = {n: batch[n].to(device) for n in ("query", "key")}
@@ -382,10 +366,9 @@ def op_rows(device: str, dtype: torch.dtype, shapes: list[tuple[int, int, int, i
     return rows
 
 
-def cuda_tests(smoke: bool, timeout: float) -> dict:
-    files = ["tests/kernels/test_graph_conv.py"]
-    if not smoke:
-        files += ["tests/models/test_localizer.py", "tests/data/test_gpu_augment.py"]
+def cuda_tests(timeout: float) -> dict:
+    files = ["tests/kernels/test_graph_conv.py", "tests/models/test_localizer.py",
+             "tests/data/test_gpu_augment.py"]
     t = time.perf_counter()
     try:
         # --noconftest: tests/conftest.py builds corpora (zarr), which the lent machine lacks;
@@ -412,6 +395,16 @@ def plan(device: str, smoke: bool) -> list[tuple[str, str, str]]:
     return [(s, "bf16", k) for s in ("demo", "paper") for k in stacks] + [
         ("demo", "bf16", "ours+augment")] + [
         (s, "fp32", k) for s in ("demo", "paper") for k in stacks]
+
+
+def record_error(report: Report, where: str, e: BaseException | str) -> None:
+    """An error (or a row the budget did not start) into the report; the exit status fails."""
+    if isinstance(e, str):
+        report.data["errors"].append({"where": where, "error": e})
+        return
+    report.data["errors"].append({"where": where, "error": f"{type(e).__name__}: {e}",
+                                  "traceback": traceback.format_exc()[-4000:]})
+    print(f"{where} FAILED: {e}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,19 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     report.data["env"] = env
     report.save()
     print(f"gpu_run ({mode}): {env}", flush=True)
-    failed = False
+    tests_failed = False
     if not args.smoke:  # on a CPU they are collected and skipped: the device's imports suffice
-        report.data["cuda_tests"] = cuda_tests(args.smoke, timeout=150)
-        failed |= report.data["cuda_tests"]["rc"] != 0
+        report.data["cuda_tests"] = cuda_tests(timeout=150)
+        tests_failed = report.data["cuda_tests"]["rc"] != 0
         report.save()
         print(f"cuda tests: {report.data['cuda_tests']['summary']}", flush=True)
     rows = plan(args.device, args.smoke)
+    spent = f"not started: the {budget:.0f} s budget is spent"
     with tempfile.TemporaryDirectory(prefix="gpu_run-") as tmp:
         for name, precision, stack in rows:
             if time.perf_counter() - T0 > budget:
-                report.data["errors"].append({"where": f"{name}/{precision}/{stack}",
-                                              "error": f"not started: the {budget:.0f} s budget "
-                                                       "is spent"})
+                record_error(report, f"{name}/{precision}/{stack}", spent)
                 report.save()
                 continue
             try:
@@ -475,30 +467,22 @@ def main(argv: list[str] | None = None) -> int:
                       f"wait {row['data_wait']:.1%}, peak {row['peak_mib']} MiB, "
                       f"{row['seconds']} s", flush=True)
             except Exception as e:  # noqa: BLE001 - recorded, reported, and the exit code fails
-                failed = True
-                report.data["errors"].append({"where": f"{name}/{precision}/{stack}",
-                                              "error": f"{type(e).__name__}: {e}",
-                                              "traceback": traceback.format_exc()[-4000:]})
-                print(f"{name}/{precision}/{stack} FAILED: {e}", file=sys.stderr, flush=True)
+                record_error(report, f"{name}/{precision}/{stack}", e)
             report.save()
     op_plan = ([(torch.float32, [(2, 8, 8, 16)], 3)] if cpu else [] if args.smoke else
                [(dt, OP_SHAPES, 20) for dt in (torch.float32, torch.bfloat16)])
     for dtype, shapes, rounds in op_plan:
         if time.perf_counter() - T0 > budget:
-            report.data["errors"].append({"where": f"ops/{dtype}", "error":
-                                          f"not started: the {budget:.0f} s budget is spent"})
+            record_error(report, f"ops/{dtype}", spent)
         else:
             try:
                 report.data["ops"] += op_rows(args.device, dtype, shapes, rounds)
             except Exception as e:  # noqa: BLE001 - recorded, reported, and the exit code fails
-                failed = True
-                report.data["errors"].append({"where": f"ops/{dtype}",
-                                              "error": f"{type(e).__name__}: {e}",
-                                              "traceback": traceback.format_exc()[-4000:]})
+                record_error(report, f"ops/{dtype}", e)
         report.save()
     print(report.markdown())
     print(f"reports: {args.out / 'gpu_report.json'}, {args.out / 'gpu_report.md'}")
-    return 1 if failed or report.data["errors"] else 0
+    return 1 if tests_failed or report.data["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -74,3 +74,17 @@ def test_without_cuda_it_refuses_instead_of_passing(tmp_path):
                        env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "no CUDA device" in r.stderr and "--device cpu" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_spent_budget_records_every_unstarted_row_and_fails(tmp_path):
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, str(BENCH / "gpu_run.py"), "--device", "cpu",
+                        "--budget-s", "0.001", "--out", str(out)], env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    report = json.loads((out / "gpu_report.json").read_text())
+    assert report["train"] == [] and report["ops"] == []
+    where = [e["where"] for e in report["errors"]]
+    assert "tiny/fp32/ours" in where and "ops/torch.float32" in where
+    assert all("budget is spent" in e["error"] for e in report["errors"])

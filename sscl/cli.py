@@ -25,10 +25,7 @@ import os
 import sys
 import warnings
 
-# OpenMP threads that finish early sleep instead of spinning (unless the user chose): on a
-# machine whose cores other jobs share, spinning threads steal the time slices their peers need
-# (the demo step at 2 threads beside one busy process: 32 -> 49 samples/s; idle: 91 either way;
-# bench/README.md "Threads under contention"). Set before torch loads its OpenMP runtime.
+# Idle OpenMP threads sleep rather than spin, unless the user chose (why: sscl/train.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from sscl.data.formats import FORMATS, format_module
