@@ -121,7 +121,8 @@ def ensure_loaded(device_type: str) -> bool:
             name = "sscl_graph_conv_cpu" + ("" if cap == ISAS[-1] else f"_max_{cap}")
             define = f"-DSSCL_GRAPH_CONV_MAX_ISA_BUILD={ISAS.index(cap)}"
             try:
-                _load(name, [CSRC / "graph_conv_cpu.cpp"], cuda=False, defines=(define,))
+                _load(name, [CSRC / "graph_conv_cpu.cpp", CSRC / "batch_norm_cpu.cpp"], cuda=False,
+                      defines=(define,))
                 ok = True
             except Exception as exc:  # a failed build must not make the op unusable
                 reason = f"the C++ build failed: {exc}"

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
 from sscl.models.layers import (
+    BatchNorm2d,
     GCNBackbone,
     GraphConvFn,
     SpatialGraphConv,
@@ -141,7 +142,7 @@ class AGCNBlock(nn.Module):
         super().__init__()
         self.graph = AdaptiveGraph(in_channels, A_KVV, max(1, out_channels // EMBED_RATIO))
         self.gcn = SpatialGraphConv(in_channels, out_channels, A_KVV.shape[0], graph_conv_impl)
-        self.gcn_bn = nn.BatchNorm2d(out_channels)
+        self.gcn_bn = BatchNorm2d(out_channels)
         # 2s-AGCN's graph unit carries its own skip (1x1 conv + BN when widths differ), present
         # even in the first block, whose block-level residual is off.
         self.gcn_skip = make_residual(in_channels, out_channels, 1, True)

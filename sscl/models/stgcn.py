@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
 from sscl.models.layers import (
+    BatchNorm2d,
     GCNBackbone,
     GraphConvFn,
     SpatialGraphConv,
@@ -88,7 +89,7 @@ class STGCNBlock(nn.Module):
         # starting at 1 leaves the partitioned graph unchanged.
         self.edge_importance = nn.Parameter(torch.ones_like(A_KVV))
         self.gcn = SpatialGraphConv(in_channels, out_channels, A_KVV.shape[0], graph_conv_impl)
-        self.gcn_bn = nn.BatchNorm2d(out_channels)
+        self.gcn_bn = BatchNorm2d(out_channels)
         self.tcn = TemporalConv(out_channels, out_channels, kernel_size, stride)
         self.dropout = nn.Dropout(dropout)
         self.residual = make_residual(in_channels, out_channels, stride, residual)
