@@ -25,10 +25,12 @@ import time
 import pytest
 import torch
 from benchutil import median_time
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from sscl.kernels import backend, graph_conv, graph_conv_mix_first, graph_conv_ref
 from sscl.models.agcn import AGCN
+from sscl.models.layers import BatchNorm2d
 
 N = int(os.environ.get("SSCL_BENCH_N", "8"))
 T = int(os.environ.get("SSCL_BENCH_T", "64"))
@@ -57,6 +59,17 @@ def _with_impl(model: AGCN, impl) -> AGCN:
     for module in twin.modules():
         if hasattr(module, "graph_conv_impl"):
             module.graph_conv_impl = impl
+    return twin
+
+
+def plain_pytorch(model: nn.Module) -> nn.Module:
+    """The same model (a copy, same weights) as plain PyTorch would run it: every graph
+    convolution on the einsum oracle `graph_conv_ref`, every batch norm ``nn.BatchNorm2d``'s
+    own (the models' `BatchNorm2d` adds no state, so the class swap keeps the state dict)."""
+    twin = _with_impl(model, graph_conv_ref)
+    for module in twin.modules():
+        if type(module) is BatchNorm2d:
+            module.__class__ = nn.BatchNorm2d
     return twin
 
 

@@ -21,7 +21,7 @@ A GPU is lent rarely (at most 15 minutes in all, start-up included; no package r
    ``graph_conv_auto``: cuDNN/cuBLAS on CUDA), ``fused`` (the same with the fused CUDA kernel,
    ``SSCL_GRAPH_CONV_CUDA=fused``: the kernel against cuDNN/cuBLAS inside a whole step) and
    ``reference`` (demo: the SkeletonCLR-lineage einsum ST-GCN of ``reference_stgcn.py``; paper:
-   the AGCN on the einsum graph convolution ``graph_conv_ref``). Each row: samples/s over the
+   the AGCN as plain PyTorch, ``bench_backbone.plain_pytorch``). Each row: samples/s over the
    steps after a warm-up, the data-wait share, peak GPU memory, the final loss.
 4. ``augment``: the demo step fed views whose rotation/shear and noise are made on the GPU by
    ``sscl.data.gpu_augment`` (from crops kept on the device) against pre-made host views: what
@@ -75,7 +75,7 @@ from accelerate.state import AcceleratorState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_backbone import _with_impl  # noqa: E402
+from bench_backbone import plain_pytorch  # noqa: E402
 from bench_graph_conv import agg_first, conv_first, forward_flops  # noqa: E402
 from reference_stgcn import ReferenceSTGCN  # noqa: E402
 
@@ -264,7 +264,7 @@ def backbone_of(cfg: Config, setting: Setting, stack: str) -> torch.nn.Module:
         return model
     if cfg.model.backbone == "stgcn":
         return ReferenceSTGCN.like(model)
-    return _with_impl(model, graph_conv_ref)  # AGCN: every graph convolution on the oracle
+    return plain_pytorch(model)  # AGCN: the einsum graph convolution, ATen's batch norm
 
 
 def train_row(setting: Setting, precision: str, stack: str, steps: int, device: str,

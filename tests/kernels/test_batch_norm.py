@@ -133,3 +133,20 @@ def test_kernel_rejects_bad_input():
         torch.ops.sscl_cpu.batch_norm_stats(torch.zeros(2, 3, 4, dtype=torch.int32))
     with pytest.raises(RuntimeError, match="more than one value per channel"):
         torch.ops.sscl_cpu.batch_norm_stats(torch.zeros(1, 3))
+
+
+def test_a_training_step_of_the_models_takes_the_fused_path():
+    """Every block batch norm of a training forward runs the fused statistics (the default)."""
+    from sscl.models import AGCN, STGCN
+
+    for model in (STGCN("ntu25", num_persons=2, width=0.125),
+                  AGCN("ntu25", num_persons=2, width=0.125)):
+        n_bn = sum(type(m) is BatchNorm2d for m in model.modules())
+        assert n_bn >= 20
+        before = kbn.stats_calls()
+        model.train()(torch.randn(2, 3, 16, 25, 2)).sum().backward()
+        assert kbn.stats_calls() - before == n_bn
+        before = kbn.stats_calls()
+        with torch.no_grad():
+            model.eval()(torch.randn(2, 3, 16, 25, 2))
+        assert kbn.stats_calls() == before  # eval mode: running statistics, ATen's path
