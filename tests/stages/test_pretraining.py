@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from dataclasses import replace
 
 import numpy as np
@@ -76,11 +77,16 @@ def _diag(run, name: str) -> dict[int, float]:
 @pytest.mark.isa
 def test_time_mean_negatives_are_solved_by_position_and_sampled_ones_are_not(shortcut_corpus,
                                                                               tmp_path):
-    """METHOD.md section 8 on a small corpus, 60 steps. Content-free top-1 figures at step 60
-    (noise: both views and the negatives made of noise; other video: the positive from another
-    video against the real queue), measured here (AVX2, 2 cores): with time-mean negatives
-    1.00 / 0.95, and the run warns once; with one sampled snippet per video 0.03 / 0.14 (chance
-    0.008; a pure position code would score 1/16 on the noise figure), and nothing is said.
+    """METHOD.md section 8 on a small corpus, 60 steps. Content-free top-1 figures (noise: both
+    views and the negatives made of noise; other video: the positive from another video against
+    the real queue), measured here (AVX2, 2 cores): with time-mean negatives about 0.95 / 0.85 at
+    every checkpoint, and the run warns once; with one sampled snippet per video the noise figure
+    stays at 0.02-0.08 (chance 0.008; a pure position code would score 1/16), and nothing is said.
+
+    The other-video figure of the sampled arm wanders: over seeds 0-7, each with ATen's batch
+    norm and with the fused statistics (2026-12-07), it read 0.03-0.40 at step 60 with a mean of
+    0.14, and went as high as 0.61 at one checkpoint of one run, then back to 0.16. So the claim
+    is judged on the median of its three checkpoints (0.06-0.26 in those 16 runs), not on one.
 
     The key momentum is held at 0.999 from the first step: a low starting momentum (the demo's
     ramp from 0.99) adds a second content-free cue to the other-video figure, a positive fresher
@@ -109,4 +115,5 @@ def test_time_mean_negatives_are_solved_by_position_and_sampled_ones_are_not(sho
     assert sorted(figures["mean"]) == [20, 40, 60]
     # 128 snippets a figure: steps of 0.008; the margins are many steps wide on either side.
     assert figures["mean"][60] > 0.3 and other["mean"][60] > 0.5, (figures, other)
-    assert figures["sampled"][60] < 0.1 and other["sampled"][60] < 0.3, (figures, other)
+    assert figures["sampled"][60] < 0.1, (figures, other)
+    assert statistics.median(other["sampled"].values()) < 0.3, (figures, other)
