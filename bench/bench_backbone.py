@@ -20,11 +20,10 @@ from __future__ import annotations
 import copy
 import os
 import statistics
-import time
 
 import pytest
 import torch
-from benchutil import median_time
+from benchutil import alternating_times, median_time
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -113,15 +112,7 @@ def test_bench_backbone_training_step(benchmark, ratios):
         name: _step_fn(_with_impl(model, impl), x)
         for name, impl in {"fused": graph_conv, **BASELINES}.items()
     }
-    for step in steps.values():
-        step()  # warm-up (and the one-time build of the fused op)
-    # Rounds interleave the four models, so load from other processes shifts them alike.
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(REPEAT):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+    times = alternating_times(steps, REPEAT)  # the four models interleaved
     fused_s = statistics.median(times.pop("fused"))
     baseline_s = {name: statistics.median(t) for name, t in times.items()}
     best = min(baseline_s, key=baseline_s.get)

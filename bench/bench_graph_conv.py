@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from benchutil import alternating_times
 
 from sscl.kernels import backend, graph_conv, graph_conv_path, graph_conv_ref
 from sscl.kernels.build import cpu_isa_details
@@ -142,14 +142,7 @@ def test_graph_conv_fwd_bwd(benchmark, ratios, shape):
     mm_a, mm_b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     # the machine's fp32 matmul rate, sampled in the same rounds as the implementations
     steps["matmul"] = lambda: torch.mm(mm_a, mm_b)
-    for step in steps.values():  # warm-up (and the first-use build of the extension)
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(ROUNDS):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
+    times = alternating_times(steps, ROUNDS)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     rate = 2 * 1024**3 / med.pop("matmul") / 1e9
     baseline = min((name for name in med if name != "fused"), key=med.__getitem__)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from bench_backbone import plain_pytorch
+from benchutil import alternating_times
 
 from sscl import presets
 from sscl.data.corpus import cache_dir, open_corpus
@@ -52,18 +52,6 @@ def setting(request):
             "recording": 2_000 if smoke else RECORDING, "rounds": 1 if smoke else ROUNDS}
 
 
-def _alternate(fns: dict, rounds: int) -> dict[str, list[float]]:
-    for fn in fns.values():  # warm-up: the extension build, the allocator
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return times
-
-
 def test_finetune_step_vs_plain_pytorch(setting, ratios):
     cfg, T = setting["cfg"], setting["frames"]
     B = cfg.finetune.batch_size
@@ -84,8 +72,8 @@ def test_finetune_step_vs_plain_pytorch(setting, ratios):
             opt.step()
         return step
 
-    times = _alternate({"ours": step_of(setting["ours"]), "plain": step_of(setting["plain"])},
-                       setting["rounds"])
+    steps = {"ours": step_of(setting["ours"]), "plain": step_of(setting["plain"])}
+    times = alternating_times(steps, setting["rounds"])
     ratio = statistics.median(p / o for o, p in zip(times["ours"], times["plain"]))
     detail = (f"batch {B} x {T} frames: ours {statistics.median(times['ours']) * 1e3:.0f} ms, "
               f"plain PyTorch {statistics.median(times['plain']) * 1e3:.0f} ms a step")
@@ -120,7 +108,7 @@ def test_predict_vs_plain_pytorch(setting, recording, ratios):
         return lambda: out.__setitem__(name, sequence_probabilities(runs[name], corpus, (0,),
                                                                     "cpu", batch_size=8))
 
-    times = _alternate({name: predict(name) for name in runs}, setting["rounds"])
+    times = alternating_times({name: predict(name) for name in runs}, setting["rounds"])
     np.testing.assert_allclose(out["ours"][0], out["plain"][0], atol=1e-4)  # same model
     frames = setting["recording"]
     fps = {k: frames / statistics.median(v) for k, v in times.items()}

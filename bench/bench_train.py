@@ -24,10 +24,10 @@ import os
 import statistics
 import time
 
+import ceiling
 import per_sample_baseline
 import pytest
 import torch
-import ceiling
 from bench_pipeline import WORKERS, _memmap, _synthetic, _worker_init  # noqa: F401
 from benchutil import SHARED
 from reference_stgcn import ReferenceSTGCN
@@ -199,15 +199,12 @@ def test_paper_stack_vs_reference_stack(ratios, request):
     formulation) fed by the per-sample feeder in a plain DataLoader. Under
     ``--benchmark-disable`` (the CI smoke run) the same code runs at batch 2, T = 64."""
     from bench_backbone import plain_pytorch
-    from capacity import NTU_FRAMES
+    from capacity import ntu_corpus
 
     smoke = request.config.getoption("benchmark_disable", False)
     batch, out_len = (2, 64) if smoke else (16, 200)
     rounds, steps = (1, 1) if smoke else (ROUNDS, 1)
-    dest = cache_dir() / "bench" / f"capacity-ntu25x2-{NTU_FRAMES}.zarr"
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _synthetic(dest, NTU_FRAMES)
+    dest = ntu_corpus()
     method = ContrastiveConfig(method="skeletonclr", queue_size=32768, snippet=True,
                                num_snippets=19 if not smoke else 4)
 

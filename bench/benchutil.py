@@ -22,3 +22,17 @@ def median_time(fn, repeat: int = 5, number: int = 1) -> float:
             fn()
         times.append((time.perf_counter() - t) / number)
     return statistics.median(times)
+
+
+def alternating_times(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each call of every function in ``fns``, over ``rounds`` rounds that call them in
+    turn after one warm-up call each: load from other processes shifts all of them alike."""
+    for fn in fns.values():  # warm-up: extension builds, the allocator
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times

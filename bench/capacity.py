@@ -54,11 +54,17 @@ ANCHOR = {"n": 32, "t": 64, "persons": 2, "ms": 23.1}  # bench/README.md, "On a 
 NTU_FRAMES = 200_000
 
 
-def settings() -> dict[str, Config]:
+def ntu_corpus() -> Path:
+    """The two-person NTU-25 synthetic corpus of the paper setting (written once, cached)."""
     ntu = cache_dir() / "bench" / f"capacity-ntu25x2-{NTU_FRAMES}.zarr"
     if not ntu.exists():
         ntu.parent.mkdir(parents=True, exist_ok=True)
         _synthetic(ntu, NTU_FRAMES)
+    return ntu
+
+
+def settings() -> dict[str, Config]:
+    ntu = ntu_corpus()
     common = ("data.loader.num_workers=1", "pretrain.queue_size=4096",
               "pretrain.snippet_queue_size=4096", "probe.corpus=null")
     return {

@@ -60,8 +60,8 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& x) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "x must be float32 or float64, got ", x.scalar_type());
   const int64_t N = x.size(0), C = x.size(1);
-  TORCH_CHECK(N > 0 && x.numel() / C > 1, "batch statistics need more than one value per channel, got ",
-              x.sizes());
+  TORCH_CHECK(N > 0 && x.numel() / C > 1,
+              "batch statistics need more than one value per channel, got ", x.sizes());
   const at::Tensor xc = x.contiguous();
   const int64_t L = xc.numel() / (N * C);
   at::Tensor mean = at::empty({C}, xc.options()), var = at::empty({C}, xc.options());
