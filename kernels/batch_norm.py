@@ -1,19 +1,23 @@
-"""Training-mode batch norm on CPU with the batch statistics from one read of the input.
+"""Training-mode batch norm on CPU, with the block's residual add and ReLU in the same pass.
 
 ``batch_norm_train`` is the training forward of ``nn.BatchNorm2d`` (and of any (N, C, *) batch
-norm) on contiguous float32/float64 CPU tensors, computed as:
+norm) on contiguous float32/float64 CPU tensors, optionally followed by ``+ residual`` and ReLU
+(``relu(bn(x) + residual)``, the closing ops of an ST-GCN / AGCN unit), computed as:
 
 1. ``sscl_cpu::batch_norm_stats`` (``csrc/batch_norm_cpu.cpp``): the per-channel mean and biased
    variance in one read of x;
-2. ATen's inference batch norm with those statistics (the normalisation and affine, one pass);
-3. backward: ATen's own ``native_batch_norm_backward`` in training mode, given the saved mean and
-   inverse std, exactly as ``nn.BatchNorm2d`` runs it;
+2. ``sscl_cpu::batch_norm_apply``: the normalisation and affine, the residual and the ReLU in one
+   read of x (and of the residual) and one write, where ATen's ops take one pass each;
+3. backward: ATen's ``threshold_backward`` (ReLU's own backward) and ``native_batch_norm_backward``
+   in training mode with the saved mean and inverse std, as autograd runs them for the separate
+   ops; the residual's gradient is the ReLU-masked gradient, as for ``y + residual``;
 4. the running averages updated as ``nn.BatchNorm2d`` updates them (unbiased variance).
 
-ATen's training forward on NCHW spends most of its time in the statistics (bench/README
-"Batch norm"); the result is the same function to float rounding (``batch_norm_train_ref`` is
-``torch.nn.functional.batch_norm``, the oracle of the tests). `sscl.models.layers.BatchNorm2d`
-takes this path where `fast_path_applies` says so and ``nn.BatchNorm2d``'s everywhere else (GPU,
+ATen's training forward on NCHW spends most of its time in the statistics, and the add and ReLU
+each cost a read and a write of the block's output (bench/README "Batch norm"). The result is the
+same function to float rounding: ``batch_norm_train_ref`` (``torch.nn.functional.batch_norm``,
+then ``+ residual`` and ``torch.relu``) is the oracle of the tests. `sscl.models.layers`
+takes this path where `fast_path_applies` says so and the separate ATen ops everywhere else (GPU,
 autocast, eval mode, half precision, non-contiguous input).
 """
 
@@ -39,25 +43,37 @@ def fast_path_applies(x: Tensor) -> bool:
     )
 
 
+def residual_applies(x: Tensor, residual: Tensor | None) -> bool:
+    """Whether ``residual`` can join `batch_norm_train`'s pass over ``x`` (same shape and dtype;
+    a broadcast residual takes the separate add)."""
+    return residual is None or (residual.shape == x.shape and residual.dtype == x.dtype
+                                and residual.device == x.device)
+
+
 class _BatchNormTrain(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                residual: Tensor | None, eps: float, relu: bool):
         mean, var = torch.ops.sscl_cpu.batch_norm_stats(x)
-        y = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
         invstd = torch.rsqrt(var + eps)
-        ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
+        y = torch.ops.sscl_cpu.batch_norm_apply(x, mean, invstd, weight, bias, residual, relu)
+        # ReLU's backward needs its output (as autograd's ReluBackward keeps it).
+        ctx.save_for_backward(x, weight, mean, invstd, y if relu else None)
+        ctx.eps, ctx.relu = eps, relu
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx, grad_y: Tensor, _grad_mean, _grad_var):
-        x, weight, mean, invstd = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        x, weight, mean, invstd, y = ctx.saved_tensors
+        need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
+        g = grad_y.contiguous()
+        if ctx.relu:
+            g = torch.ops.aten.threshold_backward(g, y, 0)
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-            grad_y.contiguous(), x, weight, None, None, mean, invstd, True, ctx.eps,
+            g, x, weight, None, None, mean, invstd, True, ctx.eps,
             [need_x, need_w and weight is not None, need_b and weight is not None])
-        return gx, gw, gb, None
+        return gx, gw, gb, g if need_r else None, None, None
 
 
 def batch_norm_train(
@@ -68,13 +84,17 @@ def batch_norm_train(
     running_var: Tensor | None,
     momentum: float,
     eps: float,
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
-    """Training-mode batch norm of (N, C, *) ``x`` over all dims but 1; updates the running stats.
+    """Training-mode batch norm of (N, C, *) ``x`` over all dims but 1, plus ``residual`` (None:
+    nothing), then ReLU if ``relu``; updates the running stats.
 
     Same contract as ``F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum,
-    eps)`` for a numeric momentum. Call only where `fast_path_applies(x)`.
+    eps)`` followed by ``+ residual`` and ``torch.relu``, for a numeric momentum. Call only where
+    `fast_path_applies(x)` and `residual_applies(x, residual)`.
     """
-    y, mean, var = _BatchNormTrain.apply(x, weight, bias, eps)
+    y, mean, var = _BatchNormTrain.apply(x, weight, bias, residual, eps, relu)
     if running_mean is not None and running_var is not None:
         n = x.numel() // x.shape[1]
         with torch.no_grad():
@@ -91,11 +111,21 @@ def batch_norm_train_ref(
     running_var: Tensor | None,
     momentum: float,
     eps: float,
+    residual: Tensor | None = None,
+    relu: bool = False,
 ) -> Tensor:
-    """The oracle of `batch_norm_train`: ATen's training batch norm."""
-    return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
+    """The oracle of `batch_norm_train`: ATen's training batch norm, add and ReLU, one op each."""
+    y = F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
+    if residual is not None:
+        y = y + residual
+    return torch.relu(y) if relu else y
 
 
 def stats_calls() -> int:
     """Calls of the fused statistics kernel so far (tests check the path taken)."""
     return int(torch.ops.sscl_cpu.batch_norm_stats_calls()) if build.ensure_loaded("cpu") else 0
+
+
+def apply_calls() -> int:
+    """Calls of the fused normalise (+ residual) (+ ReLU) kernel so far."""
+    return int(torch.ops.sscl_cpu.batch_norm_apply_calls()) if build.ensure_loaded("cpu") else 0

@@ -8,18 +8,25 @@
 // itself); here each thread takes whole channels, and each (n, c) plane, still in L1/L2 after
 // its sum, gives its own mean and squared deviations, combined over n in float64 with the
 // pairwise update of Chan, Golub and LeVeque (no E[x^2] - E[x]^2 cancellation).
-// float32 and float64; the Python side (kernels/batch_norm.py) does the rest of the batch norm
-// with ATen (normalisation with these statistics, running averages, backward).
+//
+// batch_norm_apply then writes y = x * alpha[c] + beta[c] (alpha = invstd * weight, beta = bias -
+// mean * alpha), optionally plus a residual of x's shape and then ReLU, in one read of x (and of
+// the residual) and one write: the block's "BN -> (+ residual) -> ReLU" without the two or three
+// extra passes of separate normalise, add and ReLU ops.
+// float32 and float64; the Python side (kernels/batch_norm.py) does the rest (running averages,
+// and the backward with ATen's threshold_backward and native_batch_norm_backward).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <tuple>
 
 namespace {
 
 std::atomic<int64_t> g_stats_calls{0};
+std::atomic<int64_t> g_apply_calls{0};
 
 template <typename T>
 void stats_impl(const T* x, int64_t N, int64_t C, int64_t L, T* mean_out, T* var_out) {
@@ -78,11 +85,104 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats(const at::Tensor& x) {
 
 int64_t batch_norm_stats_calls() { return g_stats_calls.load(); }
 
+// One (n, c) plane of L elements: y = x * a + b (+ r), then ReLU. NaN stays NaN through the ReLU,
+// as torch.relu leaves it.
+template <typename T, bool kResidual, bool kRelu>
+void apply_plane(const T* __restrict x, const T* __restrict r, T* __restrict y, int64_t L, T a,
+                 T b) {
+#pragma omp simd
+  for (int64_t i = 0; i < L; ++i) {
+    T v = x[i] * a + b;
+    if (kResidual) v += r[i];
+    if (kRelu) v = v < T(0) ? T(0) : v;
+    y[i] = v;
+  }
+}
+
+template <typename T, bool kResidual, bool kRelu>
+void apply_impl(const T* x, const T* r, T* y, int64_t N, int64_t C, int64_t L, const T* alpha,
+                const T* beta) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(L, 1));  // planes a task
+  at::parallel_for(0, N * C, grain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t c = p % C;
+      apply_plane<T, kResidual, kRelu>(x + p * L, kResidual ? r + p * L : nullptr, y + p * L, L,
+                                       alpha[c], beta[c]);
+    }
+  });
+}
+
+void check_channel_vector(const c10::optional<at::Tensor>& t, const char* name,
+                          const at::Tensor& x) {
+  if (!t.has_value() || !t->defined()) return;
+  TORCH_CHECK(t->dim() == 1 && t->size(0) == x.size(1), name, " must be (C,) = (", x.size(1),
+              ",), got ", t->sizes());
+  TORCH_CHECK(t->scalar_type() == x.scalar_type() && t->device() == x.device(), name,
+              " must be ", x.scalar_type(), " on ", x.device(), " as x, got ", t->scalar_type(),
+              " on ", t->device());
+}
+
+at::Tensor batch_norm_apply(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& invstd,
+                            const c10::optional<at::Tensor>& weight,
+                            const c10::optional<at::Tensor>& bias,
+                            const c10::optional<at::Tensor>& residual, bool relu) {
+  TORCH_CHECK(x.dim() >= 2, "x must be (N, C, ...), got ", x.sizes());
+  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor, got ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "x must be float32 or float64, got ", x.scalar_type());
+  check_channel_vector(mean, "mean", x);
+  check_channel_vector(invstd, "invstd", x);
+  check_channel_vector(weight, "weight", x);
+  check_channel_vector(bias, "bias", x);
+  const bool has_res = residual.has_value() && residual->defined();
+  if (has_res) {
+    TORCH_CHECK(residual->sizes() == x.sizes(), "residual must have x's shape ", x.sizes(),
+                ", got ", residual->sizes());
+    TORCH_CHECK(residual->scalar_type() == x.scalar_type() && residual->device() == x.device(),
+                "residual must be ", x.scalar_type(), " on ", x.device(), " as x, got ",
+                residual->scalar_type(), " on ", residual->device());
+  }
+  const at::Tensor xc = x.contiguous();
+  const at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t L = N * C == 0 ? 0 : xc.numel() / (N * C);
+  // alpha = invstd * weight, beta = bias - mean * alpha, per channel, in float64 then rounded.
+  const at::Tensor m64 = mean.to(at::kDouble), s64 = invstd.to(at::kDouble);
+  at::Tensor alpha = weight.has_value() && weight->defined() ? s64 * weight->to(at::kDouble) : s64;
+  at::Tensor beta = -m64 * alpha;
+  if (bias.has_value() && bias->defined()) beta = beta + bias->to(at::kDouble);
+  alpha = alpha.to(x.scalar_type()).contiguous();
+  beta = beta.to(x.scalar_type()).contiguous();
+  at::Tensor y = at::empty_like(xc);
+  g_apply_calls.fetch_add(1, std::memory_order_relaxed);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_apply", [&] {
+    const scalar_t* xp = xc.data_ptr<scalar_t>();
+    const scalar_t* rp = has_res ? rc.data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const scalar_t* a = alpha.data_ptr<scalar_t>();
+    const scalar_t* b = beta.data_ptr<scalar_t>();
+    if (has_res && relu) apply_impl<scalar_t, true, true>(xp, rp, yp, N, C, L, a, b);
+    else if (has_res) apply_impl<scalar_t, true, false>(xp, rp, yp, N, C, L, a, b);
+    else if (relu) apply_impl<scalar_t, false, true>(xp, rp, yp, N, C, L, a, b);
+    else apply_impl<scalar_t, false, false>(xp, rp, yp, N, C, L, a, b);
+  });
+  return y;
+}
+
+int64_t batch_norm_apply_calls() { return g_apply_calls.load(); }
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(sscl_cpu, m) {
   m.def("batch_norm_stats(Tensor x) -> (Tensor, Tensor)");
   m.def("batch_norm_stats_calls() -> int", &batch_norm_stats_calls);
+  m.def(
+      "batch_norm_apply(Tensor x, Tensor mean, Tensor invstd, Tensor? weight, Tensor? bias, "
+      "Tensor? residual, bool relu) -> Tensor");
+  m.def("batch_norm_apply_calls() -> int", &batch_norm_apply_calls);
 }
 
-TORCH_LIBRARY_IMPL(sscl_cpu, CPU, m) { m.impl("batch_norm_stats", &batch_norm_stats); }
+TORCH_LIBRARY_IMPL(sscl_cpu, CPU, m) {
+  m.impl("batch_norm_stats", &batch_norm_stats);
+  m.impl("batch_norm_apply", &batch_norm_apply);
+}

@@ -33,6 +33,7 @@ from sscl.models.layers import (
     GraphConvFn,
     SpatialGraphConv,
     TemporalConv,
+    batch_norm_act,
     input_norm_features,
     make_residual,
     mask_frames,
@@ -152,11 +153,10 @@ class AGCNBlock(nn.Module):
     def forward(self, x_NCTV: Tensor, mask_NT: Tensor | None = None) -> Tensor:
         """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None. Returns (N, C', ceil(T/s), V)."""
         adjacency_NKVV = self.graph(x_NCTV, mask_NT)
-        y = self.gcn_bn(self.gcn(x_NCTV, adjacency_NKVV)) + self.gcn_skip(x_NCTV)
-        y = self.tcn(torch.relu(y), mask_NT)
-        if self.residual is not None:
-            y = y + self.residual(x_NCTV)
-        return torch.relu(y)
+        y = batch_norm_act(self.gcn_bn, self.gcn(x_NCTV, adjacency_NKVV), self.gcn_skip(x_NCTV),
+                           relu=True)
+        res = self.residual(x_NCTV) if self.residual is not None else None
+        return self.tcn(y, mask_NT, residual=res, relu=True)
 
     def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
         """Under "agcn" the graph unit's BN weight starts at `GRAPH_BN_INIT`, so the unit starts

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout, get_layout
 from sscl.errors import ConfigError, LayoutError
-from sscl.kernels.batch_norm import batch_norm_train, fast_path_applies
+from sscl.kernels.batch_norm import batch_norm_train, fast_path_applies, residual_applies
 from sscl.models.initialization import check_scheme, init_weights
 
 #: Signature of the spatial graph convolution: (x (N,C,T,V), weight (K,C',C), bias (C',) or None,
@@ -256,18 +256,53 @@ class BatchNorm2d(nn.BatchNorm2d):
     Same parameters, buffers, state dict and results as `nn.BatchNorm2d` (to float rounding);
     in training mode on contiguous float32/float64 CPU input it runs
     `sscl.kernels.batch_norm.batch_norm_train` (about 3x faster at the demo's shapes, bench/README
-    "Batch norm"), everywhere else `nn.BatchNorm2d.forward`.
+    "Batch norm"), everywhere else `nn.BatchNorm2d.forward`. `batch_norm_act` runs it with the
+    block's residual add and ReLU in the same pass.
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.fused(x, None, False)
+
+    def fused(self, x: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+        """``relu(self(x) + residual)`` (no add for None, no ReLU unless ``relu``)."""
+        if (not self.training and self.running_mean is not None and self.running_var is not None
+                and not _needs_grad(x, residual, self.weight, self.bias)
+                and fast_path_applies(x) and residual_applies(x, residual)):
+            # Inference (`sscl predict`, evaluation): the running statistics, one pass.
+            return torch.ops.sscl_cpu.batch_norm_apply(
+                x, self.running_mean, torch.rsqrt(self.running_var + self.eps), self.weight,
+                self.bias, residual, relu)
         if not (self.training and self.track_running_stats and self.momentum is not None
-                and fast_path_applies(x)):
-            return super().forward(x)
+                and fast_path_applies(x) and residual_applies(x, residual)):
+            y = super().forward(x)
+            if residual is not None:
+                y = y + residual
+            return torch.relu(y) if relu else y
         self._check_input_dim(x)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
         return batch_norm_train(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                self.momentum, self.eps)
+                                self.momentum, self.eps, residual, relu)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def batch_norm_act(
+    bn: nn.BatchNorm2d, x: Tensor, residual: Tensor | None = None, relu: bool = False
+) -> Tensor:
+    """``relu(bn(x) + residual)``, the closing ops of a graph or temporal unit.
+
+    One fused pass for the models' `BatchNorm2d` (`BatchNorm2d.fused`); the separate ops for any
+    other batch norm (``bench_backbone.plain_pytorch`` swaps the class to ``nn.BatchNorm2d``).
+    """
+    if isinstance(bn, BatchNorm2d):
+        return bn.fused(x, residual, relu)
+    y = bn(x)
+    if residual is not None:
+        y = y + residual
+    return torch.relu(y) if relu else y
 
 
 class TemporalConv(nn.Module):
@@ -288,11 +323,19 @@ class TemporalConv(nn.Module):
         )
         self.bn = BatchNorm2d(out_channels)
 
-    def forward(self, x_NCTV: Tensor, mask_NT: Tensor | None = None) -> Tensor:
-        """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None. Returns (N, C', ceil(T/stride), V)."""
+    def forward(
+        self,
+        x_NCTV: Tensor,
+        mask_NT: Tensor | None = None,
+        residual: Tensor | None = None,
+        relu: bool = False,
+    ) -> Tensor:
+        """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None; residual (N, C', ceil(T/stride), V)
+        added after the batch norm, or None; relu: ReLU last. Returns (N, C', ceil(T/stride), V).
+        """
         # Padded frames must read as zeros here, as the conv's own zero padding does at the end of
         # an unpadded sequence.
-        return self.bn(self.conv(mask_frames(x_NCTV, mask_NT)))
+        return batch_norm_act(self.bn, self.conv(mask_frames(x_NCTV, mask_NT)), residual, relu)
 
 
 class PointwiseResidual(nn.Module):

@@ -30,6 +30,7 @@ from sscl.models.layers import (
     GraphConvFn,
     SpatialGraphConv,
     TemporalConv,
+    batch_norm_act,
     input_norm_features,
     make_residual,
 )
@@ -96,11 +97,13 @@ class STGCNBlock(nn.Module):
 
     def forward(self, x_NCTV: Tensor, mask_NT: Tensor | None = None) -> Tensor:
         """Args: x_NCTV (N, C, T, V); mask_NT (N, T) or None. Returns (N, C', ceil(T/s), V)."""
-        y = torch.relu(self.gcn_bn(self.gcn(x_NCTV, self.A_KVV * self.edge_importance)))
+        y = batch_norm_act(self.gcn_bn, self.gcn(x_NCTV, self.A_KVV * self.edge_importance),
+                           relu=True)
+        res = self.residual(x_NCTV) if self.residual is not None else None
+        if self.dropout.p == 0 or not self.training:
+            return self.tcn(y, mask_NT, residual=res, relu=True)  # one pass: BN, + res, ReLU
         y = self.dropout(self.tcn(y, mask_NT))
-        if self.residual is not None:
-            y = y + self.residual(x_NCTV)
-        return torch.relu(y)
+        return torch.relu(y + res if res is not None else y)
 
     def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
         """Edge importance starts at 1 under every scheme (`sscl.models.initialization`)."""
