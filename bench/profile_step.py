@@ -31,9 +31,11 @@ from sscl.contrastive import Pretrainer  # noqa: E402
 WALL_GROUPS = (
     ("fused graph convolution (fwd + bwd)", ("sscl::graph_conv", "sscl::graph_conv_backward")),
     ("convolutions, oneDNN (fwd + bwd)", ("aten::convolution", "aten::convolution_backward")),
-    ("batch-norm statistics (fused)", ("sscl_cpu::batch_norm_stats",)),
-    ("batch norm, ATen (normalise + backward)", ("aten::batch_norm",
-                                                 "aten::native_batch_norm_backward")),
+    ("batch norm forward, fused (statistics; normalise + residual + ReLU)",
+     ("sscl_cpu::batch_norm_stats", "sscl_cpu::batch_norm_apply")),
+    ("batch norm and ReLU backward, ATen", ("aten::native_batch_norm_backward",
+                                            "aten::threshold_backward")),
+    ("ATen batch norm forward (input norm, heads)", ("aten::batch_norm",)),
 )
 
 
@@ -83,7 +85,7 @@ def main() -> None:
     print(f"wall time a step (total on the calling thread, of {wall_ms:.0f} ms unprofiled):")
     for label, names in WALL_GROUPS:
         ms = sum(by_name.get(n, 0.0) for n in names)
-        print(f"  {label:<40} {ms:7.0f} ms {ms / wall_ms:6.1%}")
+        print(f"  {label:<68} {ms:7.0f} ms {ms / wall_ms:6.1%}")
 
 
 if __name__ == "__main__":
