@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -146,21 +147,30 @@ at::Tensor batch_norm_apply(const at::Tensor& x, const at::Tensor& mean, const a
   const at::Tensor rc = has_res ? residual->contiguous() : at::Tensor();
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t L = N * C == 0 ? 0 : xc.numel() / (N * C);
-  // alpha = invstd * weight, beta = bias - mean * alpha, per channel, in float64 then rounded.
-  const at::Tensor m64 = mean.to(at::kDouble), s64 = invstd.to(at::kDouble);
-  at::Tensor alpha = weight.has_value() && weight->defined() ? s64 * weight->to(at::kDouble) : s64;
-  at::Tensor beta = -m64 * alpha;
-  if (bias.has_value() && bias->defined()) beta = beta + bias->to(at::kDouble);
-  alpha = alpha.to(x.scalar_type()).contiguous();
-  beta = beta.to(x.scalar_type()).contiguous();
   at::Tensor y = at::empty_like(xc);
   g_apply_calls.fetch_add(1, std::memory_order_relaxed);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_apply", [&] {
+    // alpha = invstd * weight, beta = bias - mean * alpha, per channel, in float64 then rounded
+    // (a scalar loop: tensor ops here would cost more than the pass itself on small inputs).
+    const at::Tensor mc = mean.contiguous(), sc = invstd.contiguous();
+    const bool has_w = weight.has_value() && weight->defined();
+    const bool has_b = bias.has_value() && bias->defined();
+    const at::Tensor wc = has_w ? weight->contiguous() : at::Tensor();
+    const at::Tensor bc = has_b ? bias->contiguous() : at::Tensor();
+    std::vector<scalar_t> alpha(C), beta(C);
+    for (int64_t c = 0; c < C; ++c) {
+      double a = static_cast<double>(sc.data_ptr<scalar_t>()[c]);
+      if (has_w) a *= static_cast<double>(wc.data_ptr<scalar_t>()[c]);
+      double b = -static_cast<double>(mc.data_ptr<scalar_t>()[c]) * a;
+      if (has_b) b += static_cast<double>(bc.data_ptr<scalar_t>()[c]);
+      alpha[c] = static_cast<scalar_t>(a);
+      beta[c] = static_cast<scalar_t>(b);
+    }
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     const scalar_t* rp = has_res ? rc.data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.data_ptr<scalar_t>();
-    const scalar_t* a = alpha.data_ptr<scalar_t>();
-    const scalar_t* b = beta.data_ptr<scalar_t>();
+    const scalar_t* a = alpha.data();
+    const scalar_t* b = beta.data();
     if (has_res && relu) apply_impl<scalar_t, true, true>(xp, rp, yp, N, C, L, a, b);
     else if (has_res) apply_impl<scalar_t, true, false>(xp, rp, yp, N, C, L, a, b);
     else if (relu) apply_impl<scalar_t, false, true>(xp, rp, yp, N, C, L, a, b);

@@ -25,6 +25,13 @@ def _fused_backend():
         pytest.skip("the fused CPU extension did not build here (see the logged reason)")
 
 
+@pytest.fixture(autouse=True)
+def _every_size(monkeypatch):
+    """The fused path at every size (by default inputs under `MIN_ELEMENTS` keep ATen's ops)."""
+    monkeypatch.setattr(kbn, "MIN_ELEMENTS", 0)
+
+
+
 def pair(c: int, dtype: torch.dtype, affine: bool = True, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     ours, ref = BatchNorm2d(c, affine=affine).to(dtype), nn.BatchNorm2d(c, affine=affine).to(dtype)

@@ -29,6 +29,16 @@ def _fused_backend():
         pytest.skip("the fused CPU extension did not build here (see the logged reason)")
 
 
+DEFAULT_MIN_ELEMENTS = kbn.MIN_ELEMENTS
+
+
+@pytest.fixture(autouse=True)
+def _every_size(monkeypatch):
+    """The fused path at every size (by default inputs under `MIN_ELEMENTS` keep ATen's ops)."""
+    monkeypatch.setattr(kbn, "MIN_ELEMENTS", 0)
+
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()).norm() / b.double().norm().clamp(min=1e-300)).item()
 
@@ -181,3 +191,16 @@ def test_stgcn_with_dropout_keeps_the_dropout_before_the_residual():
     y = ours(x)
     torch.manual_seed(1)
     assert rel(y, ref(x)) < 1e-10
+
+
+def test_small_inputs_keep_atens_ops_by_default(monkeypatch):
+    """Under `MIN_ELEMENTS` the fused path's fixed cost outweighs its passes: ATen's ops run."""
+    monkeypatch.setattr(kbn, "MIN_ELEMENTS", DEFAULT_MIN_ELEMENTS)
+    bn = BatchNorm2d(8).train()
+    small = torch.randn(4, 8, 16, 20)  # 10 K elements
+    large = torch.randn(64, 8, 32, 20)  # 328 K elements
+    before = kbn.apply_calls()
+    batch_norm_act(bn, small, None, True)
+    assert kbn.apply_calls() == before
+    batch_norm_act(bn, large, None, True)
+    assert kbn.apply_calls() == before + 1
