@@ -17,8 +17,9 @@ ATen's training forward on NCHW spends most of its time in the statistics, and t
 each cost a read and a write of the block's output (bench/README "Batch norm"). The result is the
 same function to float rounding: ``batch_norm_train_ref`` (``torch.nn.functional.batch_norm``,
 then ``+ residual`` and ``torch.relu``) is the oracle of the tests. `sscl.models.layers`
-takes this path where `fast_path_applies` says so and the separate ATen ops everywhere else (GPU,
-autocast, eval mode, half precision, non-contiguous input).
+takes this path where `fast_path_applies` says so (in eval mode without gradients, step 2 alone
+with the running statistics) and the separate ATen ops everywhere else (GPU, autocast, half
+precision, non-contiguous or small input).
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def batch_norm_train_ref(
 ) -> Tensor:
     """The oracle of `batch_norm_train`: ATen's training batch norm, add and ReLU, one op each."""
     y = F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
+    return add_relu(y, residual, relu)
+
+
+def add_relu(y: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+    """``relu(y + residual)`` as separate ATen ops (no add for None, no ReLU unless ``relu``):
+    what the fused pass replaces, wherever it does not apply."""
     if residual is not None:
         y = y + residual
     return torch.relu(y) if relu else y

@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout, get_layout
 from sscl.errors import ConfigError, LayoutError
-from sscl.kernels.batch_norm import batch_norm_train, fast_path_applies, residual_applies
+from sscl.kernels.batch_norm import (
+    add_relu,
+    batch_norm_train,
+    fast_path_applies,
+    residual_applies,
+)
 from sscl.models.initialization import check_scheme, init_weights
 
 #: Signature of the spatial graph convolution: (x (N,C,T,V), weight (K,C',C), bias (C',) or None,
@@ -254,10 +259,11 @@ class BatchNorm2d(nn.BatchNorm2d):
     """`nn.BatchNorm2d` whose CPU training forward takes its statistics in one read of the input.
 
     Same parameters, buffers, state dict and results as `nn.BatchNorm2d` (to float rounding);
-    in training mode on contiguous float32/float64 CPU input it runs
-    `sscl.kernels.batch_norm.batch_norm_train` (about 3x faster at the demo's shapes, bench/README
-    "Batch norm"), everywhere else `nn.BatchNorm2d.forward`. `batch_norm_act` runs it with the
-    block's residual add and ReLU in the same pass.
+    in training mode on contiguous float32/float64 CPU input of at least
+    `sscl.kernels.batch_norm.MIN_ELEMENTS` elements it runs `batch_norm_train` (about 3x faster at
+    the demo's shapes, bench/README "Batch norm"), in eval mode without gradients the same
+    normalise pass with the running statistics, everywhere else `nn.BatchNorm2d.forward`.
+    `batch_norm_act` runs it with the block's residual add and ReLU in the same pass.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -274,10 +280,7 @@ class BatchNorm2d(nn.BatchNorm2d):
                 self.bias, residual, relu)
         if not (self.training and self.track_running_stats and self.momentum is not None
                 and fast_path_applies(x) and residual_applies(x, residual)):
-            y = super().forward(x)
-            if residual is not None:
-                y = y + residual
-            return torch.relu(y) if relu else y
+            return add_relu(super().forward(x), residual, relu)
         self._check_input_dim(x)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
@@ -299,10 +302,7 @@ def batch_norm_act(
     """
     if isinstance(bn, BatchNorm2d):
         return bn.fused(x, residual, relu)
-    y = bn(x)
-    if residual is not None:
-        y = y + residual
-    return torch.relu(y) if relu else y
+    return add_relu(bn(x), residual, relu)
 
 
 class TemporalConv(nn.Module):

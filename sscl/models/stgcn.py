@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sscl.data.layouts import Layout
 from sscl.kernels import graph_conv_auto
+from sscl.kernels.batch_norm import add_relu
 from sscl.models.layers import (
     BatchNorm2d,
     GCNBackbone,
@@ -103,7 +104,7 @@ class STGCNBlock(nn.Module):
         if self.dropout.p == 0 or not self.training:
             return self.tcn(y, mask_NT, residual=res, relu=True)  # one pass: BN, + res, ReLU
         y = self.dropout(self.tcn(y, mask_NT))
-        return torch.relu(y + res if res is not None else y)
+        return add_relu(y, res, True)
 
     def init_parameters(self, scheme: str, generator: torch.Generator | None) -> None:
         """Edge importance starts at 1 under every scheme (`sscl.models.initialization`)."""
