@@ -51,13 +51,20 @@ def _inputs(shape, residual):
     return x, r, w, b, gy
 
 
-def _warm(steps: dict) -> None:
-    """A few calls of each before timing: the first case of a run otherwise pays the thread
-    pool's start and the allocator's first touch of these sizes (0.95x in one such run, 1.3-1.4x
-    warm)."""
+def _compare(steps: dict, smoke: bool, ratios, name: str, shape, what: str) -> None:
+    """Time ``steps`` ("ours", "aten") in alternating rounds and record their ratio.
+
+    A few calls of each go first: the first case of a run otherwise pays the thread pool's start
+    and the allocator's first touch of these sizes (0.95x in one such run, 1.3-1.4x warm)."""
     for _ in range(3):
         for step in steps.values():
             step()
+    times = alternating_times(steps, 1 if smoke else ROUNDS)
+    ratio = statistics.median(a / o for o, a in zip(times["ours"], times["aten"]))
+    detail = (f"{shape}: ours {statistics.median(times['ours']) * 1e3:.2f} ms, ATen "
+              f"{statistics.median(times['aten']) * 1e3:.2f} ms ({what})")
+    print(f"\nbatch norm {name}: {ratio:.2f}x ({detail})")
+    ratios.add(name, ratio, 1.0, detail)
 
 
 @pytest.mark.parametrize("closing", list(CLOSINGS))
@@ -77,13 +84,7 @@ def test_training_closing_vs_separate_ops(shape_name, closing, ratios, request):
         return step
 
     steps = {"ours": step_of(kbn.batch_norm_train), "aten": step_of(kbn.batch_norm_train_ref)}
-    _warm(steps)
-    times = alternating_times(steps, 1 if smoke else ROUNDS)
-    ratio = statistics.median(a / o for o, a in zip(times["ours"], times["aten"]))
-    detail = (f"{shape}: ours {statistics.median(times['ours']) * 1e3:.2f} ms, ATen "
-              f"{statistics.median(times['aten']) * 1e3:.2f} ms (fwd + bwd)")
-    print(f"\nbatch norm {closing}, {shape_name}: {ratio:.2f}x ({detail})")
-    ratios.add(f"{closing} training, {shape_name}", ratio, 1.0, detail)
+    _compare(steps, smoke, ratios, f"{closing} training, {shape_name}", shape, "fwd + bwd")
 
 
 @pytest.mark.parametrize("shape_name", list(SHAPES))
@@ -110,10 +111,4 @@ def test_inference_closing_vs_separate_ops(shape_name, ratios, request):
         return step
 
     steps = {"ours": step_of(ours), "aten": step_of(plain)}
-    _warm(steps)
-    times = alternating_times(steps, 1 if smoke else ROUNDS)
-    ratio = statistics.median(a / o for o, a in zip(times["ours"], times["aten"]))
-    detail = (f"{shape}: ours {statistics.median(times['ours']) * 1e3:.2f} ms, ATen "
-              f"{statistics.median(times['aten']) * 1e3:.2f} ms (bn+res+relu, eval)")
-    print(f"\nbatch norm inference, {shape_name}: {ratio:.2f}x ({detail})")
-    ratios.add(f"bn+res+relu inference, {shape_name}", ratio, 1.0, detail)
+    _compare(steps, smoke, ratios, f"bn+res+relu inference, {shape_name}", shape, "eval")
