@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from benchutil import alternating_times
 
 from sscl.kernels import backend, graph_conv, graph_conv_path, graph_conv_ref
-from sscl.kernels.build import cpu_isa_details
+from sscl.kernels.build import cpu_gemm, cpu_isa_details
 
 V, K = 25, 3
 CI_SHAPES = [(16, 64, 64, 64), (16, 128, 128, 38), (16, 256, 256, 38)]
@@ -54,17 +54,19 @@ SHAPES = FULL_SHAPES if FULL else CI_SHAPES
 ROUNDS = int(os.environ.get("SSCL_BENCH_ROUNDS", "7"))
 
 
-_ISA_ENVS = ("SSCL_GRAPH_CONV_MAX_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-             "MKL_ENABLE_INSTRUCTIONS")
+_ISA_ENVS = ("SSCL_GRAPH_CONV_MAX_ISA", "SSCL_GRAPH_CONV_GEMM", "ATEN_CPU_CAPABILITY",
+             "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def isa_line() -> str:
-    """The kernel variant in use, the CPU's and the build's highest, torch's capability, the
-    `graph_conv_auto` path and the ISA-limiting environment variables that are set."""
+    """The kernel variant in use, the CPU's and the build's highest, the tile GEMMs' backend at
+    32+ and at 16 channels, torch's capability, the `graph_conv_auto` path and the ISA-limiting
+    environment variables that are set."""
     d = cpu_isa_details()
     envs = " ".join(f"{k}={os.environ[k]}" for k in _ISA_ENVS if k in os.environ) or "none"
     return (
-        f"kernel isa {d['used']} (cpu {d['cpu']}, compiled {d['compiled']}), torch cpu "
+        f"kernel isa {d['used']} (cpu {d['cpu']}, compiled {d['compiled']}), tile gemm "
+        f"{d['gemm']} (16 channels: {cpu_gemm(16)}), torch cpu "
         f"capability {torch.backends.cpu.get_cpu_capability()}, graph_conv_auto path "
         f"{graph_conv_path('cpu')}, isa env: {envs}"
     )

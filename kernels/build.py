@@ -15,6 +15,10 @@ The CPU library holds one copy of the aggregation kernel per instruction set (`g
 it leaves the copies above it out of the library (a separate build, cached under its own name),
 at call time it keeps a library that has them from running them. `cpu_isa()` says which copy
 runs.
+
+Its float32 tile GEMMs run on ATen's BLAS or on oneDNN's matmul (`SSCL_GRAPH_CONV_GEMM` = `auto`,
+`blas` or `onednn`; auto takes oneDNN for layers of 32 channels and more on AMD CPUs running the
+avx512 copy, where MKL falls back to its AVX2 code). `cpu_gemm()` says which.
 """
 
 from __future__ import annotations
@@ -174,11 +178,58 @@ def cpu_isa() -> str:
 
 
 def cpu_isa_details() -> dict[str, str]:
-    """`cpu_isa()` with its inputs: {"used", "cpu", "compiled", "max_isa_env"} (for benchmarks)."""
+    """`cpu_isa()` with its inputs: {"used", "cpu", "compiled", "max_isa_env"} and the tile-GEMM
+    backend ("gemm", see `cpu_gemm`) (for benchmarks)."""
     if not ensure_loaded("cpu"):
-        return {"used": "none", "cpu": "unknown", "compiled": "none", "max_isa_env": max_isa()}
+        return {"used": "none", "cpu": "unknown", "compiled": "none", "max_isa_env": max_isa(),
+                "gemm": "none"}
     used, cpu, compiled = torch.ops.sscl_cpu.graph_conv_isa()
-    return {"used": used, "cpu": cpu, "compiled": compiled, "max_isa_env": max_isa()}
+    return {"used": used, "cpu": cpu, "compiled": compiled, "max_isa_env": max_isa(),
+            "gemm": cpu_gemm()}
+
+
+GEMM_ENV = "SSCL_GRAPH_CONV_GEMM"
+GEMMS = ("blas", "onednn")
+
+
+def cpu_gemm(channels: int = 32) -> str:
+    """The backend of the fused CPU kernel's float32 tile GEMMs now, for a layer whose narrower
+    side has ``channels`` channels: "blas" (ATen's BLAS, MKL in the x86 wheels) or "onednn"
+    (oneDNN's matmul, linked into torch); "none" without the kernel.
+
+    A fixed rule, never a timing: `SSCL_GRAPH_CONV_GEMM=blas|onednn` picks one; unset or `auto`
+    takes oneDNN for layers of 32 channels or more in and out where the avx512 copy runs on an
+    AMD CPU (MKL runs its AVX2 code there: about 95 against 150-220 GFLOP/s a core at the tiles'
+    shapes; at 16 channels oneDNN's per-call cost loses, bench/README), else the BLAS. Float64
+    always runs the BLAS.
+
+    Raises:
+        ConfigError: the variable holds something other than auto, blas or onednn.
+    """
+    value = os.environ.get(GEMM_ENV, "").lower() or "auto"
+    if value not in ("auto", *GEMMS):
+        raise ConfigError(f"{GEMM_ENV}={os.environ[GEMM_ENV]!r} is not a tile-GEMM backend: set "
+                          "auto, blas or onednn, or unset it")
+    if not ensure_loaded("cpu"):
+        return "none"
+    wide, narrow, *_ = torch.ops.sscl_cpu.graph_conv_gemm()
+    return wide if channels >= 32 else narrow
+
+
+def onednn_gemm_failure() -> str:
+    """Why oneDNN's float32 matmul cannot run the tile GEMMs here ("" where it can): it needs
+    AVX-512 BW/VL/DQ (not capped away by ``ONEDNN_MAX_CPU_ISA``) and a torch that accepts float32
+    there. ``SSCL_GRAPH_CONV_GEMM=onednn`` then fails with this reason; auto keeps the BLAS."""
+    if not ensure_loaded("cpu"):
+        return "the fused CPU kernel is not available"
+    return torch.ops.sscl_cpu.graph_conv_gemm()[3]
+
+
+def cpu_gemm_calls() -> dict[str, int]:
+    """Fused CPU forward + backward calls so far per tile-GEMM backend (tests check the path)."""
+    if not ensure_loaded("cpu"):
+        return dict.fromkeys(GEMMS, 0)
+    return dict(zip(GEMMS, torch.ops.sscl_cpu.graph_conv_gemm_calls()))
 
 
 def cpu_kernel_calls() -> dict[str, int]:

@@ -15,7 +15,18 @@
 // torch.set_num_threads); workers carry the caller's dispatcher state.
 // Precision: float32 and float64 natively; float16/bfloat16 are upcast to float32, computed with
 // float32 accumulation, and the results cast back to the input dtype.
+// Tile GEMMs: ATen's BLAS (MKL in the x86 wheels), or for float32 oneDNN's matmul (linked into
+// torch) where that is faster: on AMD CPUs with AVX-512, MKL runs its AVX2 code (about 95
+// GFLOP/s a core on a Zen 5 EPYC) while oneDNN runs AVX-512 (150-220 GFLOP/s at the tiles'
+// shapes; at 16 channels its per-call cost loses). SSCL_GRAPH_CONV_GEMM = auto (that rule) | blas
+// | onednn picks it; see gemm_backend().
 #include <ATen/ATen.h>
+#include <ATen/Config.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SSCL_HAVE_CPUID 1
+#else
+#define SSCL_HAVE_CPUID 0
+#endif
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
@@ -26,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "graph_conv_checks.h"
@@ -35,6 +47,20 @@
 // to one thread for its tiles. Weak: absent from non-MKL builds (OpenBLAS stays single-threaded
 // inside an OpenMP region by itself).
 extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+#if SSCL_HAVE_CPUID
+#include <cpuid.h>
+#endif
+
+// ATen's oneDNN matmul (exported by libtorch_cpu, no public header): result = alpha * mat1 @ mat2
+// + beta * result, any strides, float32 among its types. It runs single-threaded inside our
+// OpenMP region (oneDNN does not open a nested team).
+namespace at {
+namespace native {
+void mkldnn_matmul(const Tensor& mat1, const Tensor& mat2, const Tensor& result, float beta,
+                   float alpha);
+}  // namespace native
+}  // namespace at
 
 namespace {
 
@@ -178,6 +204,104 @@ AggregateFn<T> aggregate_for(int isa) {
   }
 }
 
+// ---- The tile GEMMs' backend ------------------------------------------------------------------
+enum Gemm : int { kBlas = 0, kOnednn = 1 };
+constexpr const char* kGemmNames[] = {"blas", "onednn"};
+std::atomic<int64_t> g_gemm_calls[2];  // forward/backward calls per backend (tests read them)
+
+// Empty when ATen's oneDNN matmul runs float32 here, else why not: it is tried once per process
+// on a tiny product. Some torch releases, and CPUs without AVX-512 BW/VL/DQ (or with oneDNN
+// capped below them, ONEDNN_MAX_CPU_ISA=AVX2), refuse it; the BLAS runs there.
+const std::string& onednn_failure() {
+  static const std::string failure = [] {
+    if (!at::hasMKLDNN()) return std::string("this torch build has no oneDNN");
+    try {
+      const auto opt = at::TensorOptions().dtype(at::kFloat);
+      at::Tensor o = at::empty({2, 2}, opt);
+      at::native::mkldnn_matmul(at::ones({2, 3}, opt), at::ones({3, 2}, opt), o, 0.0f, 1.0f);
+      if (!o.eq(3).all().item<bool>()) return std::string("a test product came out wrong");
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      return what.substr(0, what.find('\n'));
+    }
+    return std::string();
+  }();
+  return failure;
+}
+
+bool amd_cpu() {
+#if SSCL_HAVE_CPUID
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(0, &a, &b, &c, &d) == 0) return false;
+  return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+#else
+  return false;
+#endif
+}
+
+// SSCL_GRAPH_CONV_GEMM at call time: -1 = auto (unset or "auto"), else kBlas / kOnednn.
+int env_gemm() {
+  const char* env = std::getenv("SSCL_GRAPH_CONV_GEMM");
+  if (env == nullptr || *env == '\0') return -1;
+  std::string v(env);
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (v == "auto") return -1;
+  if (v == "blas") return kBlas;
+  if (v == "onednn") return kOnednn;
+  TORCH_CHECK(false, "SSCL_GRAPH_CONV_GEMM=", env,
+              " is not one of auto, blas, onednn: set one of them or unset it");
+  return kBlas;  // not reached
+}
+
+// Narrower layers keep the BLAS under auto: their tile GEMMs are small enough for oneDNN's
+// per-call cost to show (whole op, forward + backward, oneDNN against MKL on a Zen 5 EPYC:
+// 0.83x at 16 -> 16 channels, 0.88x at 16 -> 32, 1.02x at 32 -> 32, 1.06x at 32 -> 64, 1.16-1.19x
+// at 64 -> 64, 1.40x at 128, 1.64x at 256).
+constexpr int64_t kOnednnMinChannels = 32;
+
+// Which backend a float32 call's tile GEMMs use (float64 always runs the BLAS: oneDNN has no
+// double matmul). A fixed rule, never a timing: auto takes oneDNN on AMD CPUs running the
+// avx512 variant for layers of at least kOnednnMinChannels channels in and out (measured
+// above); everywhere else the BLAS, which on Intel CPUs has its own AVX-512 code and under the
+// AVX2 cap is as fast as oneDNN (90-106 against 86-103 GFLOP/s a core).
+int gemm_backend(int isa, int64_t channels) {
+  const int env = env_gemm();
+  if (env == kBlas) return kBlas;
+  if (env == kOnednn) return kOnednn;  // call_gemm_backend raises where it cannot run
+  const bool wanted = isa == kAvx512 && amd_cpu() && channels >= kOnednnMinChannels;
+  return wanted && onednn_failure().empty() ? kOnednn : kBlas;
+}
+
+// out = a @ b (accumulate: out += a @ b) for 2-D views of any strides.
+template <typename T>
+void gemm(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
+          int backend) {
+  if (std::is_same<T, float>::value && backend == kOnednn) {
+    at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+    return;
+  }
+  if (accumulate) {
+    const_cast<at::Tensor&>(out).addmm_(a, b);
+  } else {
+    at::Tensor o = out;
+    at::mm_out(o, a, b);
+  }
+}
+
+// The backend for this call (counted), decided before the parallel region: an error there could
+// not leave the OpenMP workers.
+template <typename T>
+int call_gemm_backend(int isa, int64_t channels) {
+  const int backend = std::is_same<T, float>::value ? gemm_backend(isa, channels) : kBlas;
+  if (backend == kOnednn) {
+    TORCH_CHECK(onednn_failure().empty(), "SSCL_GRAPH_CONV_GEMM=onednn but this torch's oneDNN ",
+                "matmul does not run float32 here (", onednn_failure(),
+                "): unset it or set blas");
+  }
+  g_gemm_calls[backend].fetch_add(1, std::memory_order_relaxed);
+  return backend;
+}
+
 // A strided set of rows, row (a, i) at ptr + a * so + i * si.
 template <typename T>
 struct Rows {
@@ -255,7 +379,9 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
   const int64_t n_tb = (T_ + Tb - 1) / Tb;
   const int64_t TV = T_ * V;
 
-  const AggregateFn<T> agg = aggregate_for<T>(active_isa());
+  const int isa = active_isa();
+  const AggregateFn<T> agg = aggregate_for<T>(isa);
+  const int gemm_be = call_gemm_backend<T>(isa, std::min(C, O));
   const at::Tensor Ap = pad_graph(A, false);
   const T* Ap_ptr = Ap.data_ptr<T>();
   // aggregate-first mixes with W as (C', K*C); mix-first with W as (K*C', C).
@@ -289,10 +415,10 @@ void forward_impl(const at::Tensor& x, const at::Tensor& W, const c10::optional<
         }
         at::Tensor y_tile = mat(y, y_off, O, cols, TV);
         at::Tensor xa = mat(buf, 0, K * C, cols, cols);
-        at::mm_out(y_tile, Wmix, xa);
+        gemm<T>(y_tile, Wmix, xa, false, gemm_be);
       } else {
         at::Tensor z = mat(buf, 0, K * O, cols, cols);
-        at::mm_out(z, Wmix, mat(x, x_off, C, cols, TV));
+        gemm<T>(z, Wmix, mat(x, x_off, C, cols, TV), false, gemm_be);
         for (int64_t k = 0; k < K; ++k) {
           aggregate<T>(agg, {buf_ptr + k * O * cols, cols, V}, {y_ptr + y_off, TV, V}, O, tb, V,
                        A_n + k * V * VP, k > 0);
@@ -340,7 +466,9 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
   const int64_t TV = T_ * V;
   const int64_t n_threads = at::get_num_threads();
 
-  const AggregateFn<T> agg = aggregate_for<T>(active_isa());
+  const int isa = active_isa();
+  const AggregateFn<T> agg = aggregate_for<T>(isa);
+  const int gemm_be = call_gemm_backend<T>(isa, std::min(C, O));
   const at::Tensor Ap = pad_graph(A, false);   // for x (x) A, feeding grad_W
   const at::Tensor ApT = pad_graph(A, true);   // for M (x) A^T, giving grad_x
   const T* Ap_ptr = Ap.data_ptr<T>();
@@ -388,7 +516,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
         at::Tensor gy_tile = mat(gy, y_off, O, cols, TV);
         if (need_x || need_a) {
           at::Tensor m = mat(m_buf, 0, K * C, cols, cols);
-          at::mm_out(m, Wt, gy_tile);
+          gemm<T>(m, Wt, gy_tile, false, gemm_be);
           if (need_x) {
             for (int64_t k = 0; k < K; ++k) {
               aggregate<T>(agg, {m_ptr + k * C * cols, cols, V}, {gx_ptr + x_off, TV, V}, C, tb, V,
@@ -406,7 +534,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
             for (int64_t k = 0; k < K; ++k) {
               const int64_t g_off = ((per_sample ? n * K : 0) + k) * V * V;
               at::Tensor acc = mat(ga_t, g_off, V, V, V);
-              acc.addmm_(xc.t(), mat(m_buf, k * C * cols, C * tb, V, V));
+              gemm<T>(acc, xc.t(), mat(m_buf, k * C * cols, C * tb, V, V), true, gemm_be);
             }
           }
         }
@@ -417,7 +545,7 @@ void backward_impl(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& 
                          A_n + k * V * VP, false);
           }
           at::Tensor acc = gw_part[group];
-          acc.addmm_(gy_tile, mat(xa_buf, 0, K * C, cols, cols).t());
+          gemm<T>(acc, gy_tile, mat(xa_buf, 0, K * C, cols, cols).t(), true, gemm_be);
         }
         if (need_b) {
           T* gb_t = gb_part.data_ptr<T>() + group * O;
@@ -477,10 +605,26 @@ std::vector<int64_t> graph_conv_calls() {
   return {g_calls[0].load(), g_calls[1].load(), g_calls[2].load()};
 }
 
+// [backend a float32 call with >= kOnednnMinChannels channels in and out would use now, the same
+// for a narrower call, "amd" or "other", why oneDNN's float32 matmul cannot run here ("" if it
+// can)]
+std::vector<std::string> graph_conv_gemm() {
+  const int isa = active_isa();
+  return {kGemmNames[gemm_backend(isa, kOnednnMinChannels)], kGemmNames[gemm_backend(isa, 1)],
+          amd_cpu() ? "amd" : "other", onednn_failure()};
+}
+
+// Forward and backward calls so far per tile-GEMM backend: [blas, onednn].
+std::vector<int64_t> graph_conv_gemm_calls() {
+  return {g_gemm_calls[0].load(), g_gemm_calls[1].load()};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sscl_cpu, m) {
   m.def("graph_conv_isa() -> str[]", &graph_conv_isa);
+  m.def("graph_conv_gemm() -> str[]", &graph_conv_gemm);
+  m.def("graph_conv_gemm_calls() -> int[]", &graph_conv_gemm_calls);
   m.def("graph_conv_calls() -> int[]", &graph_conv_calls);
   m.def("graph_conv_fwd(Tensor x, Tensor weight, Tensor? bias, Tensor adjacency) -> Tensor");
   m.def(

@@ -441,3 +441,82 @@ def test_graph_conv_auto_on_cuda_matches_the_oracle(monkeypatch):
     torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
     monkeypatch.setenv("SSCL_GRAPH_CONV_CUDA", "fused")
     torch.testing.assert_close(graph_conv_auto(x, w, b, a), want)
+
+
+GEMM_CASES = [
+    # n, c, o, t, v, k, per_sample, tile_t: both mixing orders, several tiles, per-sample graphs
+    (2, 40, 36, 13, 25, 3, False, 4),   # mix-first (C > C'), tiles 4+4+4+1
+    (1, 32, 48, 11, 25, 3, True, 3),    # aggregate-first, per-sample graphs, tiles 3+3+3+2
+    (1, 64, 64, 41, 25, 3, False, 0),   # own tiling
+]
+
+
+@pytest.mark.parametrize("gemm", ["blas", "onednn"])
+@pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: "n{}c{}o{}t{}{}-tile{}".format(
+    *c[:4], "-ps" if c[6] else "", c[7] or "own"))
+def test_parity_per_tile_gemm_backend(monkeypatch, gemm, case):
+    """The float32 tile GEMMs on either backend (SSCL_GRAPH_CONV_GEMM forces it) against the
+    float64 oracle, and the backend that ran (a call counter). oneDNN's products round
+    differently from the BLAS's, so the bound is float32's 1e-5, as for every fp32 case."""
+    _needs_fused_cpu()
+    n, c, o, t, v, k, per_sample, tile_t = case
+    monkeypatch.setenv(build.GEMM_ENV, gemm)
+    args = make_inputs(n, c, o, t, v, k, per_sample=per_sample, seed=c + o)
+    if gemm == "onednn" and build.onednn_gemm_failure():
+        # e.g. under the AVX2 cap: forcing it must fail with the reason, before any work
+        with pytest.raises(RuntimeError, match="SSCL_GRAPH_CONV_GEMM=onednn but this torch's"):
+            graph_conv(*args)
+        return
+    if tile_t:
+        monkeypatch.setenv("SSCL_GRAPH_CONV_TILE_T", str(tile_t))
+    else:
+        monkeypatch.delenv("SSCL_GRAPH_CONV_TILE_T", raising=False)
+    assert build.cpu_gemm() == gemm
+    before = build.cpu_gemm_calls()
+    y, grads, gy = fwd_bwd(graph_conv, args)
+    after = build.cpu_gemm_calls()
+    assert {b: after[b] - before[b] for b in build.GEMMS} == {
+        b: (2 if b == gemm else 0) for b in build.GEMMS}  # forward and backward on it
+    y_ref, grads_ref, _ = fwd_bwd(graph_conv_ref, ref64(args), gy.double())
+    assert rel_err(y, y_ref) <= 1e-5
+    for name, g, g_ref in zip(("x", "weight", "bias", "adjacency"), grads, grads_ref):
+        assert rel_err(g, g_ref) <= 1e-5, name
+
+
+def _amd_avx512() -> bool:
+    """The avx512 copy runs here and /proc/cpuinfo names an AMD CPU."""
+    if _expected_isa() != "avx512":
+        return False
+    text = Path("/proc/cpuinfo").read_text()
+    return any(ln.split(":", 1)[1].strip() == "AuthenticAMD"
+               for ln in text.splitlines() if ln.startswith("vendor_id"))
+
+
+def test_auto_gemm_rule(monkeypatch):
+    """auto: oneDNN for 32+ channels in and out where the avx512 copy runs on an AMD CPU, the
+    BLAS everywhere else (narrow layers, Intel, the AVX2 cap, float64)."""
+    _needs_fused_cpu()
+    monkeypatch.delenv(build.GEMM_ENV, raising=False)
+    wide = "onednn" if _amd_avx512() and not build.onednn_gemm_failure() else "blas"
+    assert build.cpu_gemm(32) == wide and build.cpu_gemm(16) == "blas"
+    cases = [((1, 32, 40, 5, 25), torch.float32, wide), ((1, 16, 64, 5, 25), torch.float32, "blas"),
+             ((1, 32, 40, 5, 25), torch.float64, "blas")]
+    for shape, dtype, want in cases:
+        before = build.cpu_gemm_calls()
+        fwd_bwd(graph_conv, make_inputs(*shape, dtype=dtype))
+        after = build.cpu_gemm_calls()
+        assert {b: after[b] - before[b] for b in build.GEMMS} == {
+            b: (2 if b == want else 0) for b in build.GEMMS}, (shape, dtype)
+    monkeypatch.setenv(build.MAX_ISA_ENV, "avx2")  # the cap keeps the BLAS (numerics as before)
+    assert build.cpu_gemm(64) == "blas"
+
+
+def test_bad_gemm_backend_is_a_config_error(monkeypatch):
+    from sscl.errors import ConfigError
+
+    _needs_fused_cpu()
+    monkeypatch.setenv(build.GEMM_ENV, "cublas")
+    with pytest.raises(ConfigError, match="SSCL_GRAPH_CONV_GEMM='cublas' is not a tile-GEMM"):
+        build.cpu_gemm()
+    with pytest.raises(RuntimeError, match="SSCL_GRAPH_CONV_GEMM=cublas is not one of auto"):
+        torch.ops.sscl_cpu.graph_conv_fwd(*make_inputs(1, 2, 2, 3, 5))
