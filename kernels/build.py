@@ -212,8 +212,7 @@ def cpu_gemm(channels: int = 32) -> str:
                           "auto, blas or onednn, or unset it")
     if not ensure_loaded("cpu"):
         return "none"
-    wide, narrow, *_ = torch.ops.sscl_cpu.graph_conv_gemm()
-    return wide if channels >= 32 else narrow
+    return torch.ops.sscl_cpu.graph_conv_gemm(channels)[0]
 
 
 def onednn_gemm_failure() -> str:
@@ -222,7 +221,7 @@ def onednn_gemm_failure() -> str:
     there. ``SSCL_GRAPH_CONV_GEMM=onednn`` then fails with this reason; auto keeps the BLAS."""
     if not ensure_loaded("cpu"):
         return "the fused CPU kernel is not available"
-    return torch.ops.sscl_cpu.graph_conv_gemm()[3]
+    return torch.ops.sscl_cpu.graph_conv_gemm(0)[1]
 
 
 def cpu_gemm_calls() -> dict[str, int]:

@@ -21,12 +21,6 @@
 // shapes; at 16 channels its per-call cost loses). SSCL_GRAPH_CONV_GEMM = auto (that rule) | blas
 // | onednn picks it; see gemm_backend().
 #include <ATen/ATen.h>
-#include <ATen/Config.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SSCL_HAVE_CPUID 1
-#else
-#define SSCL_HAVE_CPUID 0
-#endif
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
@@ -39,6 +33,9 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>  // amd_cpu()
+#endif
 
 #include "graph_conv_checks.h"
 
@@ -47,10 +44,6 @@
 // to one thread for its tiles. Weak: absent from non-MKL builds (OpenBLAS stays single-threaded
 // inside an OpenMP region by itself).
 extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
-
-#if SSCL_HAVE_CPUID
-#include <cpuid.h>
-#endif
 
 // ATen's oneDNN matmul (exported by libtorch_cpu, no public header): result = alpha * mat1 @ mat2
 // + beta * result, any strides, float32 among its types. It runs single-threaded inside our
@@ -230,10 +223,13 @@ const std::string& onednn_failure() {
 }
 
 bool amd_cpu() {
-#if SSCL_HAVE_CPUID
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid(0, &a, &b, &c, &d) == 0) return false;
-  return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+#if SSCL_X86
+  static const bool amd = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0, &a, &b, &c, &d) == 0) return false;
+    return b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+  }();
+  return amd;
 #else
   return false;
 #endif
@@ -274,17 +270,14 @@ int gemm_backend(int isa, int64_t channels) {
 
 // out = a @ b (accumulate: out += a @ b) for 2-D views of any strides.
 template <typename T>
-void gemm(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
+void gemm(at::Tensor out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
           int backend) {
   if (std::is_same<T, float>::value && backend == kOnednn) {
     at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
-    return;
-  }
-  if (accumulate) {
-    const_cast<at::Tensor&>(out).addmm_(a, b);
+  } else if (accumulate) {
+    out.addmm_(a, b);
   } else {
-    at::Tensor o = out;
-    at::mm_out(o, a, b);
+    at::mm_out(out, a, b);
   }
 }
 
@@ -605,13 +598,10 @@ std::vector<int64_t> graph_conv_calls() {
   return {g_calls[0].load(), g_calls[1].load(), g_calls[2].load()};
 }
 
-// [backend a float32 call with >= kOnednnMinChannels channels in and out would use now, the same
-// for a narrower call, "amd" or "other", why oneDNN's float32 matmul cannot run here ("" if it
-// can)]
-std::vector<std::string> graph_conv_gemm() {
-  const int isa = active_isa();
-  return {kGemmNames[gemm_backend(isa, kOnednnMinChannels)], kGemmNames[gemm_backend(isa, 1)],
-          amd_cpu() ? "amd" : "other", onednn_failure()};
+// [backend a float32 call whose narrower side has `channels` channels would use now, why
+// oneDNN's float32 matmul cannot run here ("" if it can)]
+std::vector<std::string> graph_conv_gemm(int64_t channels) {
+  return {kGemmNames[gemm_backend(active_isa(), channels)], onednn_failure()};
 }
 
 // Forward and backward calls so far per tile-GEMM backend: [blas, onednn].
@@ -623,7 +613,7 @@ std::vector<int64_t> graph_conv_gemm_calls() {
 
 TORCH_LIBRARY(sscl_cpu, m) {
   m.def("graph_conv_isa() -> str[]", &graph_conv_isa);
-  m.def("graph_conv_gemm() -> str[]", &graph_conv_gemm);
+  m.def("graph_conv_gemm(int channels) -> str[]", &graph_conv_gemm);
   m.def("graph_conv_gemm_calls() -> int[]", &graph_conv_gemm_calls);
   m.def("graph_conv_calls() -> int[]", &graph_conv_calls);
   m.def("graph_conv_fwd(Tensor x, Tensor weight, Tensor? bias, Tensor adjacency) -> Tensor");
